@@ -1,0 +1,3 @@
+"""attnbench: a reproducible benchmark of neural attention mechanisms."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""Attention mechanisms behind one interface, selectable by name.
+
+>>> from attnbench.attention import build, available
+>>> attn = build("additive", query_dim=32, key_dim=48, value_dim=48, attn_dim=16)
+>>> context, weights = attn(query, keys, values, mask)   # doctest: +SKIP
+
+See :mod:`attnbench.attention.base` for the calling convention.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    REGISTRY,
+    Attention,
+    UnknownMechanismError,
+    available,
+    build,
+    masked_softmax,
+    register,
+    resolve_positions,
+)
+from .external import ExternalAttention
+from .hard import HardAttention
+from .local import LocalMonotonicAttention, LocalPredictiveAttention
+from .multihead import MultiHeadAttention
+from .scores import (
+    AdditiveAttention,
+    ConcatAttention,
+    CosineAttention,
+    DotAttention,
+    GeneralAttention,
+    KeyValueAttention,
+    LocationAttention,
+    NoAttention,
+    ScaledDotAttention,
+)
+
+__all__ = [
+    "REGISTRY",
+    "AdditiveAttention",
+    "Attention",
+    "ConcatAttention",
+    "CosineAttention",
+    "DotAttention",
+    "ExternalAttention",
+    "GeneralAttention",
+    "HardAttention",
+    "KeyValueAttention",
+    "LocalMonotonicAttention",
+    "LocalPredictiveAttention",
+    "LocationAttention",
+    "MultiHeadAttention",
+    "NoAttention",
+    "ScaledDotAttention",
+    "UnknownMechanismError",
+    "available",
+    "build",
+    "masked_softmax",
+    "register",
+    "resolve_positions",
+]

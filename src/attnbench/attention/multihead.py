@@ -1,0 +1,154 @@
+"""Multi-head scaled dot-product attention (Vaswani et al., 2017)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+import torch.nn.functional as F
+
+from .base import Attention, masked_softmax, register, resolve_positions
+
+__all__ = ["MultiHeadAttention"]
+
+
+@register("multihead")
+class MultiHeadAttention(Attention):
+    """Multi-head attention, ``MultiHead(Q, K, V) = Concat(head_1..head_H) W_O`` with
+    ``head_i = softmax(Q W_Q^i (K W_K^i)^T / sqrt(d_h)) V W_V^i``.
+
+    ``query_dim`` is the embedding size E (= ``output_dim``); ``key_dim`` and
+    ``value_dim`` may differ (like ``kdim``/``vdim`` of ``nn.MultiheadAttention``).
+    Parameters: ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` (``nn.Linear``).
+    The context is computed with ``F.scaled_dot_product_attention``.
+
+    Extra forward keywords: ``causal`` (query step t only sees key positions
+    ``s <= positions[t]``; with default positions that is the usual
+    ``s <= t`` mask; combined with the key mask) and ``need_weights``
+    (default True: also return the head-averaged weights ``[B, Tq, Tk]``,
+    computed explicitly, before dropout, and keep the per-head weights in
+    ``last_head_weights`` ``[B, H, Tq, Tk]``; False: weights are None).
+    A query row with no visible key gets a zero attention output (so the
+    context is ``out_proj``'s bias) and zero weights instead of NaN.
+    """
+
+    description = "Multi-head scaled dot-product (Vaswani et al., 2017): softmax(QK^T/sqrt(d_h))V per head"
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        value_dim: int,
+        num_heads: int = 4,
+        dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(query_dim, key_dim, value_dim)
+        if query_dim % num_heads != 0:
+            raise ValueError(
+                f"multihead: query_dim (embed dim) {query_dim} is not divisible by num_heads={num_heads}"
+            )
+        self.num_heads = int(num_heads)
+        self.head_dim = query_dim // num_heads
+        self.dropout = float(dropout)
+        self.output_dim = query_dim
+        self.q_proj = nn.Linear(query_dim, query_dim, bias=bias)
+        self.k_proj = nn.Linear(key_dim, query_dim, bias=bias)
+        self.v_proj = nn.Linear(value_dim, query_dim, bias=bias)
+        self.out_proj = nn.Linear(query_dim, query_dim, bias=bias)
+        self.last_head_weights: Tensor | None = None
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, d_h]
+
+    def forward(  # type: ignore[override]
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None = None,
+        *,
+        positions: int | Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        q3, single = self._as_3d(query)
+        mask = self._check_mask(mask, keys)
+        b, tq, tk = q3.shape[0], q3.shape[1], keys.shape[1]
+        q = self._split_heads(self.q_proj(q3))
+        k = self._split_heads(self.k_proj(keys))
+        v = self._split_heads(self.v_proj(values))
+
+        # allowed: bool [B, 1, Tq, Tk] (True = may attend) or None for "everything".
+        allowed: Tensor | None = None
+        is_causal = False
+        if mask is not None:
+            allowed = mask.view(b, 1, 1, tk).expand(b, 1, tq, tk)
+        if causal:
+            if mask is None and positions is None and not single:
+                is_causal = True  # SDPA's top-left causal mask == s <= arange(Tq)
+            else:
+                pos = resolve_positions(positions, b, tq, single, q3.device)
+                s = torch.arange(tk, device=q3.device)
+                visible = (s.view(1, 1, tk) <= pos.unsqueeze(-1)).unsqueeze(1)
+                allowed = visible if allowed is None else allowed & visible
+
+        sdpa_mask = None
+        has_any: Tensor | None = None
+        if allowed is not None:
+            has_any = allowed.any(dim=-1, keepdim=True)  # [B, 1, Tq, 1]
+            sdpa_mask = allowed | ~has_any  # keep empty rows finite, zeroed below
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=sdpa_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        if has_any is not None:
+            out = out.masked_fill(~has_any, 0.0)
+        context = self.out_proj(out.transpose(1, 2).reshape(b, tq, self.output_dim))
+
+        weights: Tensor | None = None
+        if need_weights:
+            if is_causal:
+                allowed = torch.ones(tq, tk, dtype=torch.bool, device=q3.device).tril()
+            scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            head_weights = masked_softmax(scores, allowed)  # [B, H, Tq, Tk]
+            self.last_head_weights = head_weights.detach()
+            weights = head_weights.mean(dim=1)
+        return self._restore(context, weights, single)
+
+    @torch.no_grad()
+    def load_from_torch_mha(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
+        """Copy the weights of an ``nn.MultiheadAttention`` (packed or separate projections)."""
+        if mha.embed_dim != self.query_dim or mha.num_heads != self.num_heads:
+            raise ValueError(
+                f"nn.MultiheadAttention(embed_dim={mha.embed_dim}, num_heads={mha.num_heads}) does "
+                f"not match embed_dim={self.query_dim}, num_heads={self.num_heads}"
+            )
+        if mha.kdim != self.key_dim or mha.vdim != self.value_dim:
+            raise ValueError(
+                f"kdim/vdim {mha.kdim}/{mha.vdim} do not match key_dim/value_dim "
+                f"{self.key_dim}/{self.value_dim}"
+            )
+        if mha.bias_k is not None or mha.bias_v is not None:
+            raise ValueError("add_bias_kv=True is not supported")
+        if mha.in_proj_weight is not None:
+            w_q, w_k, w_v = mha.in_proj_weight.chunk(3, dim=0)
+        else:
+            w_q, w_k, w_v = mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight
+        for proj, w in ((self.q_proj, w_q), (self.k_proj, w_k), (self.v_proj, w_v)):
+            proj.weight.copy_(w)
+        has_bias = mha.in_proj_bias is not None
+        if has_bias != (self.q_proj.bias is not None):
+            raise ValueError("bias setting differs between the two modules")
+        if has_bias:
+            for proj, bias in zip((self.q_proj, self.k_proj, self.v_proj), mha.in_proj_bias.chunk(3)):
+                proj.bias.copy_(bias)
+            self.out_proj.bias.copy_(mha.out_proj.bias)
+        self.out_proj.weight.copy_(mha.out_proj.weight)
+        return self

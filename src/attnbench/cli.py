@@ -1,0 +1,180 @@
+"""attnbench command line: one command per pipeline step; Snakemake rules and DVC stages call these.
+
+    attnbench validate                      check params.yaml (exit 2 with the key path on error)
+    attnbench runs                          list task/run/seed of the grid
+    attnbench prepare   --task T            data -> data/prepared/T/
+    attnbench train     --task T --run R --seed S
+    attnbench evaluate  --task T --run R --seed S
+    attnbench aggregate --task T            -> data/results/T/summary.{csv,json}
+    attnbench notebook  --task T            papermill + nbconvert -> reports/notebooks/T.{ipynb,html}
+    attnbench report                        Jinja -> reports/index.html
+
+Global options come before the command: --params FILE, --scale, --device, --set KEY=VALUE.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from . import io as aio
+from . import paths
+from .config import ParamsError, load_params, parse_override, resolve_run, run_list
+
+log = logging.getLogger("attnbench")
+
+
+def _params(args) -> dict:
+    overrides = dict(parse_override(s) for s in args.set)
+    for key in ("scale", "device", "threads"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    return load_params(args.params, overrides)
+
+
+def _run_cfg(params: dict, args) -> dict:
+    return resolve_run(params, args.task, args.run, args.seed)
+
+
+def cmd_validate(args) -> int:
+    params = _params(args)
+    runs = run_list(params)
+    print(f"{args.params}: valid ({len(runs)} runs, scale {params['scale']}, device {params['device']})")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    for spec in run_list(_params(args)):
+        print(spec.key)
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from . import tasks
+
+    params = _params(args)
+    task = tasks.get(args.task)
+    out = paths.prepared_dir(args.task)
+    t0 = time.perf_counter()
+    manifest = task.prepare(params, out)
+    log.info("prepared %s in %.1fs: %s", args.task, time.perf_counter() - t0, manifest)
+    return 0
+
+
+def _setup(params: dict, args):
+    from . import tasks
+    from .training import pick_device, set_threads
+
+    set_threads(params["threads"])
+    cfg = _run_cfg(params, args)
+    task = tasks.get(args.task)
+    device = pick_device(params["device"])
+    data = task.load(paths.prepared_dir(args.task), cfg)
+    return task, cfg, device, data
+
+
+def cmd_train(args) -> int:
+    from .training import fit
+
+    params = _params(args)
+    task, cfg, device, data = _setup(params, args)
+    log.info("training %s/%s seed %d on %s with %d thread(s)", args.task, args.run, args.seed, device, params["threads"])
+    info = fit(task, data, cfg, paths.run_dir(args.task, args.run, args.seed), device)
+    log.info("done: %s", info)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .training import load_trained
+
+    params = _params(args)
+    task, cfg, device, data = _setup(params, args)
+    out = paths.run_dir(args.task, args.run, args.seed)
+    model = load_trained(task, data, cfg, out, device)
+    metrics = task.evaluate(model, data, cfg, device, out)
+    metrics = {"task": args.task, "run": args.run, "seed": args.seed, "model": cfg["model"],
+               "attention": cfg["attention"], "parameters": sum(p.numel() for p in model.parameters()), **metrics}
+    aio.write_json(out / "metrics.json", metrics)
+    log.info("%s/%s seed %d: %s", args.task, args.run, args.seed,
+             {k: metrics.get(k) for k in task.metric_columns})
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from .report.aggregate import aggregate
+
+    aggregate(_params(args), args.task)
+    return 0
+
+
+def cmd_notebook(args) -> int:
+    from .report.notebook import run_notebook
+
+    run_notebook(_params(args), args.task)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import render_report
+
+    render_report(_params(args), paths.report_html())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"attnbench {__version__}")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--scale", choices=["smoke", "default", "full"], help="override params.yaml's scale")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override params.yaml's device")
+    parser.add_argument("--threads", type=int, help="torch threads for this job (default: params.yaml's threads)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any params.yaml key by its dotted path, e.g. tasks.translation.train.lr=0.001")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help, task=False, run=False):
+        p = sub.add_parser(name, help=help, description=help)
+        if task:
+            p.add_argument("--task", required=True, help="task name from params.yaml (e.g. translation)")
+        if run:
+            p.add_argument("--run", required=True, help="run name from tasks.<task>.runs (e.g. rnn-additive)")
+            p.add_argument("--seed", required=True, type=int, help="seed from params.yaml's seeds")
+        p.set_defaults(func=func)
+
+    add("validate", cmd_validate, "check params.yaml against its schema and the registries")
+    add("runs", cmd_runs, "list every task/run/seed of the grid")
+    add("prepare", cmd_prepare, "generate or read a task's data into data/prepared/<task>/", task=True)
+    add("train", cmd_train, "train one run (resumes from its last epoch checkpoint)", task=True, run=True)
+    add("evaluate", cmd_evaluate, "evaluate one trained run into its metrics.json and exports", task=True, run=True)
+    add("aggregate", cmd_aggregate, "collect a task's runs into summary.csv / summary.json", task=True)
+    add("notebook", cmd_notebook, "execute a task's analysis notebook with papermill and export it to HTML", task=True)
+    add("report", cmd_report, "render reports/index.html from every task's results")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except ParamsError as exc:
+        print(f"attnbench: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one clear line for users; the traceback goes to the log
+        from .errors import DataError
+        from .training import TrainingError
+
+        if isinstance(exc, (DataError, TrainingError, FileNotFoundError, KeyError)):
+            log.debug("details", exc_info=True)
+            print(f"attnbench: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

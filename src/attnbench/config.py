@@ -1,0 +1,216 @@
+"""params.yaml: loading, validation and per-run resolution.
+
+Every entry point (the CLI, the Snakefile, dvc.yaml's commands) goes through `load_params`, so a
+bad value stops everything with one message that names the key path, the bad value and what is
+allowed, before anything is written.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+DEFAULT_PARAMS = "params.yaml"
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message names the file, the key path, the value and what is allowed."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicated mapping keys (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ParamsError(
+                    f"line {line}: key {key!r} is duplicated (first defined on line {seen[key]}); "
+                    "each key (task, run, option) must appear once"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _schema(name: str) -> dict:
+    return yaml.safe_load((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+def _path(parts: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def _expected(error: ValidationError) -> str:
+    """What the schema allowed, in words."""
+    v, spec = error.validator, error.validator_value
+    if v == "enum":
+        return "one of: " + ", ".join(map(str, spec))
+    if v == "const":
+        return f"exactly {spec!r}"
+    if v == "type":
+        return f"a value of type {spec}"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        return f"a number {op} {spec}"
+    if v == "minItems":
+        return f"a list with at least {spec} item(s)"
+    if v == "uniqueItems":
+        return "a list without repeated items"
+    if v == "minProperties":
+        return f"a mapping with at least {spec} entr{'y' if spec == 1 else 'ies'}"
+    if v == "minLength":
+        return "a non-empty string"
+    if v == "pattern":
+        return f"a string matching {spec}"
+    if v == "oneOf":
+        return "exactly one of the documented forms (e.g. {source, target} or {tsv})"
+    return f"{v}: {spec}"
+
+
+def _format(error: ValidationError, root: list[Any], origin: str) -> str:
+    parts = root + list(error.absolute_path)
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in (error.instance or {})]
+        return f"{origin}: {_path(parts)}: missing key {missing[0]!r} (required keys: {', '.join(error.validator_value)})"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{origin}: {_path(parts)}: unknown key {extra[0]!r}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "propertyNames":
+        return f"{origin}: {_path(parts)}: name {error.instance!r} is not allowed; expected {_expected(error.context[0]) if error.context else 'a valid name'}"
+    return f"{origin}: {_path(parts)}: value {error.instance!r} is not allowed; expected {_expected(error)}"
+
+
+def _check(instance: Any, schema: dict, root: list[Any], origin: str) -> None:
+    errors = sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # the shallowest error is the most useful one; report it alone, with its path
+        raise ParamsError(_format(errors[0], root, origin))
+
+
+def apply_overrides(params: dict, overrides: dict[str, Any]) -> dict:
+    """Set dotted keys (e.g. {'scale': 'smoke', 'tasks.translation.train.lr': 0.01})."""
+    params = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        node = params
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ParamsError(f"override {dotted}={value!r}: {key!r} is not a mapping in params.yaml")
+            node = node[key]
+        node[keys[-1]] = value
+    return params
+
+
+def validate(params: dict, origin: str = DEFAULT_PARAMS) -> dict:
+    """Check params against the schemas and the registries; return them unchanged or raise ParamsError."""
+    from . import attention, tasks  # imported here: the registries fill themselves on import
+
+    _check(params, _schema("params.schema.yaml"), [], origin)
+    known = tasks.available()
+    for name, section in params["tasks"].items():
+        if name not in known:
+            raise ParamsError(f"{origin}: tasks.{name}: unknown task {name!r}; expected one of: {', '.join(known)}")
+        _check(section, _schema(f"tasks/{name}.schema.yaml"), ["tasks", name], origin)
+        for run, spec in section["runs"].items():
+            mech = spec["attention"]
+            if mech not in attention.available():
+                raise ParamsError(
+                    f"{origin}: tasks.{name}.runs.{run}.attention: value {mech!r} is not allowed; "
+                    f"expected one of: {', '.join(attention.available())}"
+                )
+        tasks.get(name).check_params(section, origin)
+    if params["device"] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParamsError(f"{origin}: device: value 'cuda' is not allowed here: no CUDA device is visible; expected one of: auto, cpu")
+    return params
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'key.path=value' with value parsed as YAML (so 3, 0.1, true, [0, 1] keep their types)."""
+    if "=" not in text:
+        raise ParamsError(f"override {text!r}: expected KEY=VALUE, e.g. scale=smoke")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> dict:
+    params = apply_overrides(read_yaml(Path(path)), overrides or {})
+    return validate(params, origin=str(path))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: str
+    run: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.run}/seed{self.seed}"
+
+
+def run_list(params: dict) -> list[RunSpec]:
+    return [
+        RunSpec(task, run, seed)
+        for task, section in params["tasks"].items()
+        for run in section["runs"]
+        for seed in params["seeds"]
+    ]
+
+
+def resolve_run(params: dict, task: str, run: str, seed: int) -> dict:
+    """Everything one training run depends on, as plain values: its identity in the checkpoint."""
+    section = params["tasks"][task]
+    if run not in section["runs"]:
+        raise ParamsError(f"tasks.{task}.runs: no run named {run!r}; expected one of: {', '.join(section['runs'])}")
+    spec = section["runs"][run]
+    return {
+        "task": task,
+        "run": run,
+        "seed": int(seed),
+        "scale": params["scale"],
+        "data": section["data"],
+        "size": section["scales"][params["scale"]],
+        "train": section["train"],
+        "model": spec["model"],
+        "model_options": section["models"][spec["model"]],
+        "attention": spec["attention"],
+        "attention_options": spec.get("options", {}),
+        "eval": section["eval"],
+    }
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,5 @@
+"""Errors a user can act on: the CLI prints their message alone (no traceback) and exits non-zero."""
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and the line, row or entry, and what was expected."""

@@ -1,0 +1,77 @@
+"""Bi-GRU encoder–decoder that takes any attention mechanism from the registry.
+
+One architecture for every score function, so differences come from the attention alone. The
+decoder is Luong et al.'s (2015) global/local design without input feeding: the GRU state h_t
+queries the encoder memory, and the attentional state h~_t = tanh(W_c [c_t; h_t]) predicts the
+next word. Because the query is the decoder's own state, teacher-forced training runs the GRU over
+the whole target at once and attends for all steps in one batched call; greedy decoding steps.
+
+`none` is the fixed-context baseline (Bahdanau's RNNencdec, Cho et al. 2014): its context is the
+same summary of the source at every step.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..attention import build
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class RNNSeq2Seq(nn.Module):
+    def __init__(self, src_vocab: int, tgt_vocab: int, *, emb_dim: int, hidden: int, dropout: float,
+                 attention: str, attention_options: dict | None = None) -> None:
+        super().__init__()
+        self.src_emb = nn.Embedding(src_vocab, emb_dim, padding_idx=PAD)
+        self.encoder = nn.GRU(emb_dim, hidden, batch_first=True, bidirectional=True)
+        self.memory_proj = nn.Linear(2 * hidden, hidden)   # keys = values: encoder states in decoder space
+        self.init_proj = nn.Linear(2 * hidden, hidden)     # decoder's initial state from both final states
+        self.tgt_emb = nn.Embedding(tgt_vocab, emb_dim, padding_idx=PAD)
+        self.decoder = nn.GRU(emb_dim, hidden, batch_first=True)
+        self.attention = build(attention, hidden, hidden, hidden, **(attention_options or {}))
+        self.combine = nn.Linear(hidden + self.attention.output_dim, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, tgt_vocab)
+
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor):
+        emb = self.drop(self.src_emb(src))
+        packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
+        out, h_n = self.encoder(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        memory = torch.tanh(self.memory_proj(out))
+        h0 = torch.tanh(self.init_proj(torch.cat([h_n[0], h_n[1]], dim=-1))).unsqueeze(0)
+        return memory, src != PAD, h0
+
+    def _predict(self, dec_out, memory, mask, positions):
+        context, weights = self.attention(dec_out, memory, memory, mask, positions=positions)
+        h_tilde = torch.tanh(self.combine(torch.cat([context, dec_out], dim=-1)))
+        return self.out(self.drop(h_tilde)), weights
+
+    def forward(self, src, src_len, tgt_in):
+        """Teacher forcing: logits [B, Tt, V] and attention weights [B, Tt, Ts]."""
+        memory, mask, h0 = self.encode(src, src_len)
+        dec_out, _ = self.decoder(self.drop(self.tgt_emb(tgt_in)), h0)
+        positions = torch.arange(tgt_in.size(1), device=src.device)
+        return self._predict(dec_out, memory, mask, positions)
+
+    @torch.no_grad()
+    def greedy(self, src, src_len, max_len: int):
+        """Greedy decoding: tokens [B, T] (EOS then PAD) and weights [B, T, Ts]."""
+        memory, mask, h = self.encode(src, src_len)
+        batch = src.size(0)
+        token = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
+        tokens, weights = [], []
+        for t in range(max_len):
+            dec_out, h = self.decoder(self.tgt_emb(token), h)
+            logits, w = self._predict(dec_out, memory, mask, torch.tensor([t], device=src.device))
+            token = logits.argmax(-1)
+            token = token.masked_fill(finished.unsqueeze(1), PAD)
+            tokens.append(token)
+            weights.append(w)
+            finished |= token.squeeze(1) == EOS
+            if bool(finished.all()):
+                break
+        return torch.cat(tokens, dim=1), torch.cat(weights, dim=1)

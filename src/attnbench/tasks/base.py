@@ -1,0 +1,53 @@
+"""The small interface every task implements; the training loop, CLI and report only talk to this."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+
+class Task:
+    """One benchmark task: data, models, loss and evaluation.
+
+    Subclasses set `name`, `valid_metric` (higher is better, used for early stopping) and
+    `headline` (the metric the cross-task report shows), and implement the methods below.
+    """
+
+    name: str = ""
+    valid_metric: str = ""
+    headline: str = ""
+    metric_columns: tuple[str, ...] = ()   # metrics.json keys shown in the leaderboard, headline first
+
+    def check_params(self, section: dict, origin: str) -> None:
+        """Checks a schema cannot express; raise config.ParamsError naming the key."""
+
+    def prepare(self, params: dict, out_dir: Path) -> dict:
+        """Generate or read the data into `out_dir`; return the manifest (also written there)."""
+        raise NotImplementedError
+
+    def load(self, prepared: Path, cfg: dict) -> Any:
+        """Load prepared data for one run (tensors, vocabularies, gold annotations)."""
+        raise NotImplementedError
+
+    def build_model(self, cfg: dict, data: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def batches(self, data: Any, cfg: dict, generator: torch.Generator) -> Iterable[Any]:
+        """Training batches for one epoch, in an order drawn from `generator` only."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
+        """Mean loss of a batch and the number of examples (or tokens) it covers."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, data: Any, cfg: dict, device: torch.device) -> float:
+        """The early-stopping metric on the validation split (higher is better)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: Any, cfg: dict, device: torch.device, out_dir: Path) -> dict:
+        """Test metrics (returned, written to metrics.json by the caller) plus exports in `out_dir`."""
+        raise NotImplementedError

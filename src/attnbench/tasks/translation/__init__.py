@@ -1,0 +1,274 @@
+"""Translation: bi-GRU encoder–decoders with every attention mechanism, and a Transformer.
+
+Data: the embedded synthetic language pair (corpus.py) with gold word alignments, or real
+line-aligned files / TSV named in params.yaml. Metrics: sacreBLEU BLEU (signature kept), chrF,
+BLEU per source-length bucket, alignment error rate (AER) of the attention against gold links.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+from ... import io as aio
+from ...config import ParamsError
+from ...metrics import alignment_error_rate, argmax_alignment, corpus_bleu, corpus_chrf
+from ...models.seq2seq import BOS, EOS, PAD, UNK, RNNSeq2Seq
+from ...models.transformer import TransformerSeq2Seq
+from .. import register
+from ..base import Task
+from .corpus import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
+
+SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+SPLITS = ("train", "valid", "test")
+SAMPLES = 20
+
+
+class Vocab:
+    def __init__(self, tokens: list[str]) -> None:
+        self.itos = list(tokens)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, sentences) -> "Vocab":
+        counts = Counter(tok for s in sentences for tok in s)
+        return cls(list(SPECIALS) + sorted(counts, key=lambda t: (-counts[t], t)))
+
+    def encode(self, tokens) -> list[int]:
+        return [self.stoi.get(t, UNK) for t in tokens]
+
+    def decode(self, ids) -> list[str]:
+        out = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i != PAD:
+                out.append(self.itos[i])
+        return out
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+
+class Data:
+    """Prepared pairs as tensors: src = tokens + </s>; tgt_in = <s> + tokens; tgt_out = tokens + </s>."""
+
+    def __init__(self, prepared: Path) -> None:
+        vocab = aio.read_json(prepared / "vocab.json")
+        self.src_vocab, self.tgt_vocab = Vocab(vocab["source"]), Vocab(vocab["target"])
+        self.pairs = {split: read_pairs_jsonl(prepared / f"{split}.jsonl") for split in SPLITS}
+        self.tensors = {split: self._encode(pairs) for split, pairs in self.pairs.items()}
+
+    def _encode(self, pairs: list[Pair]) -> dict[str, list[torch.Tensor]]:
+        src = [torch.tensor(self.src_vocab.encode(p.src) + [EOS]) for p in pairs]
+        tgt = [self.tgt_vocab.encode(p.tgt) for p in pairs]
+        return {
+            "src": src,
+            "tgt_in": [torch.tensor([BOS] + t) for t in tgt],
+            "tgt_out": [torch.tensor(t + [EOS]) for t in tgt],
+        }
+
+    def batch(self, split: str, index) -> dict[str, torch.Tensor]:
+        t = self.tensors[split]
+        src = [t["src"][i] for i in index]
+        return {
+            "src": pad_sequence(src, batch_first=True, padding_value=PAD),
+            "src_len": torch.tensor([len(s) for s in src]),
+            "tgt_in": pad_sequence([t["tgt_in"][i] for i in index], batch_first=True, padding_value=PAD),
+            "tgt_out": pad_sequence([t["tgt_out"][i] for i in index], batch_first=True, padding_value=PAD),
+        }
+
+    def ordered_batches(self, split: str, batch_size: int):
+        """Length-sorted batches for evaluation; yields (indices, batch)."""
+        order = sorted(range(len(self.pairs[split])), key=lambda i: len(self.pairs[split][i].src))
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield index, self.batch(split, index)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Translation(Task):
+    name = "translation"
+    valid_metric = "valid_bleu"
+    headline = "bleu"
+    metric_columns = ("bleu", "chrf", "aer", "exact_match")
+
+    # ---- parameters and data ------------------------------------------------------------
+    def check_params(self, section: dict, origin: str) -> None:
+        for run, spec in section["runs"].items():
+            if spec["model"] == "transformer" and spec["attention"] != "multihead":
+                raise ParamsError(f"{origin}: tasks.translation.runs.{run}.attention: value {spec['attention']!r} is not "
+                                  "allowed for model 'transformer'; expected: multihead")
+            if spec["model"] == "rnn" and spec["attention"] in ("multihead", "external"):
+                raise ParamsError(f"{origin}: tasks.translation.runs.{run}.attention: value {spec['attention']!r} does not "
+                                  "fit an RNN decoder step; expected any other registered mechanism")
+        if section["data"]["source"] == "files":
+            for split, spec in section["data"]["files"].items():
+                for key, value in spec.items():
+                    if not Path(value).is_file():
+                        raise ParamsError(f"{origin}: tasks.translation.data.files.{split}.{key}: file {value!r} "
+                                          "does not exist; expected a path to a text file (gzip allowed)")
+
+    def prepare(self, params: dict, out_dir: Path) -> dict:
+        section = params["tasks"]["translation"]
+        size, data = section["scales"][params["scale"]], section["data"]
+        if data["source"] == "synthetic":
+            splits = generate_splits({s: size[f"{s}_size"] for s in SPLITS}, seed=data.get("seed", 1234),
+                                     max_len=size["max_len"])
+        else:
+            splits = {}
+            for split in SPLITS:
+                spec = data["files"][split]
+                splits[split] = read_parallel(spec.get("source", spec.get("tsv")), spec.get("target"),
+                                              alignments=spec.get("alignments"), lowercase=data.get("lowercase", False),
+                                              max_len=size["max_len"])
+                if not splits[split]:
+                    raise ParamsError(f"tasks.translation.data.files.{split}: no pair is left after dropping sources "
+                                      f"longer than max_len={size['max_len']}")
+        vocab = {"source": Vocab.build(p.src for p in splits["train"]).itos,
+                 "target": Vocab.build(p.tgt for p in splits["train"]).itos}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for split, pairs in splits.items():
+            write_pairs_jsonl(pairs, out_dir / f"{split}.jsonl")
+        aio.write_json(out_dir / "vocab.json", vocab)
+        manifest = {
+            "task": "translation", "source": data["source"], "scale": params["scale"],
+            "pairs": {s: len(p) for s, p in splits.items()},
+            "source_vocab": len(vocab["source"]), "target_vocab": len(vocab["target"]),
+            "gold_alignments": {s: all(p.align is not None for p in ps) for s, ps in splits.items()},
+            "max_source_len": max(len(p.src) for ps in splits.values() for p in ps),
+        }
+        aio.write_json(out_dir / "manifest.json", manifest)
+        return manifest
+
+    def load(self, prepared: Path, cfg: dict) -> Data:
+        return Data(Path(prepared))
+
+    # ---- model and training -----------------------------------------------------------
+    def build_model(self, cfg: dict, data: Data) -> nn.Module:
+        kind, opts = cfg["model"], cfg["model_options"]
+        vocab = (len(data.src_vocab), len(data.tgt_vocab))
+        if kind == "rnn":
+            return RNNSeq2Seq(*vocab, **opts, attention=cfg["attention"], attention_options=cfg["attention_options"])
+        if kind == "transformer":
+            max_len = 2 * cfg["size"]["max_len"] + 8
+            return TransformerSeq2Seq(*vocab, **opts, max_len=max_len, attention=cfg["attention"],
+                                      attention_options=cfg["attention_options"])
+        raise ValueError(f"unknown translation model {kind!r}")
+
+    def batches(self, data: Data, cfg: dict, generator: torch.Generator):
+        """Shuffled, then length-sorted within pools of 50 batches (less padding), batch order shuffled."""
+        size = cfg["train"]["batch_size"]
+        perm = torch.randperm(len(data.pairs["train"]), generator=generator).tolist()
+        lengths = [len(p.src) for p in data.pairs["train"]]
+        batches = []
+        for start in range(0, len(perm), size * 50):
+            pool = sorted(perm[start:start + size * 50], key=lambda i: lengths[i])
+            batches += [pool[i:i + size] for i in range(0, len(pool), size)]
+        for j in torch.randperm(len(batches), generator=generator).tolist():
+            yield data.batch("train", batches[j])
+
+    def loss(self, model: nn.Module, batch: dict, device: torch.device):
+        b = _to(batch, device)
+        logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), b["tgt_out"].flatten(), ignore_index=PAD)
+        return loss, int(b["src"].size(0))
+
+    # ---- evaluation -------------------------------------------------------------------
+    def _translate(self, model, data: Data, split: str, cfg: dict, device) -> list[list[str]]:
+        hyps: list[list[str]] = [[] for _ in data.pairs[split]]
+        ratio = cfg["eval"]["max_output_ratio"]
+        for index, batch in data.ordered_batches(split, 256):
+            b = _to(batch, device)
+            tokens, _ = model.greedy(b["src"], b["src_len"], max_len=int(ratio * b["src"].size(1)) + 2)
+            for i, row in zip(index, tokens.tolist()):
+                hyps[i] = data.tgt_vocab.decode(row)
+        return hyps
+
+    @torch.no_grad()
+    def validate(self, model, data: Data, cfg: dict, device) -> float:
+        hyps = self._translate(model, data, "valid", cfg, device)
+        refs = [" ".join(p.tgt) for p in data.pairs["valid"]]
+        return corpus_bleu([" ".join(h) for h in hyps], refs)[0]
+
+    def _teacher_forced_attention(self, model, data: Data, split: str, device) -> list[np.ndarray]:
+        """Attention of every pair while reading its reference: [tgt tokens + </s>, src tokens + </s>]."""
+        out: list[np.ndarray] = [None] * len(data.pairs[split])  # type: ignore[list-item]
+        for index, batch in data.ordered_batches(split, 256):
+            b = _to(batch, device)
+            kwargs = {"need_weights": True} if isinstance(model, TransformerSeq2Seq) else {}
+            _, weights = model(b["src"], b["src_len"], b["tgt_in"], **kwargs)
+            weights = weights.float().cpu().numpy()
+            for row, i in enumerate(index):
+                p = data.pairs[split][i]
+                out[i] = weights[row, : len(p.tgt) + 1, : len(p.src) + 1]
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, model, data: Data, cfg: dict, device, out_dir: Path) -> dict:
+        pairs = data.pairs["test"]
+        edges = cfg["eval"]["length_buckets"]
+        hyps = [" ".join(h) for h in self._translate(model, data, "test", cfg, device)]
+        refs = [" ".join(p.tgt) for p in pairs]
+        bleu, bleu_sig = corpus_bleu(hyps, refs)
+        chrf, chrf_sig = corpus_chrf(hyps, refs)
+        buckets = [length_bucket(len(p.src), edges) for p in pairs]
+        by_length, counts = {}, {}
+        for label in bucket_labels(edges):
+            idx = [i for i, b in enumerate(buckets) if b == label]
+            counts[label] = len(idx)
+            by_length[label] = corpus_bleu([hyps[i] for i in idx], [refs[i] for i in idx])[0] if idx else None
+
+        attention = self._teacher_forced_attention(model, data, "test", device)
+        mech = model.attention if isinstance(model, RNNSeq2Seq) else None
+        aligns = mech is None or mech.produces_alignment
+        aer = None
+        if aligns and all(p.align is not None for p in pairs):
+            predicted = [argmax_alignment(w, len(p.src), len(p.tgt)) for w, p in zip(attention, pairs)]
+            aer = round(alignment_error_rate(predicted, [set(map(tuple, p.align)) for p in pairs]), 4)
+
+        self._export(out_dir, pairs, hyps, attention, buckets, cfg["eval"]["heatmap_sentences"])
+        return {
+            "bleu": bleu, "bleu_signature": bleu_sig, "chrf": chrf, "chrf_signature": chrf_sig,
+            "bleu_by_length": by_length, "sentences_by_length": counts, "aer": aer, "alignment": bool(aligns),
+            "exact_match": round(float(np.mean([h == r for h, r in zip(hyps, refs)])), 4),
+            "test_sentences": len(pairs),
+        }
+
+    @staticmethod
+    def heatmap_indices(pairs: list[Pair], k: int) -> list[int]:
+        """The same k test sentences for every run: the first ones of 8 to 16 source tokens."""
+        mid = [i for i, p in enumerate(pairs) if 8 <= len(p.src) <= 16]
+        rest = [i for i in range(len(pairs)) if i not in set(mid)]
+        return (mid + rest)[:k]
+
+    def _export(self, out_dir: Path, pairs, hyps, attention, buckets, k: int) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for n, i in enumerate(self.heatmap_indices(pairs, k)):
+            p = pairs[i]
+            gold = np.zeros((len(p.tgt) + 1, len(p.src) + 1), dtype=np.float32)
+            for s, t in p.align or ():
+                gold[t, s] = 1.0
+            arrays[f"src_{n}"] = np.array(list(p.src) + ["</s>"])
+            arrays[f"tgt_{n}"] = np.array(list(p.tgt) + ["</s>"])
+            arrays[f"attn_{n}"] = attention[i].astype(np.float32)
+            arrays[f"gold_{n}"] = gold
+        with aio.atomic_path(out_dir / "attention.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        import json
+
+        lines = [json.dumps({"src": " ".join(p.src), "ref": " ".join(p.tgt), "hyp": h, "bucket": b}, ensure_ascii=False)
+                 for p, h, b in list(zip(pairs, hyps, buckets))[:SAMPLES]]
+        aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
+
+
+register(Translation())

@@ -1,0 +1,201 @@
+"""The one training loop every task shares.
+
+Device choice, torch threads, seeds, AMP on CUDA, a checkpoint after every epoch with resume after a
+kill, early stopping on the validation metric, a progress bar, a per-epoch CSV log, and a clean stop
+when the loss stops being finite. Same config + seed on CPU => byte-identical weights and metrics,
+whether or not the run was interrupted and resumed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import io as aio
+from .config import config_hash
+from .tasks.base import Task
+
+log = logging.getLogger("attnbench.train")
+
+LOG_COLUMNS = ("epoch", "train_loss", "valid_metric", "best_valid", "seconds", "examples_per_s", "lr")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, unusable checkpoint)."""
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise TrainingError("device 'cuda' requested but no CUDA device is visible")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load with weights_only=True: a checkpoint carrying pickled code is refused, not executed."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, forbidden pickle global
+        raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def _log_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _resume(state_path: Path, cfg_hash: str, cfg: dict) -> dict | None:
+    if not state_path.exists():
+        return None
+    try:
+        state = load_checkpoint(state_path)
+    except TrainingError as exc:
+        log.error("%s; starting this run from scratch", exc)
+        state_path.rename(state_path.with_suffix(".corrupt"))
+        return None
+    if state.get("config_hash") != cfg_hash:
+        log.warning(
+            "%s belongs to another configuration (%s, this run is %s); starting from scratch.\n"
+            "  checkpoint config: %s\n  this run's config: %s",
+            state_path, state.get("config_hash"), cfg_hash, state.get("config"), cfg,
+        )
+        state_path.rename(state_path.with_suffix(".stale"))
+        return None
+    return state
+
+
+def fit(task: Task, data: Any, cfg: dict, run_dir: Path, device: torch.device, *, progress: bool | None = None) -> dict:
+    """Train one run into `run_dir` (model.pt, train_log.csv, train_info.json); return train info."""
+    run_dir = Path(run_dir)
+    state_path = run_dir / "state" / "last.pt"
+    cfg_hash = config_hash(cfg)
+    seed = cfg["seed"]
+    train_cfg, epochs = cfg["train"], cfg["size"]["epochs"]
+    seed_everything(seed)
+
+    model = task.build_model(cfg, data).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
+    use_amp = device.type == "cuda"
+
+    rows: list[dict] = []
+    start_epoch, best, best_state, bad_epochs, elapsed = 1, -math.inf, None, 0, 0.0
+    state = _resume(state_path, cfg_hash, cfg)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        rows, best, best_state = state["rows"], state["best"], state["best_model"]
+        bad_epochs, elapsed, start_epoch = state["bad_epochs"], state["elapsed"], state["epoch"] + 1
+        log.info("resuming %s from epoch %d (best %s so far %.4f)", cfg_hash, state["epoch"], task.valid_metric, best)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    done = state is not None and (state["epoch"] >= epochs or state["bad_epochs"] >= train_cfg["patience"])
+    for epoch in range(start_epoch, epochs + 1):
+        if done:
+            break
+        model.train()
+        t0, total, count, step = time.perf_counter(), 0.0, 0, 0
+        bar = tqdm(task.batches(data, cfg, _epoch_generator(seed, epoch)), desc=f"{cfg['run']} epoch {epoch}/{epochs}",
+                   unit="batch", disable=not show, leave=False, file=sys.stderr)
+        for batch in bar:
+            step += 1
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss, n = task.loss(model, batch, device)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"{cfg['task']}/{cfg['run']} seed {seed}: loss became {loss.item()} at epoch {epoch}, step {step}; "
+                    f"stopped. The last good checkpoint (epoch {epoch - 1}) is kept at {state_path}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["clip_norm"])
+            optimizer.step()
+            total += loss.item() * n
+            count += n
+            if show:
+                bar.set_postfix(loss=f"{total / max(count, 1):.3f}", ex_s=f"{count / (time.perf_counter() - t0):.0f}")
+        model.eval()
+        metric = float(task.validate(model, data, cfg, device))
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        if metric > best:
+            best, bad_epochs = metric, 0
+            best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        rows.append({
+            "epoch": epoch, "train_loss": round(total / max(count, 1), 6), "valid_metric": round(metric, 6),
+            "best_valid": round(best, 6), "seconds": round(seconds, 3),
+            "examples_per_s": round(count / max(seconds, 1e-9), 1), "lr": train_cfg["lr"],
+        })
+        log.info("%s seed %d epoch %d/%d: train loss %.4f, valid %s %.4f (best %.4f), %.1fs",
+                 cfg["run"], seed, epoch, epochs, rows[-1]["train_loss"], task.valid_metric, metric, best, seconds)
+        aio.torch_save({
+            "config_hash": cfg_hash, "config": cfg, "epoch": epoch, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "rows": rows, "best": best,
+            "best_model": best_state, "bad_epochs": bad_epochs, "elapsed": elapsed,
+        }, state_path)
+        if bad_epochs >= train_cfg["patience"]:
+            log.info("early stop after epoch %d: no %s improvement for %d epochs", epoch, task.valid_metric, bad_epochs)
+            break
+
+    best_epoch = max(rows, key=lambda r: r["valid_metric"])["epoch"] if rows else 0
+    aio.torch_save({"config_hash": cfg_hash, "config": cfg, "model": best_state, "best_epoch": best_epoch}, run_dir / "model.pt")
+    aio.write_text(run_dir / "train_log.csv", _log_csv(rows))
+    info = {
+        "task": cfg["task"], "run": cfg["run"], "seed": seed, "device": device.type, "threads": torch.get_num_threads(),
+        "epochs_trained": len(rows), "best_epoch": best_epoch, "best_valid": best, "train_seconds": round(elapsed, 2),
+        "parameters": sum(p.numel() for p in model.parameters()), "config_hash": cfg_hash,
+    }
+    aio.write_json(run_dir / "train_info.json", info)
+    return info
+
+
+def load_trained(task: Task, data: Any, cfg: dict, run_dir: Path, device: torch.device) -> torch.nn.Module:
+    """Rebuild the model of `cfg` and load its best weights; refuse weights of another configuration."""
+    path = Path(run_dir) / "model.pt"
+    ckpt = load_checkpoint(path)
+    if ckpt.get("config_hash") != config_hash(cfg):
+        raise TrainingError(
+            f"{path} was trained with another configuration (hash {ckpt.get('config_hash')}, expected {config_hash(cfg)}).\n"
+            f"  checkpoint config: {ckpt.get('config')}\n  requested config:  {cfg}"
+        )
+    model = task.build_model(cfg, data)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise TrainingError(f"{path}: weights do not fit the model of {cfg['run']}: {str(exc).splitlines()[0]}") from exc
+    return model.to(device).eval()
