@@ -119,8 +119,9 @@ class Pair:
             object.__setattr__(self, "src", tuple(self.src))
         if not isinstance(self.tgt, tuple):
             object.__setattr__(self, "tgt", tuple(self.tgt))
-        if self.align is not None and not isinstance(self.align, tuple):
-            object.__setattr__(self, "align", tuple((int(i), int(j)) for i, j in self.align))
+        align = self.align
+        if align is not None and not (isinstance(align, tuple) and all(type(a) is tuple for a in align)):
+            object.__setattr__(self, "align", tuple((int(i), int(j)) for i, j in align))
 
 
 class CorpusError(ValueError):
@@ -468,6 +469,7 @@ class _Grower:
         self.nps: list[NounPhrase] = []
         self.preds: list[Predicate] = []
         self.length = 0
+        self.max_clauses = 6
 
     # -- constructors (each keeps self.length in sync)
     def _new_np(self, depth: int) -> NounPhrase:
@@ -494,7 +496,12 @@ class _Grower:
 
     # -- expansions
     def _pool(self, op: str) -> list:
-        return self.nps if op in ("adj", "rel", "np_pp") else self.preds if op != "clause" else [None]
+        """The nodes an expansion may apply to."""
+        if op in ("adj", "rel", "np_pp"):
+            return self.nps
+        if op in ("adv", "obj", "pp"):
+            return self.preds
+        return [None]  # "clause" applies to the sentence
 
     def _applicable(self, op: str, node) -> bool:
         if op == "adj":
@@ -699,6 +706,10 @@ def _read_lines(path: Path, *, drop_trailing_blank: bool = True) -> list[str]:
     return lines
 
 
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
+
+
 def _nonempty_lines(path: Path) -> list[str]:
     lines = _read_lines(path)
     if not lines:
@@ -729,8 +740,8 @@ def _read_sides(source: Path, target: Path | None, lowercase: bool) -> list[tupl
         return sides
     tgt_lines = _nonempty_lines(target)
     if len(src_lines) != len(tgt_lines):
-        raise CorpusError(f"line count mismatch: {source} has {len(src_lines)} lines but {target} "
-                          f"has {len(tgt_lines)} lines (first unmatched line: "
+        raise CorpusError(f"line count mismatch: {source} has {_lines(len(src_lines))} but {target} "
+                          f"has {_lines(len(tgt_lines))} (first unmatched line: "
                           f"line {min(len(src_lines), len(tgt_lines)) + 1})")
     return [(_tokens(s, source, lineno, "source", lowercase),
              _tokens(t, target, lineno, "target", lowercase))
@@ -762,7 +773,7 @@ def _read_alignments(path: Path, sides: list, source: Path) -> list[tuple[tuple[
     while len(lines) > len(sides) and not lines[-1].strip():  # tolerate extra blank lines at EOF
         lines.pop()
     if len(lines) != len(sides):
-        raise CorpusError(f"line count mismatch: alignments {path} has {len(lines)} lines but "
+        raise CorpusError(f"line count mismatch: alignments {path} has {_lines(len(lines))} but "
                           f"{source} has {len(sides)} sentence pairs (first unmatched line: "
                           f"line {min(len(lines), len(sides)) + 1})")
     return [_parse_alignment(line, path, lineno, len(src), len(tgt))
