@@ -5,7 +5,7 @@
     attnbench prepare   --task T            data -> data/prepared/T/
     attnbench train     --task T --run R --seed S
     attnbench evaluate  --task T --run R --seed S
-    attnbench aggregate --task T            -> data/results/T/summary.{csv,json}
+    attnbench aggregate --task T            -> data/summary/T.{csv,json}
     attnbench notebook  --task T            papermill + nbconvert -> reports/notebooks/T.{ipynb,html}
     attnbench report                        Jinja -> reports/index.html
 
@@ -82,7 +82,8 @@ def cmd_train(args) -> int:
     params = _params(args)
     task, cfg, device, data = _setup(params, args)
     log.info("training %s/%s seed %d on %s with %d thread(s)", args.task, args.run, args.seed, device, params["threads"])
-    info = fit(task, data, cfg, paths.run_dir(args.task, args.run, args.seed), device)
+    info = fit(task, data, cfg, paths.run_dir(args.task, args.run, args.seed),
+               paths.state_dir(args.task, args.run, args.seed), device)
     log.info("done: %s", info)
     return 0
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 PREPARED = Path("data/prepared")
 RESULTS = Path("data/results")
+SUMMARY = Path("data/summary")
+STATE = Path("data/state")
 REPORTS = Path("reports")
 LOGS = Path("logs")
 
@@ -26,15 +28,15 @@ def run_dir(task: str, run: str, seed: int) -> Path:
 
 def state_dir(task: str, run: str, seed: int) -> Path:
     """Resume state (last epoch); not a pipeline output, so Snakemake and DVC never delete it."""
-    return run_dir(task, run, seed) / "state"
+    return STATE / task / run / f"seed{seed}"
 
 
 def summary_csv(task: str) -> Path:
-    return RESULTS / task / "summary.csv"
+    return SUMMARY / f"{task}.csv"
 
 
 def summary_json(task: str) -> Path:
-    return RESULTS / task / "summary.json"
+    return SUMMARY / f"{task}.json"
 
 
 def notebook(task: str, ext: str = "ipynb") -> Path:

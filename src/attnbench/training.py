@@ -97,10 +97,12 @@ def _resume(state_path: Path, cfg_hash: str, cfg: dict) -> dict | None:
     return state
 
 
-def fit(task: Task, data: Any, cfg: dict, run_dir: Path, device: torch.device, *, progress: bool | None = None) -> dict:
-    """Train one run into `run_dir` (model.pt, train_log.csv, train_info.json); return train info."""
+def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device: torch.device, *,
+        progress: bool | None = None) -> dict:
+    """Train one run into `run_dir` (model.pt, train_log.csv, train_info.json), resuming from
+    `state_dir/last.pt` when it holds an epoch of this same configuration; return train info."""
     run_dir = Path(run_dir)
-    state_path = run_dir / "state" / "last.pt"
+    state_path = Path(state_dir) / "last.pt"
     cfg_hash = config_hash(cfg)
     seed = cfg["seed"]
     train_cfg, epochs = cfg["train"], cfg["size"]["epochs"]

@@ -64,6 +64,7 @@ with a file raises :class:`CorpusError` naming the file and the 1-based line.
 
 from __future__ import annotations
 
+from ...errors import DataError
 import bisect
 import codecs
 import gzip
@@ -124,7 +125,7 @@ class Pair:
             object.__setattr__(self, "align", tuple((int(i), int(j)) for i, j in align))
 
 
-class CorpusError(ValueError):
+class CorpusError(DataError):
     """A corpus file is malformed; the message names the file and the 1-based line."""
 
 

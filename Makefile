@@ -1,0 +1,42 @@
+# attnbench: the two commands of the README, each doing its own set-up from nothing.
+#   make report   set up, run the default pipeline, open reports/index.html
+#   make test     set up, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+SCALE ?=
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+SCALE_ARG := $(if $(SCALE),--config scale=$(SCALE),)
+
+.PHONY: setup report smoke test dvc-repro clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/attnbench: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
+	@touch $@
+
+setup: $(BIN)/attnbench  ## create .venv with the exact pins of requirements.txt
+
+report: setup  ## run the pipeline (params.yaml; SCALE=smoke|default|full, CORES=N) -> reports/index.html
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SCALE_ARG)
+	@echo "report: $(abspath reports/index.html)"
+
+smoke: ## the whole grid at smoke scale (minutes)
+	$(MAKE) report SCALE=smoke
+
+dvc-repro: setup  ## the same DAG through DVC
+	$(BIN)/dvc repro
+
+test: setup  ## run the test suite
+	$(BIN)/python -m pytest
+
+clean:  ## remove pipeline outputs (keeps .venv)
+	rm -rf data/prepared data/results data/summary data/state logs reports/index.html reports/notebooks .snakemake

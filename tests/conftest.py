@@ -1,0 +1,63 @@
+"""Shared test helpers: a scratch copy of the pipeline and a fast params file."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PIPELINE_FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "src")
+
+
+def load_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def write_params(path: Path, params: dict) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def copy_pipeline(dest: Path) -> Path:
+    """The files a user's checkout has, without outputs, in `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PIPELINE_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 600, check: bool = True, env: dict | None = None):
+    """Run a command with the test interpreter's bin/ first on PATH (attnbench, snakemake, dvc)."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
+                **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def params() -> dict:
+    return load_params()
+
+
+@pytest.fixture
+def tiny_params() -> dict:
+    """Smoke scale, shrunk further: a whole train+evaluate in a few seconds."""
+    p = load_params()
+    p["scale"] = "smoke"
+    t = p["tasks"]["translation"]
+    t["scales"]["smoke"] = {"train_size": 200, "valid_size": 20, "test_size": 30, "max_len": 12, "epochs": 2}
+    t["models"]["rnn"] = {"emb_dim": 16, "hidden": 16, "dropout": 0.1}
+    t["models"]["transformer"] = {"d_model": 16, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 32, "dropout": 0.1}
+    return p

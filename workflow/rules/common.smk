@@ -1,0 +1,69 @@
+# Validation, the run grid and shared values; evaluated when Snakemake parses the workflow.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from attnbench import paths
+from attnbench.config import ParamsError, resolve_run, run_list, validate
+
+try:
+    PARAMS = validate(json.loads(json.dumps(config)), origin="params.yaml (with --config overrides)")
+except ParamsError as exc:
+    sys.exit(f"attnbench: error: {exc}")
+
+# The CLI reads params.yaml itself; what `--config` overrode reaches it as `--set KEY=VALUE`, so the
+# shell command (a rerun trigger) changes only when an override does.
+def _overrides(base, effective, prefix=""):
+    for key in sorted(set(base) | set(effective)):
+        a, b = base.get(key), effective.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _overrides(a, b, f"{prefix}{key}.")
+        elif a != b:
+            yield f"--set {shlex.quote(prefix + key + '=' + json.dumps(b))}"
+
+
+with open("params.yaml") as _fh:
+    CLI = " ".join(["attnbench", *_overrides(yaml.safe_load(_fh), PARAMS)])
+
+
+def _uses_gpu():
+    if PARAMS["device"] == "cpu":
+        return False
+    if PARAMS["device"] == "cuda":
+        return True
+    import torch
+
+    return torch.cuda.is_available()
+
+
+USE_GPU = _uses_gpu()
+GPU = 1 if USE_GPU else 0  # CPU jobs ask for no gpu, so `--resources gpu=1` never serialises them
+RUNS = run_list(PARAMS)
+TASKS = list(PARAMS["tasks"])
+# The package is an input of every step: a code change re-runs what it can affect.
+SRC = sorted(str(p) for p in Path("src/attnbench").rglob("*") if p.suffix in (".py", ".j2"))
+SCHEMAS = sorted(str(p) for p in Path("workflow/schemas").rglob("*.yaml"))
+
+
+def run_files(task, names):
+    return [str(paths.run_dir(r.task, r.run, r.seed) / n) for r in RUNS if r.task == task for n in names]
+
+
+def run_config(w):
+    return json.dumps(resolve_run(PARAMS, w.task, w.run, int(w.seed)), sort_keys=True)
+
+
+def data_config(w):
+    section = PARAMS["tasks"][w.task]
+    return json.dumps({"scale": PARAMS["scale"], "data": section["data"],
+                       "size": section["scales"][PARAMS["scale"]]}, sort_keys=True)
+
+
+wildcard_constraints:
+    task="[A-Za-z0-9_]+",
+    run="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed="[0-9]+",
