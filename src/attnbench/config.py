@@ -212,5 +212,14 @@ def resolve_run(params: dict, task: str, run: str, seed: int) -> dict:
     }
 
 
+EVAL_ONLY_KEYS = ("eval",)
+
+
+def training_config(cfg: dict) -> dict:
+    """What a trained model depends on: the run config without its evaluation settings."""
+    return {k: v for k, v in cfg.items() if k not in EVAL_ONLY_KEYS}
+
+
 def config_hash(cfg: dict) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+    """Identity of a training run (evaluation settings excluded: they never need a retrain)."""
+    return hashlib.sha256(json.dumps(training_config(cfg), sort_keys=True).encode()).hexdigest()[:16]

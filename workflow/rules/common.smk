@@ -8,7 +8,7 @@ import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from attnbench import paths
-from attnbench.config import ParamsError, resolve_run, run_list, validate
+from attnbench.config import ParamsError, resolve_run, run_list, training_config, validate
 
 try:
     PARAMS = validate(json.loads(json.dumps(config)), origin="params.yaml (with --config overrides)")
@@ -55,6 +55,10 @@ def run_files(task, names):
 
 def run_config(w):
     return json.dumps(resolve_run(PARAMS, w.task, w.run, int(w.seed)), sort_keys=True)
+
+
+def train_config(w):
+    return json.dumps(training_config(resolve_run(PARAMS, w.task, w.run, int(w.seed))), sort_keys=True)
 
 
 def data_config(w):

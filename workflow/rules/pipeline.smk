@@ -25,7 +25,7 @@ rule train:
         log_csv="data/results/{task}/{run}/seed{seed}/train_log.csv",
         info="data/results/{task}/{run}/seed{seed}/train_info.json",
     params:
-        cfg=run_config,
+        cfg=train_config,
     threads: PARAMS["threads"]
     resources:
         gpu=GPU,

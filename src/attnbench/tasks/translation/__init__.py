@@ -6,6 +6,7 @@ BLEU per source-length bucket, alignment error rate (AER) of the attention again
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from .corpus import Pair, bucket_labels, generate_splits, length_bucket, read_pa
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 SPLITS = ("train", "valid", "test")
-SAMPLES = 20
 
 
 class Vocab:
@@ -264,10 +264,8 @@ class Translation(Task):
         with aio.atomic_path(out_dir / "attention.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-        import json
-
         lines = [json.dumps({"src": " ".join(p.src), "ref": " ".join(p.tgt), "hyp": h, "bucket": b}, ensure_ascii=False)
-                 for p, h, b in list(zip(pairs, hyps, buckets))[:SAMPLES]]
+                 for p, h, b in zip(pairs, hyps, buckets)]
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
 
 

@@ -1,0 +1,98 @@
+"""The comparative HTML report: one self-contained page (inline CSS, inline PNG figures, no external requests).
+
+`render_report` walks `params['tasks']`; a task with a section module
+(`attnbench.report.sections.<task>`) is drawn by its `<task>.html.j2` template from that module's
+`context(...)`, any other task by the generic section. Every value from data goes through Jinja's
+autoescape.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .. import io as aio
+
+log = logging.getLogger("attnbench.report")
+TEMPLATES = Path(__file__).parent / "templates"
+_PACKAGES = ("attnbench", "torch", "numpy", "pandas", "sacrebleu", "scikit-learn", "matplotlib", "seaborn", "jinja2")
+
+
+def environment() -> Environment:
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def _git(*args: str, where: Path | None = None) -> tuple[str | None, Path | None]:
+    """(output, checkout) of a git command in the working directory, else in the package's checkout."""
+    from ..config import REPO_ROOT
+
+    for folder in ([where] if where else [Path.cwd(), REPO_ROOT]):
+        try:
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None, None
+        if done.returncode == 0:
+            return done.stdout.strip(), folder
+    return None, None
+
+
+def provenance(params: dict) -> dict:
+    """What ran and with what: scale, seeds, commit, parameter hashes, time, software versions."""
+    params_file = Path("params.yaml")
+    versions = []
+    for name in _PACKAGES:
+        try:
+            versions.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    commit, checkout = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", where=checkout)[0]) if commit else False
+    if commit and checkout is not None and checkout.resolve() != Path.cwd().resolve():
+        commit += f" (of the attnbench checkout at {checkout}; the working directory is not a git checkout)"
+    return {
+        "scale": params["scale"], "device": params["device"], "seeds": list(params["seeds"]),
+        "commit": commit, "dirty": dirty,
+        "params_file_sha256": hashlib.sha256(params_file.read_bytes()).hexdigest() if params_file.is_file() else None,
+        "params_sha256": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "versions": [("Python", platform.python_version())] + versions,
+        "devices": [],
+    }
+
+
+def section(params: dict, task: str, out_dir: Path) -> dict:
+    """{'task', 'template', 'ctx', 'runs'} for one task of params."""
+    from . import sections
+
+    module = sections.module_for(task)
+    template = f"{task}.html.j2"
+    if module is not None and (TEMPLATES / template).is_file():
+        ctx = module.context(params, task, out_dir=out_dir)
+    else:
+        template, ctx = "_generic.html.j2", sections.generic_context(params, task, out_dir)
+    return {"task": task, "template": template, "ctx": ctx, "runs": list(params["tasks"][task]["runs"])}
+
+
+def render_report(params: dict, out_path: Path) -> None:
+    """Render the report of every task in params to `out_path` (atomically)."""
+    out_path = Path(out_path)
+    t0 = time.perf_counter()
+    sections = []
+    for task in params["tasks"]:
+        t1 = time.perf_counter()
+        sections.append(section(params, task, out_path.parent))
+        log.info("report section %s in %.1fs", task, time.perf_counter() - t1)
+    run = provenance(params)
+    run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
+    html = environment().get_template("index.html.j2").render(run=run, sections=sections)
+    aio.write_text(out_path, html)
+    log.info("wrote %s (%.0f kB) in %.1fs", out_path, len(html.encode()) / 1024, time.perf_counter() - t0)

@@ -1,0 +1,205 @@
+"""Aggregation, the HTML report and the analysis notebook, on a tiny hand-made results tree.
+
+The tree (made-up numbers, written in tmp_path) has runs with results, a run that failed (a log
+but no metrics), a run never started, and tokens crafted to break HTML if anything is not escaped.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attnbench import paths
+from attnbench.config import REPO_ROOT, load_params
+from attnbench.report import render_report
+from attnbench.report.aggregate import aggregate
+
+XSS = "<script>alert(1)</script>"
+ATTR = '"><img onerror=x>'
+MATH = "$x^"  # would be mathtext (and a parse error) if matplotlib parsed it
+SRC = ["the", XSS, "dog", ATTR, MATH, "</s>"]
+TGT = ["ka", ATTR, "pefa", XSS, "</s>"]
+OK_RUNS = {"rnn-none": 4.0, "rnn-additive": 21.5, "rnn-dot": 30.25, "transformer": 12.0}
+
+
+@pytest.fixture
+def params() -> dict:
+    p = load_params(REPO_ROOT / "params.yaml", {"scale": "smoke", "seeds": [0, 1]})
+    runs = p["tasks"]["translation"]["runs"]
+    keep = [*OK_RUNS, "rnn-general", "rnn-concat"]
+    p["tasks"]["translation"]["runs"] = {name: runs[name] for name in keep}
+    return p
+
+
+def _metrics(run: str, seed: int, bleu: float, attention: str) -> dict:
+    aligned = attention != "none"
+    return {
+        "task": "translation", "run": run, "seed": seed, "model": "transformer" if run == "transformer" else "rnn",
+        "attention": attention, "parameters": 1234 + len(run), "bleu": bleu + seed, "chrf": 2 * bleu,
+        "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+        "chrf_signature": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0",
+        "bleu_by_length": {"1-10": bleu + 5, "11-20": bleu - 1 + (3 if aligned else 0), "21-30": None, "31-40": None,
+                           "41+": None},
+        "sentences_by_length": {"1-10": 3, "11-20": 2, "21-30": 0, "31-40": 0, "41+": 0},
+        "aer": 0.4 if aligned else None, "alignment": aligned, "exact_match": 0.2, "test_sentences": 5,
+    }
+
+
+def _write_run(run: str, seed: int, bleu: float, attention: str) -> None:
+    folder = paths.run_dir("translation", run, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(_metrics(run, seed, bleu, attention), indent=2))
+    (folder / "train_info.json").write_text(json.dumps(
+        {"device": "cpu", "threads": 1, "epochs_trained": 3, "best_epoch": 3, "best_valid": bleu,
+         "train_seconds": 1.5 + seed, "parameters": 1234 + len(run)}))
+    (folder / "train_log.csv").write_text(
+        "epoch,train_loss,valid_metric,best_valid,seconds,examples_per_s,lr\n"
+        + "".join(f"{e},{4 - e * 0.5},{bleu * e / 3},{bleu * e / 3},0.5,100.0,0.002\n" for e in (1, 2, 3)))
+    rng = np.random.default_rng(len(run) + seed)
+    arrays = {}
+    for n in range(2):
+        attn = rng.random((len(TGT), len(SRC))).astype(np.float32)
+        if attention == "none":
+            attn[:] = 1.0 / len(SRC)
+        gold = np.zeros_like(attn)
+        gold[np.arange(len(TGT)), np.minimum(np.arange(len(TGT)), len(SRC) - 1)] = 1.0
+        arrays.update({f"src_{n}": np.array(SRC), f"tgt_{n}": np.array(TGT),
+                       f"attn_{n}": attn / attn.sum(1, keepdims=True), f"gold_{n}": gold})
+    np.savez_compressed(folder / "attention.npz", **arrays)
+    samples = [{"src": f"the {XSS} dog {i}", "ref": f"ka {ATTR} pefa {i}",
+                "hyp": f"ka {XSS} {run}" if i % 2 else f"ka {ATTR} pefa {i}", "bucket": "1-10"} for i in range(5)]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch, params) -> Path:
+    """rnn-none/additive/dot/transformer: both seeds ok (rnn-dot seed 1 missing);
+    rnn-general: failed (train log, no metrics); rnn-concat: never run."""
+    monkeypatch.chdir(tmp_path)
+    runs = params["tasks"]["translation"]["runs"]
+    for run, bleu in OK_RUNS.items():
+        for seed in (0, 1):
+            if (run, seed) != ("rnn-dot", 1):
+                _write_run(run, seed, bleu, runs[run]["attention"])
+    log = paths.LOGS / "translation" / "rnn-general" / "seed0.train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("INFO training\nattnbench: error: loss is not finite at epoch 2\n")
+    bench = paths.LOGS / "benchmarks" / "translation" / "rnn-additive" / "seed0.train.tsv"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                     "7.25\t0:00:07\t512.5\t900\t400\t410\t0\t1.2\t98\t7.1\n")
+    return tmp_path
+
+
+def test_aggregate_rows_status_and_columns(tree, params):
+    table = aggregate(params, "translation")
+    assert len(table) == 6 * 2 and list(table.columns[:7]) == ["task", "run", "seed", "model", "attention", "status",
+                                                                  "reason"]
+    status = {(r, s): st for r, s, st in zip(table["run"], table["seed"], table["status"])}
+    assert status[("rnn-additive", 0)] == "ok" and status[("rnn-dot", 1)] == "missing"
+    assert status[("rnn-general", 0)] == "failed" and status[("rnn-concat", 0)] == "missing"
+    reason = table.set_index(["run", "seed"]).loc[("rnn-general", 0), "reason"]
+    assert "logs/translation/rnn-general/seed0.train.log" in reason and "loss is not finite" in reason
+    assert "no metrics.json" in table.set_index(["run", "seed"]).loc[("rnn-concat", 1), "reason"]
+    row = table.set_index(["run", "seed"]).loc[("rnn-additive", 0)]
+    assert row["bleu_len_1-10"] == pytest.approx(26.5) and row["train_seconds"] == pytest.approx(1.5)
+    assert row["train_wall_s"] == pytest.approx(7.25) and row["train_max_rss_mb"] == pytest.approx(512.5)
+    assert row["epochs_trained"] == 3 and row["parameters"] == 1234 + len("rnn-additive")
+    assert paths.summary_csv("translation").is_file()
+    assert not list(paths.summary_csv("translation").parent.glob(".*.tmp"))
+
+
+def test_summary_json_is_deterministic_and_has_no_timings(tree, params):
+    aggregate(params, "translation")
+    first = paths.summary_json("translation").read_bytes()
+    aggregate(params, "translation")
+    assert paths.summary_json("translation").read_bytes() == first
+    data = json.loads(first)
+    assert set(data) == set(params["tasks"]["translation"]["runs"])
+    assert data["rnn-additive"]["seed0"]["bleu"] == 21.5 and data["rnn-additive"]["seed1"]["bleu"] == 22.5
+    assert data["rnn-additive"]["seed0"]["bleu_by_length"]["1-10"] == 26.5
+    assert data["rnn-general"]["seed0"] == {"status": "failed"}
+    assert data["rnn-concat"]["seed0"] == {"status": "missing"}
+    text = first.decode()
+    for timing in ("seconds", "wall", "rss", "epoch"):
+        assert timing not in text
+
+
+def _report(params) -> str:
+    out = paths.report_html()
+    render_report(params, out)
+    return out.read_text(encoding="utf-8")
+
+
+def test_report_renders_every_run_escaped_and_self_contained(tree, params):
+    aggregate(params, "translation")
+    html = _report(params)
+    for run in params["tasks"]["translation"]["runs"]:
+        assert run in html
+    assert "missing" in html and "failed" in html and "loss is not finite" in html
+    # tokens from data are escaped wherever they appear (heatmap captions, samples), never raw
+    assert XSS not in html and "<img onerror" not in html and 'onerror=x>' not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&#34;&gt;&lt;img onerror=x&gt;" in html
+    # self-contained: every image inline, no resource or link to another host, no external script
+    images = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", html)
+    assert len(images) >= 3 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert not re.search(r"<script[^>]+src", html, re.I) and not re.search(r"<link[^>]+stylesheet", html, re.I)
+    # leaderboard: best bold, mean ± std over seeds, benchmark memory, links relative to reports/
+    assert re.search(r'<tr class="status-partial best">\s*<td data-sort="rnn-dot">', html)
+    assert "22.00 ± 0.71" in html  # rnn-additive BLEU over seeds 0, 1
+    assert "peak memory (MB)" in html and ">512<" in html.replace(" ", "")
+    assert 'href="../data/results/translation/rnn-additive/seed0/metrics.json"' in html
+    assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0" in html
+    assert html.count("nrefs:1|case:mixed|eff:no|tok:13a") == 1  # the signature is printed once
+    for claim in ("C1", "C2", "C3"):
+        assert f"<td>{claim}</td>" in html
+    assert "table.sortable" in html  # the inline sort script
+    assert not list(paths.REPORTS.glob(".*.tmp"))
+
+
+def test_report_without_results_shows_missing_notice(tmp_path, monkeypatch, params):
+    monkeypatch.chdir(tmp_path)
+    html = _report(params)
+    assert "No results yet" in html and "Missing." in html
+    assert "rnn-none" in html
+
+
+def test_notebook_executes_on_tiny_tree_and_exports_offline_html(tree, params):
+    from attnbench.report.notebook import run_notebook
+
+    aggregate(params, "translation")
+    out = run_notebook(params, "translation")
+    assert out == paths.notebook("translation") and out.is_file()
+    html = paths.notebook("translation", "html").read_text(encoding="utf-8")
+    nb = json.loads(out.read_text(encoding="utf-8"))
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    text = json.dumps(nb)
+    assert "paired bootstrap" in text and "normalised entropy" in text
+    assert html.count("data:image/png;base64,") >= 4
+    assert not re.search(r"<script[^>]+src\s*=", html, re.I)
+    assert XSS not in html
+
+
+def test_failing_notebook_cell_is_named_and_leaves_no_output(tree, params):
+    from attnbench.report.notebook import NotebookError, run_notebook
+
+    aggregate(params, "translation")
+    # a summary without the status column breaks the notebook's first analysis cell
+    paths.summary_csv("translation").write_text("task,run,seed\ntranslation,rnn-none,0\n")
+    with pytest.raises(NotebookError, match=r"cell In \[\d+\].*KeyError"):
+        run_notebook(params, "translation")
+    assert not paths.notebook("translation").exists() and not paths.notebook("translation", "html").exists()
+    assert not list(paths.notebook("translation").parent.glob("*"))
+
+
+def test_task_without_section_module_gets_the_generic_section(tmp_path, monkeypatch, params):
+    monkeypatch.chdir(tmp_path)
+    params["tasks"]["toy"] = {"runs": {"toy-a": {"model": "m", "attention": "none"}}}
+    html = _report(params)
+    assert 'id="toy"' in html and "toy-a" in html and "No results yet for toy" in html
