@@ -77,24 +77,20 @@ def _setup(params: dict, args):
 
 
 def cmd_train(args) -> int:
-    from .training import fit
-
     params = _params(args)
     task, cfg, device, data = _setup(params, args)
     log.info("training %s/%s seed %d on %s with %d thread(s)", args.task, args.run, args.seed, device, params["threads"])
-    info = fit(task, data, cfg, paths.run_dir(args.task, args.run, args.seed),
+    info = task.fit(data, cfg, paths.run_dir(args.task, args.run, args.seed),
                paths.state_dir(args.task, args.run, args.seed), device)
     log.info("done: %s", info)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .training import load_trained
-
     params = _params(args)
     task, cfg, device, data = _setup(params, args)
     out = paths.run_dir(args.task, args.run, args.seed)
-    model = load_trained(task, data, cfg, out, device)
+    model = task.load_trained(data, cfg, out, device)
     metrics = task.evaluate(model, data, cfg, device, out)
     metrics = {"task": args.task, "run": args.run, "seed": args.seed, "model": cfg["model"],
                "attention": cfg["attention"], "parameters": sum(p.numel() for p in model.parameters()), **metrics}

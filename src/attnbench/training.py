@@ -175,11 +175,28 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
             break
 
     best_epoch = max(rows, key=lambda r: r["valid_metric"])["epoch"] if rows else 0
-    aio.torch_save({"config_hash": cfg_hash, "config": cfg, "model": best_state, "best_epoch": best_epoch}, run_dir / "model.pt")
+    model.load_state_dict(best_state)
+    return save_trained(model, cfg, run_dir, rows, device=device, best_epoch=best_epoch, best_valid=best,
+                        train_seconds=elapsed)
+
+
+def save_trained(model: torch.nn.Module, cfg: dict, run_dir: Path, rows: list[dict], *, device: torch.device,
+                 best_epoch: int, best_valid: float, train_seconds: float) -> dict:
+    """Write a finished run: model.pt (its weights, tagged with the config), train_log.csv, train_info.json.
+
+    Tasks whose baselines are fitted in closed form (no epochs) call this from their own `fit`, with
+    their parameters as tensors of an nn.Module, so every run is evaluated and loaded the same way.
+    """
+    run_dir = Path(run_dir)
+    cfg_hash = config_hash(cfg)
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    aio.torch_save({"config_hash": cfg_hash, "config": cfg, "model": weights, "best_epoch": best_epoch},
+                   run_dir / "model.pt")
     aio.write_text(run_dir / "train_log.csv", _log_csv(rows))
     info = {
-        "task": cfg["task"], "run": cfg["run"], "seed": seed, "device": device.type, "threads": torch.get_num_threads(),
-        "epochs_trained": len(rows), "best_epoch": best_epoch, "best_valid": best, "train_seconds": round(elapsed, 2),
+        "task": cfg["task"], "run": cfg["run"], "seed": cfg["seed"], "device": device.type,
+        "threads": torch.get_num_threads(), "epochs_trained": len(rows), "best_epoch": best_epoch,
+        "best_valid": best_valid, "train_seconds": round(train_seconds, 2),
         "parameters": sum(p.numel() for p in model.parameters()), "config_hash": cfg_hash,
     }
     aio.write_json(run_dir / "train_info.json", info)

@@ -44,8 +44,11 @@ USE_GPU = _uses_gpu()
 GPU = 1 if USE_GPU else 0  # CPU jobs ask for no gpu, so `--resources gpu=1` never serialises them
 RUNS = run_list(PARAMS)
 TASKS = list(PARAMS["tasks"])
-# The package is an input of every step: a code change re-runs what it can affect.
-SRC = sorted(str(p) for p in Path("src/attnbench").rglob("*") if p.suffix in (".py", ".j2"))
+# The package is an input of every step, so a code change re-runs what it can affect: the report
+# code (src/attnbench/report/) only the report steps, everything else the whole grid.
+_PKG = sorted(p for p in Path("src/attnbench").rglob("*") if p.suffix in (".py", ".j2"))
+REPORT_SRC = [str(p) for p in _PKG if "report" in p.parts]
+SRC = [str(p) for p in _PKG if "report" not in p.parts]
 SCHEMAS = sorted(str(p) for p in Path("workflow/schemas").rglob("*.yaml"))
 
 

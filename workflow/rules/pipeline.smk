@@ -62,6 +62,7 @@ rule evaluate:
 rule aggregate:
     input:
         SRC,
+        REPORT_SRC,
         lambda w: run_files(w.task, ("metrics.json", "train_info.json", "train_log.csv")),
     output:
         csv="data/summary/{task}.csv",
@@ -75,6 +76,7 @@ rule aggregate:
 rule notebook:
     input:
         SRC,
+        REPORT_SRC,
         "workflow/notebooks/{task}.ipynb",
         "data/summary/{task}.csv",
     output:
@@ -89,6 +91,7 @@ rule notebook:
 rule report:
     input:
         SRC,
+        REPORT_SRC,
         expand("data/summary/{task}.csv", task=TASKS),
         expand("reports/notebooks/{task}.html", task=TASKS),
         [f for t in TASKS for f in run_files(t, ("attention.npz", "samples.jsonl"))],

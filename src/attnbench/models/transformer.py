@@ -76,6 +76,9 @@ class TransformerSeq2Seq(nn.Module):
         self.enc_norm, self.dec_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(d_model, tgt_vocab)
+        for emb in (self.src_emb, self.tgt_emb):  # unit-scale tokens after the sqrt(d) factor, as in the paper
+            nn.init.normal_(emb.weight, std=d_model ** -0.5)
+            nn.init.zeros_(emb.weight[PAD])
 
     def _embed(self, emb: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
         return self.drop(emb(tokens) * self.scale + self.positions[: tokens.size(1)])

@@ -34,6 +34,18 @@ class Task:
     def build_model(self, cfg: dict, data: Any) -> nn.Module:
         raise NotImplementedError
 
+    def fit(self, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device: torch.device) -> dict:
+        """Train one run into run_dir; the shared loop unless a run is fitted another way."""
+        from ..training import fit
+
+        return fit(self, data, cfg, run_dir, state_dir, device)
+
+    def load_trained(self, data: Any, cfg: dict, run_dir: Path, device: torch.device) -> nn.Module:
+        """The trained model of a run, in eval mode (weights_only loading, config checked)."""
+        from ..training import load_trained
+
+        return load_trained(self, data, cfg, run_dir, device)
+
     def batches(self, data: Any, cfg: dict, generator: torch.Generator) -> Iterable[Any]:
         """Training batches for one epoch, in an order drawn from `generator` only."""
         raise NotImplementedError
