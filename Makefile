@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 SCALE_ARG := $(if $(SCALE),--config scale=$(SCALE),)
 
-.PHONY: setup report smoke test dvc-repro clean help
+.PHONY: setup report smoke test browser dvc-repro clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,8 +35,15 @@ smoke: ## the whole grid at smoke scale (minutes)
 dvc-repro: setup  ## the same DAG through DVC
 	$(BIN)/dvc repro
 
-test: setup  ## run the test suite
+browser:  ## Debian's chromium + chromedriver for the report's browser test (installed when root)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium/chromedriver missing and not root: the browser test will be skipped"; fi; \
+	fi
+
+test: setup browser  ## run the test suite
 	$(BIN)/python -m pytest
 
 clean:  ## remove pipeline outputs (keeps .venv)
-	rm -rf data/prepared data/results data/summary data/state logs reports/index.html reports/notebooks .snakemake
+	rm -rf data/prepared data/results data/summary data/state logs reports/index.html reports/notebooks .snakemake test-artifacts

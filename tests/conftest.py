@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,24 @@ def tiny_params() -> dict:
     t["models"]["rnn"] = {"emb_dim": 16, "hidden": 16, "dropout": 0.1}
     t["models"]["transformer"] = {"d_model": 16, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 32, "dropout": 0.1}
     return p
+
+
+def smoke_copy(workdir: Path, edit=None) -> Path:
+    """A copy of the pipeline at smoke scale, optionally with params edited by `edit(params)`."""
+    copy_pipeline(workdir)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["scale"] = "smoke"
+    if edit:
+        edit(params)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def snakemake_run(tmp_path_factory):
+    """The whole smoke pipeline through Snakemake, once per test session."""
+    workdir = smoke_copy(tmp_path_factory.mktemp("snakemake"))
+    t0 = time.perf_counter()
+    proc = run([str(BIN / "snakemake"), "--cores", "2", "--resources", "gpu=1"], workdir, timeout=900)
+    print(f"smoke pipeline through Snakemake: {time.perf_counter() - t0:.1f}s")
+    return workdir, proc

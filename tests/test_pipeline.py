@@ -13,20 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import BIN, copy_pipeline, run
+from .conftest import BIN, copy_pipeline, run, smoke_copy as _smoke
 
 pytestmark = pytest.mark.slow
 OUTPUT_DIRS = ("data/prepared", "data/results", "data/summary", "reports")
-
-
-def _smoke(workdir: Path, edit=None) -> Path:
-    copy_pipeline(workdir)
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["scale"] = "smoke"
-    if edit:
-        edit(params)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return workdir
 
 
 def _outputs(workdir: Path) -> set[str]:
@@ -58,15 +48,6 @@ def _snakemake_jobs(workdir: Path) -> list[tuple[str, str]]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def snakemake_run(tmp_path_factory):
-    workdir = _smoke(tmp_path_factory.mktemp("snakemake"))
-    t0 = time.perf_counter()
-    proc = run([str(BIN / "snakemake"), "--cores", "2", "--resources", "gpu=1"], workdir, timeout=900)
-    print(f"smoke pipeline through Snakemake: {time.perf_counter() - t0:.1f}s")
-    return workdir, proc
-
-
 def test_snakemake_smoke_pipeline_produces_the_report_and_every_metrics_file(snakemake_run):
     workdir, _ = snakemake_run
     files = _outputs(workdir)
@@ -90,10 +71,14 @@ def test_snakemake_smoke_pipeline_produces_the_report_and_every_metrics_file(sna
 def test_snakemake_reruns_only_the_run_whose_parameter_changed(snakemake_run):
     workdir, _ = snakemake_run
     assert _snakemake_jobs(workdir) == [], "a finished pipeline has nothing to do"
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    original = (workdir / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     _set_attn_dim(params)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    jobs = _snakemake_jobs(workdir)
+    try:
+        jobs = _snakemake_jobs(workdir)
+    finally:
+        (workdir / "params.yaml").write_text(original)  # the session's other tests share this run
     trained = sorted(w for r, w in jobs if r in ("train", "evaluate"))
     assert trained == ["task=translation, run=rnn-additive, seed=0"] * 2, jobs
     assert sorted(r for r, _ in jobs) == ["aggregate", "all", "evaluate", "notebook", "report", "train"]

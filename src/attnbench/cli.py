@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attnbench: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - one clear line for users; the traceback goes to the log
-        from .errors import DataError
+        from .errors import DataError, OutputError
         from .training import TrainingError
 
-        if isinstance(exc, (DataError, TrainingError, FileNotFoundError, KeyError)):
+        if isinstance(exc, (DataError, OutputError, TrainingError, FileNotFoundError, KeyError)):
             log.debug("details", exc_info=True)
             print(f"attnbench: error: {exc}", file=sys.stderr)
             return 1

@@ -3,3 +3,8 @@
 
 class DataError(ValueError):
     """Bad input data; the message names the file and the line, row or entry, and what was expected."""
+
+
+class OutputError(RuntimeError):
+    """An output could not be written (disk full, no permission); the message names the file.
+    Nothing is left under the output's name: writes go to a temporary file renamed on success."""

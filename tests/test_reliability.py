@@ -1,0 +1,130 @@
+"""Faults a long benchmark meets: interrupted writes, a full disk, a second pipeline started on the
+same folder, Ctrl-C in the middle of a grid. (Kills during training, bad checkpoints and non-finite
+losses are in test_training.py and test_pipeline.py; bad params and corpora in test_config.py and
+test_cli.py; HTML in the data in test_report.py.)"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from attnbench import cli
+from attnbench import io as aio
+from attnbench.errors import OutputError
+
+from .conftest import BIN, run, smoke_copy, write_params
+
+
+def test_an_interrupted_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    aio.write_json(target, {"bleu": 1.0})
+    with pytest.raises(KeyboardInterrupt):
+        with aio.atomic_path(target) as tmp:
+            tmp.write_text('{"bleu": 2')  # half a file, then the process is interrupted
+            raise KeyboardInterrupt
+    assert json.loads(target.read_text()) == {"bleu": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_disk_full_while_evaluating_names_the_file_and_leaves_no_truncated_output(tiny_params, tmp_path, monkeypatch,
+                                                                                  capsys):
+    monkeypatch.chdir(tmp_path)
+    tiny_params["tasks"]["translation"]["runs"] = {"rnn-dot": {"model": "rnn", "attention": "dot"}}
+    path = write_params(tmp_path / "params.yaml", tiny_params)
+    base = ["-q", "--params", str(path)]
+    assert cli.main([*base, "prepare", "--task", "translation"]) == 0
+    assert cli.main([*base, "train", "--task", "translation", "--run", "rnn-dot", "--seed", "0"]) == 0
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    assert cli.main([*base, "evaluate", "--task", "translation", "--run", "rnn-dot", "--seed", "0"]) == 1
+    err = capsys.readouterr().err
+    run_dir = tmp_path / "data/results/translation/rnn-dot/seed0"
+    assert "attention.npz: could not write (No space left on device)" in err
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.pt", "train_info.json", "train_log.csv"]
+
+
+def test_output_error_is_raised_for_an_unwritable_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="could not write"):
+        aio.write_text(blocker / "sub" / "x.txt", "x")
+
+
+def _two_runs(p):
+    t = p["tasks"]["translation"]
+    t["runs"] = {"rnn-none": t["runs"]["rnn-none"], "rnn-dot": t["runs"]["rnn-dot"]}
+    t["scales"]["smoke"].update(train_size=600, epochs=4)
+
+
+def _start(workdir: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", *args], cwd=workdir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_second_snakemake_on_the_same_folder_is_refused_and_the_first_finishes(tmp_path):
+    workdir = smoke_copy(tmp_path, _two_runs)
+    first = _start(workdir)
+    _wait_for(workdir / "logs/translation/prepare.log", first)
+    second = run([str(BIN / "snakemake"), "--cores", "1"], workdir, check=False)
+    assert second.returncode != 0 and "cannot be locked" in (second.stdout + second.stderr)
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out
+    assert (workdir / "reports/index.html").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_rerun_incomplete_finishes_without_retraining_finished_runs(tmp_path):
+    workdir = smoke_copy(tmp_path, _two_runs)
+    first = _start(workdir)
+    done = workdir / "data/results/translation/rnn-none/seed0/train_info.json"
+    _wait_for(done, first)
+    model = done.parent / "model.pt"
+    stamp = model.stat().st_mtime_ns
+    os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches the whole process group
+    first.communicate(timeout=120)
+    assert first.returncode != 0
+    rerun = run([str(BIN / "snakemake"), "--cores", "2", "--rerun-incomplete"], workdir, timeout=600)
+    assert (workdir / "reports/index.html").exists(), rerun.stdout
+    assert model.stat().st_mtime_ns == stamp, "a finished run was trained again"
+    for name in ("rnn-none", "rnn-dot"):
+        assert (workdir / f"data/results/translation/{name}/seed0/metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_a_second_dvc_repro_is_refused_while_one_runs(tmp_path):
+    workdir = smoke_copy(tmp_path, _two_runs)
+    git = ["git", "-c", "user.email=ci@attnbench", "-c", "user.name=ci"]
+    run([*git, "init", "-q"], workdir)
+    run([str(BIN / "dvc"), "init", "-q"], workdir)
+    run([*git, "add", "-A"], workdir)
+    run([*git, "commit", "-qm", "x"], workdir)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    first = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    _wait_for(workdir / "data/prepared/translation/manifest.json", first)
+    second = run([str(BIN / "dvc"), "repro"], workdir, check=False)
+    assert second.returncode != 0 and "lock" in (second.stdout + second.stderr).lower()
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out
+    assert yaml.safe_load((workdir / "dvc.lock").read_text())["stages"]
