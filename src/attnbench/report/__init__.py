@@ -91,8 +91,11 @@ def render_report(params: dict, out_path: Path) -> None:
         t1 = time.perf_counter()
         sections.append(section(params, task, out_path.parent))
         log.info("report section %s in %.1fs", task, time.perf_counter() - t1)
+    from . import overview
+
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
-    html = environment().get_template("index.html.j2").render(run=run, sections=sections)
+    html = environment().get_template("index.html.j2").render(
+        run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections))
     aio.write_text(out_path, html)
     log.info("wrote %s (%.0f kB) in %.1fs", out_path, len(html.encode()) / 1024, time.perf_counter() - t0)

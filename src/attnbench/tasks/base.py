@@ -18,6 +18,7 @@ class Task:
     name: str = ""
     valid_metric: str = ""
     headline: str = ""
+    higher_is_better: bool = True          # direction of the headline metric (False for MAPE, RMSE, ...)
     metric_columns: tuple[str, ...] = ()   # metrics.json keys shown in the leaderboard, headline first
 
     def check_params(self, section: dict, origin: str) -> None:

@@ -1,0 +1,93 @@
+"""The report's cross-task views: the mechanism × task matrix and every task's claims in one table.
+
+Both are computed from the summary tables and the sections' own claims (themselves computed from
+metrics); nothing here is typed in.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from scipy import stats
+
+from .. import tasks
+from . import aggregate as agg
+from .sections import finite, fmt
+
+ALPHA = 0.05
+VERDICTS = {  # the sections' wording -> the report's verdict vocabulary
+    "supported": ("reproduced", "good"),
+    "partly supported": ("partly reproduced", "mid"),
+    "not supported": ("not reproduced", "bad"),
+    "inconclusive": ("inconclusive", "na"),
+    "not measurable": ("not measurable", "na"),
+}
+
+
+def _task_meta(task: str) -> tuple[str, bool]:
+    try:
+        t = tasks.get(task)
+    except KeyError:
+        return "", True
+    return t.headline, getattr(t, "higher_is_better", True)
+
+
+def _within_noise(best: list[float], other: list[float]) -> bool | None:
+    """Welch's t-test over seeds: True when the difference to the best is not significant at ALPHA;
+    None when either side has fewer than two seeds (no noise estimate)."""
+    if len(best) < 2 or len(other) < 2:
+        return None
+    if all(v == best[0] for v in best + other):
+        return True
+    p = stats.ttest_ind(best, other, equal_var=False).pvalue
+    return bool(math.isnan(p) or p > ALPHA)
+
+
+def matrix(params: dict) -> dict:
+    """Mechanisms as rows, tasks as columns; a cell is the headline metric (mean ± std over seeds) of the
+    task's best run that uses that mechanism."""
+    columns, cells, multi_seed = [], {}, len(params["seeds"]) > 1
+    for task in params["tasks"]:
+        metric, higher = _task_meta(task)
+        table = agg.collect(params, task)
+        ok = table[table["status"] == "ok"] if "status" in table else table.iloc[0:0]
+        if not metric or metric not in ok:
+            columns.append({"task": task, "metric": metric or "—", "higher": higher})
+            continue
+        per_run: dict[str, tuple[str, list[float]]] = {}
+        for run, rows in ok.groupby("run", sort=False):
+            values = [float(v) for v in rows[metric] if finite(v)]
+            if values:
+                per_run[run] = (str(rows["attention"].iloc[0]), values)
+        sign = 1 if higher else -1
+        mean = {run: sum(v) / len(v) for run, (_, v) in per_run.items()}
+        best_by_mech: dict[str, str] = {}
+        for run, (mech, _) in per_run.items():
+            if mech not in best_by_mech or sign * mean[run] > sign * mean[best_by_mech[mech]]:
+                best_by_mech[mech] = run
+        best_run = max(per_run, key=lambda r: sign * mean[r]) if per_run else None
+        for mech, run in best_by_mech.items():
+            values = per_run[run][1]
+            std = pd.Series(values).std() if len(values) > 1 else None
+            tie = None if run == best_run else _within_noise(per_run[best_run][1], values)
+            cells[(mech, task)] = {
+                "text": fmt(mean[run]) + (f" ± {fmt(std)}" if std is not None else ""),
+                "sort": f"{mean[run]:.6g}", "run": run, "best": run == best_run, "tie": bool(tie), "seeds": len(values),
+            }
+        columns.append({"task": task, "metric": metric, "higher": higher})
+    mechanisms = sorted({m for m, _ in cells}, key=lambda m: (m != "none", m))
+    rows = [{"mechanism": m, "cells": [cells.get((m, c["task"])) for c in columns]} for m in mechanisms]
+    test = (f"Welch's t-test over seeds, α = {ALPHA}" if multi_seed else
+            "one seed per run, so no noise estimate: run several seeds (params.yaml `seeds`) to mark ties")
+    return {"columns": columns, "rows": rows, "noise_test": test}
+
+
+def claims(sections: list[dict]) -> list[dict[str, Any]]:
+    """Every section's claims (verdicts computed there from metrics), in the report's vocabulary."""
+    out = []
+    for section in sections:
+        for claim in section["ctx"].get("claims") or []:
+            verdict, css = VERDICTS.get(claim.get("verdict", ""), (claim.get("verdict", "—"), "na"))
+            out.append({**claim, "task": section["task"], "verdict": verdict, "css": css})
+    return sorted(out, key=lambda c: (len(c.get("id", "")), c.get("id", "")))
