@@ -124,7 +124,7 @@ def test_overrides_reach_the_validator(tmp_path, capsys):
 def test_shipped_params_are_valid_and_resolve(params):
     checked = load_params(ROOT / "params.yaml")
     runs = run_list(checked)
-    assert len(runs) == len(params["tasks"]["translation"]["runs"]) * len(params["seeds"])
+    assert len(runs) == sum(len(t["runs"]) for t in params["tasks"].values()) * len(params["seeds"])
     cfg = resolve_run(checked, "translation", "rnn-local_p", 0)
     assert cfg["attention"] == "local_p" and cfg["size"] == params["tasks"]["translation"]["scales"][params["scale"]]
     with pytest.raises(ParamsError, match="no run named 'rnn-nope'"):
