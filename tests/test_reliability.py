@@ -97,9 +97,9 @@ def test_a_second_snakemake_on_the_same_folder_is_refused_and_the_first_finishes
 def test_ctrl_c_then_rerun_incomplete_finishes_without_retraining_finished_runs(tmp_path):
     workdir = smoke_copy(tmp_path, _two_runs)
     first = _start(workdir)
-    done = workdir / "data/results/translation/rnn-none/seed0/train_info.json"
-    _wait_for(done, first)
-    model = done.parent / "model.pt"
+    # the evaluate job of rnn-none starts only once Snakemake has recorded its train job as finished
+    _wait_for(workdir / "logs/translation/rnn-none/seed0.evaluate.log", first)
+    model = workdir / "data/results/translation/rnn-none/seed0/model.pt"
     stamp = model.stat().st_mtime_ns
     os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches the whole process group
     first.communicate(timeout=120)
