@@ -19,10 +19,13 @@ from .base import (
     register,
     resolve_positions,
 )
+from .afm import AFMAttention  # noqa: F401  (recsys: AFM's pair-attention net)
 from .external import ExternalAttention
 from .hard import HardAttention
 from .local import LocalMonotonicAttention, LocalPredictiveAttention
 from .multihead import MultiHeadAttention
+from .neighbour import NeighbourAttention  # noqa: F401  (load: leave-one-out local attention of the anomaly mask)
+from .pooling import SelfDotAttention, TokenLocationAttention  # noqa: F401  (intent pooling scores)
 from .scores import (
     AdditiveAttention,
     ConcatAttention,

@@ -1,0 +1,312 @@
+"""The documents section: leaderboard, claim C6 (HAN vs HAN-mean and HAN-max), whether each run's
+weights find the label-bearing sentence, and test documents drawn with their sentence weights (bars)
+and word weights (highlights), one block per run.
+
+Everything read from the run folders is returned as plain strings and numbers; the template
+(autoescaped) is the only place they become HTML.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ... import io as aio
+from ... import paths
+from .. import aggregate as agg
+from .. import plots
+from . import cell, devices, finite, notebook_link, problems, relpath, run_status, status_counts
+
+PAPER = ("Hierarchical attention beats averaging and max-pooling at both levels",
+         "Yang et al. 2016, Table 2",
+         "Yelp'13 / Yelp'14 / Yelp'15 / IMDB / Yahoo / Amazon accuracy of HN-ATT (approx.): "
+         "68.2 / 70.5 / 71.0 / 49.4 / 75.8 / 63.6 — real reviews, not our data")
+MARGIN = 0.05  # above chance accuracy by less than this everywhere: nothing learnt to rank (smoke scale)
+METRICS = ("accuracy", "macro_f1", "sentence_hit_rate", "word_hit_rate", "gold_sentence_weight", "chance_hit_rate",
+           "parameters", "train_seconds", "epochs_trained", "best_epoch")
+
+
+def pooling(spec: dict) -> str:
+    if spec["attention"] == "none":
+        return (spec.get("options") or {}).get("pooling", "mean")
+    return "attention"
+
+
+def kind(spec: dict) -> str:
+    """What a run is, in the paper's terms."""
+    p = pooling(spec)
+    if spec["model"] == "flat":
+        return "flat attention" if p == "attention" else f"flat {p}-pooling"
+    return {"attention": "HAN", "mean": "HAN-mean", "max": "HAN-max"}[p]
+
+
+def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
+    runs = []
+    epochs = params["tasks"][task]["scales"][params["scale"]]["epochs"]
+    for run, spec in params["tasks"][task]["runs"].items():
+        rows = table[table["run"] == run]
+        ok = rows[rows["status"] == "ok"]
+        status, reason = run_status(rows)
+        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "pooling": pooling(spec),
+                 "kind": kind(spec), "status": status, "reason": reason, "rows": rows, "ok": ok,
+                 "seeds": [int(s) for s in ok["seed"]]}
+        for column in METRICS:
+            entry[column] = cell(ok[column] if column in ok else [], 1 if column == "train_seconds" else 3)
+        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+        # still learning when training stopped: the best epoch was the last of the budget
+        still = [int(b) for b, e in zip(ok.get("best_epoch", []), ok.get("epochs_trained", []))
+                 if finite(b) and finite(e) and int(b) == int(e) == epochs]
+        entry["still_improving"] = bool(still)
+        weights = ok["sentence_weights"].dropna() if "sentence_weights" in ok else []
+        entry["weights_kind"] = str(weights.iloc[0]) if len(weights) else ("attention" if spec["attention"] != "none" else "")
+        runs.append(entry)
+    return runs
+
+
+def _leaderboard(runs: list[dict], best: dict | None) -> dict:
+    columns = [("run", "", False), ("kind", "HAN: attention at both levels; HAN-mean / HAN-max: the same encoders with "
+                                          "averaging / max-pooling; flat: one attention over all words", False),
+               ("attention", "attention mechanism (none: pooling)", False),
+               ("accuracy", "test accuracy (higher is better)", True),
+               ("macro-F1", "test macro-F1 over the classes", True),
+               ("sentence hit rate", "share of test documents whose most-weighted sentence is the label-bearing one", True),
+               ("word hit rate", "share whose most-weighted word of the label-bearing sentence is a label word", True),
+               ("parameters", "trainable parameters", True),
+               ("training time (s)", "training loop wall time from train_info.json", True),
+               ("epochs (best)", "epochs trained (the epoch whose weights were kept)", True),
+               ("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
+
+    def key(r):
+        return (0, -r["mean"]["accuracy"]) if finite(r["mean"]["accuracy"]) else (1, 0.0)
+
+    rows = []
+    for r in sorted(runs, key=key):
+        epochs = "—"
+        if r["epochs_trained"]["n"]:
+            epochs = f"{r['epochs_trained']['mean']:.0f} ({r['best_epoch']['mean']:.0f})"
+        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["kind"], "sort": r["kind"]},
+                 {"text": r["attention"], "sort": r["attention"]},
+                 r["accuracy"], r["macro_f1"], r["sentence_hit_rate"], r["word_hit_rate"],
+                 _int_cell(r["parameters"]), r["train_seconds"],
+                 {"text": epochs, "sort": r["epochs_trained"]["sort"]},
+                 {"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))},
+                 {"text": r["status"], "sort": r["status"], "title": r["reason"]}]
+        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
+                     "reason": r["reason"], "cells": cells})
+    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
+
+
+def _int_cell(c: dict) -> dict:
+    return c if c["mean"] is None else {**c, "text": f"{int(round(c['mean'])):,}"}
+
+
+def _best(runs: list[dict]) -> dict | None:
+    scored = [r for r in runs if finite(r["mean"]["accuracy"])]
+    return max(scored, key=lambda r: r["mean"]["accuracy"]) if scored else None
+
+
+def _claim(verdict: str, evidence: str) -> dict:
+    claim, source, paper = PAPER
+    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
+    return {"id": "C6", "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence,
+            "css": css}
+
+
+def _claims(runs: list[dict], n_classes: int | None) -> list[dict]:
+    def pick(k):
+        found = [r for r in runs if r["model"] == "han" and r["kind"] == k and finite(r["mean"]["accuracy"])]
+        return max(found, key=lambda r: r["mean"]["accuracy"]) if found else None
+
+    han, mean, mx = pick("HAN"), pick("HAN-mean"), pick("HAN-max")
+    others = [r for r in (mean, mx) if r is not None]
+    if han is None or not others:
+        have = ", ".join(r["run"] for r in (han, mean, mx) if r) or "none"
+        return [_claim("not measurable", f"needs a HAN run with results and a HAN-mean or HAN-max run (have: {have})")]
+    compared = [han, *others]
+    chance = 1.0 / n_classes if n_classes else 0.0
+    if max(r["mean"]["accuracy"] for r in compared) < chance + MARGIN:
+        return [_claim("inconclusive", f"every compared run is within {MARGIN:g} of chance accuracy ({chance:.3f}; best "
+                                       f"{max(r['mean']['accuracy'] for r in compared):.3f}): too little training to rank "
+                                       "them (smoke scale?)")]
+
+    def fig(r):
+        text = f"{r['run']} {r['accuracy']['text']}"
+        return text + (f" (macro-F1 {r['macro_f1']['text']})" if r["macro_f1"]["n"] else "")
+
+    wins = [r for r in others if han["mean"]["accuracy"] > r["mean"]["accuracy"]]  # ties are no win
+    evidence = (f"test accuracy: {fig(han)} vs " + ", ".join(
+        f"{fig(r)} ({han['mean']['accuracy'] - r['mean']['accuracy']:+.3f})" for r in others))
+    if len(others) < 2:
+        evidence += "; only one of HAN-mean / HAN-max has results"
+    verdict = ("supported" if len(wins) == 2 else "partly supported" if wins else "not supported")
+    still = [r["run"] for r in compared if r["still_improving"]]
+    if still:
+        evidence += (f"; note: {', '.join(still)} still improved on the validation set in the last epoch of the budget, "
+                     "so the gap is measured at an equal training budget and may narrow with longer training")
+    return [_claim(verdict, evidence)]
+
+
+def _attention_rows(runs: list[dict]) -> list[dict]:
+    rows = []
+    for r in runs:
+        if not r["seeds"]:
+            continue
+        hit, chance = r["sentence_hit_rate"], r["chance_hit_rate"]
+        rows.append({"run": r["run"], "kind": r["kind"], "weights": r["weights_kind"] or "—",
+                     "hit": hit, "chance": chance, "word_hit": r["word_hit_rate"], "gold_weight": r["gold_sentence_weight"],
+                     "above": finite(hit["mean"]) and finite(chance["mean"]) and hit["mean"] > chance["mean"]})
+    return rows
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _doc_weights(model: str, sentence: np.ndarray, word: np.ndarray) -> np.ndarray:
+    """Each word's share of the whole document's weight: HAN's word weights are within a sentence, so
+    they are scaled by the sentence weight; the flat model's are over the document already."""
+    return word if model == "flat" else word * sentence[:, None]
+
+
+def _shade(weight: float, n_words: int) -> float:
+    """Highlight strength in [0, 1]: log of the weight relative to uniform (1/n_words), 0 at or below
+    uniform, 1 when all the document's weight is on this word."""
+    ratio = float(weight) * n_words
+    if ratio <= 1.0 or n_words < 2:
+        return 0.0
+    return round(min(1.0, float(np.log(ratio) / np.log(n_words))), 3)
+
+
+def _documents(task: str, runs: list[dict]) -> dict:
+    """The exported test documents, each with one block per run (its lowest seed)."""
+    exports = []
+    for r in runs:
+        if r["seeds"]:
+            seed = min(r["seeds"])
+            exports.append({"run": r["run"], "kind": r["kind"], "weights": r["weights_kind"], "seed": seed, "model": r["model"],
+                            "z": _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")})
+    reference = next((e["z"] for e in exports if e["z"] is not None and "tokens_0" in e["z"]), None)
+    if reference is None:
+        return {"docs": [], "note": "no run has exported document weights yet"}
+    k = len([f for f in reference if f.startswith("tokens_")])
+    docs = []
+    for n in range(k):
+        tokens = reference[f"tokens_{n}"]
+        gold = int(reference[f"gold_{n}"])
+        gold_words = reference.get(f"gold_words_{n}")
+        sentences = [[str(t) for t in row if str(t)] for row in tokens]
+        blocks = []
+        for e in exports:
+            z = e["z"]
+            block: dict[str, Any] = {"run": e["run"], "kind": e["kind"], "weights": e["weights"], "seed": e["seed"],
+                                     "missing": "", "rows": []}
+            if z is None:
+                block["missing"] = "attention.npz missing or unreadable"
+            elif f"tokens_{n}" not in z or z[f"tokens_{n}"].shape != tokens.shape or not (z[f"tokens_{n}"] == tokens).all():
+                block["missing"] = "another document was exported"
+            else:
+                sw, ww = z[f"sentence_{n}"].astype(float), z[f"word_{n}"].astype(float)
+                dw = _doc_weights(e["model"], sw, ww)
+                n_words = sum(len(w) for w in sentences)
+                block["pred"], block["label"] = str(z[f"pred_{n}"]), str(z[f"label_{n}"])
+                block["correct"] = block["pred"] == block["label"]
+                block["top"] = int(np.argmax(sw)) if sw.size else -1
+                for s, words in enumerate(sentences):
+                    block["rows"].append({
+                        "index": s, "weight": round(float(sw[s]), 4), "width": round(100 * float(np.clip(sw[s], 0, 1)), 1),
+                        "gold": s == gold, "top": s == block["top"],
+                        "words": [{"text": w, "shade": _shade(dw[s, i], n_words), "weight": round(float(dw[s, i]), 4),
+                                   "gold": bool(gold_words is not None and gold_words[s, i])}
+                                  for i, w in enumerate(words)]})
+            blocks.append(block)
+        docs.append({"index": n + 1, "label": str(reference[f"label_{n}"]), "gold": gold, "n_sentences": len(sentences),
+                     "blocks": blocks})
+    return {"docs": docs, "note": ""}
+
+
+def _gold_weights(task: str, runs: list[dict]) -> tuple[str | None, float | None]:
+    rows = []
+    chance = None
+    for r in runs:
+        if not r["seeds"] or r["pooling"] == "mean":
+            continue
+        z = _load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+        if z is None or "gold_sentence_weight" not in z:
+            continue
+        values = z["gold_sentence_weight"].astype(float)
+        rows += [{"run": r["run"], "value": v} for v in values if np.isfinite(v)]
+        if chance is None and "n_sentences" in z:
+            n = z["n_sentences"][np.isfinite(values)]
+            chance = float(np.mean(1.0 / n)) if n.size else None
+    if not rows:
+        return None, None
+    return plots.weight_distribution(pd.DataFrame(rows), chance, "weight on the label-bearing sentence (test documents)"), chance
+
+
+def _curves(task: str, runs: list[dict]) -> str | None:
+    frames = []
+    for r in runs:
+        for seed in r["seeds"]:
+            try:
+                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+                continue
+            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
+                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
+    if not frames:
+        return None
+    baseline = next((r["run"] for r in runs if r["kind"] == "HAN-mean"), None)
+    return plots.training_curves(pd.concat(frames, ignore_index=True), baseline, "validation accuracy")
+
+
+def _manifest(task: str) -> dict:
+    try:
+        data = aio.read_json(paths.prepared_dir(task) / "manifest.json")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def context(params: dict, task: str = "documents", out_dir: Path | str = paths.REPORTS) -> dict:
+    """Everything documents.html.j2 shows, as plain values (strings escaped by the template)."""
+    out_dir = Path(out_dir)
+    table = agg.collect(params, task)
+    counts = status_counts(table)
+    manifest = _manifest(task)
+    base = {"task": task, "title": "Documents (hierarchical attention)", "summary": {**counts, "devices": devices(table)},
+            "problems": problems(table), "notebook": notebook_link(task, out_dir),
+            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
+            "data": {"source": manifest.get("source"), "documents": manifest.get("documents"),
+                     "sentences": manifest.get("sentences_per_document", {}).get("test"),
+                     "labels": manifest.get("labels") or [],
+                     "majority": manifest.get("label_word_majority_accuracy")}}
+    if not counts["ok"]:
+        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
+                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+        return base
+    runs = _per_run(params, task, table)
+    best = _best(runs)
+    n_classes = len(manifest["labels"]) if manifest.get("labels") else None
+    gold_plot, chance = _gold_weights(task, runs)
+    ok = table[table["status"] == "ok"]
+    return {
+        **base,
+        "multi_seed": len(params["seeds"]) > 1,
+        "seeds": list(params["seeds"]),
+        "leaderboard": _leaderboard(runs, best),
+        "best": best["run"] if best else None,
+        "claims": _claims(runs, n_classes),
+        "attention": _attention_rows(runs),
+        "gold_plot": gold_plot,
+        "chance": chance,
+        "documents": _documents(task, runs),
+        "curves": _curves(task, runs),
+        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
+                          for r, s in zip(ok["run"], ok["seed"])],
+    }

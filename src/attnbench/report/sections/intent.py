@@ -1,0 +1,338 @@
+"""The intent section: leaderboard, accuracy on the hard subsets (confusers, keyword typos), claims
+C8 and C12, attention mass on the gold keywords, token highlights of the same test utterances for
+every run, per-head attention maps of the Transformer/BERT runs, training curves and links.
+
+Everything read from the run folders is returned as plain strings and numbers; the template
+(autoescaped) is the only place they become HTML.
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ... import paths
+from .. import aggregate as agg
+from .. import plots
+from . import cell, devices, finite, notebook_link, problems, relpath, run_status, status_counts
+
+MIN_ACCURACY = 0.2  # below this everywhere, runs have not learnt enough to compare (smoke scale)
+METRICS = ("accuracy", "macro_f1", "keyword_ratio", "keyword_top1", "mlm_accuracy", "parameters", "train_seconds")
+SUBSETS = (("clean", "clean", "no confuser, no typo in a keyword"),
+           ("confuser", "with a confuser", "another intent's keywords in a negated or context clause"),
+           ("keyword_typo", "keyword typo", "a typo in a gold keyword (often an unknown word)"))
+WEIGHT_KINDS = {"attention": "attention weights", "max-pool saliency": "saliency: share of max-pooled dimensions",
+                "[CLS] attention": "last layer's [CLS] attention, heads averaged"}
+
+PAPERS = {
+    "C8": ("Self-attention on intent text puts its weight on the keywords and masks filler characters",
+           "project notes (chatbot intent)",
+           "qualitative claim of the notes; no published figure"),
+    "C12": ("Masked-LM pre-training helps a small Transformer classifier",
+            "Devlin et al. 2019",
+            "GLUE / SQuAD fine-tuning of BERT (different data); the reference table gives no figure for this comparison"),
+}
+
+
+def _options(params: dict, task: str, run: str) -> dict:
+    section = params["tasks"][task]
+    return section.get("models", {}).get(section["runs"][run]["model"], {})
+
+
+def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
+    runs = []
+    for run, spec in params["tasks"][task]["runs"].items():
+        rows = table[table["run"] == run]
+        ok = rows[rows["status"] == "ok"]
+        status, reason = run_status(rows)
+        opts = _options(params, task, run)
+        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
+                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]],
+                 "encoder": opts.get("encoder"), "pooling": opts.get("pooling"), "mlm": "mlm" in opts,
+                 "options": opts}
+        for column in METRICS:
+            entry[column] = cell(ok[column] if column in ok else [], 3 if column not in ("parameters", "train_seconds") else 1)
+        for key, _, _ in SUBSETS:
+            column = f"subset_accuracy_{key}"
+            entry[column] = cell(ok[column] if column in ok else [], 3)
+        entry["train_max_rss_mb"] = cell(rows["train_max_rss_mb"] if "train_max_rss_mb" in rows else [], 0)
+        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+        kinds = ok["token_weights"].dropna() if "token_weights" in ok else []
+        entry["weights_kind"] = str(kinds.iloc[0]) if len(kinds) else None
+        runs.append(entry)
+    return runs
+
+
+def _scored(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if finite(r["mean"]["accuracy"])]
+
+
+def _baseline(runs: list[dict]) -> dict | None:
+    """The mean-pooling run over plain embeddings (the fastText-style baseline)."""
+    return next((r for r in runs if r["attention"] == "none" and r["pooling"] == "mean" and r["encoder"] == "embedding"),
+                next((r for r in runs if r["attention"] == "none" and r["pooling"] == "mean"), None))
+
+
+def _best(runs: list[dict], attention: bool | None = None) -> dict | None:
+    pool = [r for r in _scored(runs) if attention is None or (r["attention"] != "none") == attention]
+    return max(pool, key=lambda r: r["mean"]["accuracy"]) if pool else None
+
+
+def _leaderboard(runs: list[dict], best: dict | None) -> dict:
+    has_memory = any(r["train_max_rss_mb"]["n"] for r in runs)
+    columns = [("run", "", False), ("encoder / pooling", "", False), ("attention", "attention mechanism", False),
+               ("accuracy", "test accuracy (higher is better)", True),
+               ("macro-F1", "test macro-F1 over the intents (scikit-learn)", True),
+               ("keyword ratio", "attention mass on the gold keyword tokens / the mass a uniform distribution puts "
+                                 "there (1 = no better than uniform; — without token weights)", True),
+               ("keyword top-1", "share of test utterances whose most-attended token is a gold keyword", True),
+               ("MLM accuracy", "masked-LM accuracy of the pre-trained encoder on the test texts (BERT runs)", True),
+               ("parameters", "trainable parameters", True),
+               ("training time (s)", "training wall time from train_info.json (BERT: pre-training + fine-tuning)", True)]
+    if has_memory:
+        columns.append(("peak memory (MB)", "max RSS of the training job (Snakemake benchmark)", True))
+    columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
+
+    def key(r):
+        return (0, -r["mean"]["accuracy"]) if finite(r["mean"]["accuracy"]) else (1, 0.0)
+
+    rows = []
+    for r in sorted(runs, key=key):
+        how = f"{r['encoder'] or '?'} / {r['pooling'] or '?'}" + (" + masked-LM pre-training" if r["mlm"] else "")
+        cells = [{"text": r["run"], "sort": r["run"]}, {"text": how, "sort": how},
+                 {"text": r["attention"], "sort": r["attention"]},
+                 r["accuracy"], r["macro_f1"], r["keyword_ratio"], r["keyword_top1"], r["mlm_accuracy"],
+                 _int_cell(r["parameters"]), r["train_seconds"]]
+        if has_memory:
+            cells.append(r["train_max_rss_mb"])
+        cells.append({"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))})
+        cells.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
+        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
+                     "reason": r["reason"], "cells": cells})
+    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
+
+
+def _int_cell(c: dict) -> dict:
+    return c if c["mean"] is None else {**c, "text": f"{int(round(c['mean'])):,}"}
+
+
+def _subsets(runs: list[dict]) -> dict:
+    used = [(k, label, title) for k, label, title in SUBSETS if any(r[f"subset_accuracy_{k}"]["n"] for r in runs)]
+    rows = []
+    for r in sorted(_scored(runs), key=lambda r: -r["mean"]["accuracy"]):
+        rows.append({"run": r["run"], "attention": r["attention"],
+                     "cells": [r[f"subset_accuracy_{k}"] for k, _, _ in used]})
+    return {"columns": [{"label": label, "title": title} for _, label, title in used], "rows": rows}
+
+
+def _comparison(runs: list[dict], baseline: dict | None) -> dict | None:
+    """The best attention run against mean pooling (the issue's headline comparison)."""
+    best = _best(runs, attention=True)
+    if best is None or baseline is None or not finite(baseline["mean"]["accuracy"]):
+        return None
+    diff = best["mean"]["accuracy"] - baseline["mean"]["accuracy"]
+    no_attn = _best([r for r in runs if r is not baseline], attention=False)
+    return {"best": best["run"], "best_acc": f"{best['mean']['accuracy']:.3f}", "baseline": baseline["run"],
+            "baseline_acc": f"{baseline['mean']['accuracy']:.3f}", "diff": f"{diff:+.3f}", "beats": diff > 0,
+            "other": no_attn["run"] if no_attn else None,
+            "other_acc": f"{no_attn['mean']['accuracy']:.3f}" if no_attn else None}
+
+
+def _claims(runs: list[dict]) -> list[dict]:
+    out = []
+    # C8: the notes' self-attention (self_dot) weighs the keywords
+    notes = [r for r in runs if r["attention"] == "self_dot" and finite(r["mean"]["keyword_ratio"])]
+    others = [r for r in runs if r["attention"] not in ("none", "self_dot") and finite(r["mean"]["keyword_ratio"])]
+    if not notes:
+        why = ("needs a run with attention self_dot" if not any(r["attention"] == "self_dot" for r in runs)
+               else "no keyword ratio: the data have no gold keywords (real data) or the run has no results")
+        out.append(_claim("C8", "not measurable", why))
+    elif max(r["mean"]["accuracy"] for r in notes) < MIN_ACCURACY:
+        out.append(_claim("C8", "inconclusive", f"the self_dot run is below {MIN_ACCURACY:.0%} accuracy: "
+                                                "too little training to read its weights (smoke scale?)"))
+    else:
+        r = max(notes, key=lambda r: r["mean"]["keyword_ratio"])
+        ratio, top1 = r["mean"]["keyword_ratio"], r["mean"]["keyword_top1"]
+        evidence = (f"{r['run']}: {ratio:.2f}× the uniform mass on the gold keywords"
+                    + (f"; its most-attended token is a keyword in {top1:.0%} of the test utterances" if finite(top1) else ""))
+        if others:
+            evidence += f"; other attention runs: median {statistics.median(o['mean']['keyword_ratio'] for o in others):.2f}×"
+        verdict = ("supported" if ratio >= 2 and finite(top1) and top1 >= 0.5
+                   else "partly supported" if ratio > 1 else "not supported")
+        out.append(_claim("C8", verdict, evidence))
+
+    # C12: BERT vs the same encoder from scratch
+    pairs = []
+    for b in runs:
+        if not b["mlm"] or not finite(b["mean"]["accuracy"]):
+            continue
+        plain = {k: v for k, v in b["options"].items() if k != "mlm"}
+        twin = next((r for r in runs if not r["mlm"] and r["options"] == plain and finite(r["mean"]["accuracy"])),
+                    next((r for r in runs if not r["mlm"] and r["encoder"] == "transformer" and r["pooling"] == b["pooling"]
+                          and finite(r["mean"]["accuracy"])), None))
+        if twin is not None:
+            pairs.append((b, twin))
+    if not pairs:
+        out.append(_claim("C12", "not measurable", "needs a run with masked-LM pre-training and a run of the same "
+                                                   "Transformer encoder from scratch, both with results"))
+    else:
+        b, t = pairs[0]
+        if max(b["mean"]["accuracy"], t["mean"]["accuracy"]) < MIN_ACCURACY:
+            out.append(_claim("C12", "inconclusive", f"both runs are below {MIN_ACCURACY:.0%} accuracy (smoke scale?)"))
+        else:
+            diff = b["mean"]["accuracy"] - t["mean"]["accuracy"]
+            tol = max(0.005, (b["accuracy"]["std"] or 0.0) + (t["accuracy"]["std"] or 0.0))
+            evidence = (f"{b['run']} {b['mean']['accuracy']:.3f} vs {t['run']} (from scratch) "
+                        f"{t['mean']['accuracy']:.3f} accuracy ({diff:+.3f}); macro-F1 "
+                        f"{b['mean']['macro_f1']:.3f} vs {t['mean']['macro_f1']:.3f}")
+            if finite(b["mean"]["mlm_accuracy"]):
+                evidence += f"; masked-LM accuracy of the pre-trained encoder {b['mean']['mlm_accuracy']:.3f}"
+            verdict = "supported" if diff > tol else ("partly supported" if diff > 0 else "not supported")
+            out.append(_claim("C12", verdict, evidence))
+    return out
+
+
+def _claim(cid: str, verdict: str, evidence: str) -> dict:
+    claim, source, paper = PAPERS[cid]
+    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
+    return {"id": cid, "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence,
+            "css": css}
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _exports(task: str, runs: list[dict]) -> list[dict]:
+    out = []
+    for r in runs:
+        if r["seeds"]:
+            seed = min(r["seeds"])
+            out.append({"run": r["run"], "seed": seed, "attention": r["attention"], "kind": r["weights_kind"],
+                        "z": _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz"), "entry": r})
+    return out
+
+
+def _highlights(exports: list[dict]) -> dict:
+    """The exported test utterances, each with one highlighted token row per run with token weights."""
+    reference = next((e["z"] for e in exports if e["z"] and "tokens_0" in e["z"]), None)
+    if reference is None:
+        return {"utterances": [], "note": "no run has exported test utterances yet"}
+    n_utts = len([k for k in reference if k.startswith("tokens_")])
+    utterances = []
+    for n in range(n_utts):
+        tokens = [str(t) for t in reference[f"tokens_{n}"]]
+        gold = [bool(g) for g in reference.get(f"gold_{n}", np.zeros(len(tokens)))]
+        distract = [bool(g) for g in reference.get(f"distractor_{n}", np.zeros(len(tokens)))]
+        known = [bool(g) for g in reference.get(f"known_{n}", np.ones(len(tokens)))]
+        rows = []
+        for e in exports:
+            z = e["z"]
+            if not z or [str(t) for t in z.get(f"tokens_{n}", [])] != tokens:
+                continue
+            pred = str(z.get(f"pred_{n}", ""))
+            row = {"run": e["run"], "pred": pred, "correct": pred == str(reference[f"label_{n}"]),
+                   "kind": WEIGHT_KINDS.get(e["kind"] or "", e["kind"] or ""), "cells": None, "mass": None}
+            w = z.get(f"weights_{n}")
+            if w is not None and len(w) == len(tokens):
+                w = np.asarray(w, dtype=float)
+                top = float(w.max()) or 1.0
+                row["cells"] = [{"tok": t, "alpha": f"{min(1.0, float(v) / top):.2f}", "title": f"{float(v):.3f}",
+                                 "gold": g, "distractor": d} for t, v, g, d in zip(tokens, w, gold, distract)]
+                if any(gold):
+                    row["mass"] = f"{float(w[np.array(gold)].sum()):.2f}"
+            rows.append(row)
+        uniform = f"{sum(gold) / len(tokens):.2f}" if any(gold) else None
+        utterances.append({"index": n + 1, "label": str(reference[f"label_{n}"]), "uniform": uniform,
+                           "tokens": [{"tok": t, "gold": g, "distractor": d, "unknown": not k}
+                                      for t, g, d, k in zip(tokens, gold, distract, known)],
+                           "rows": [r for r in rows if r["cells"]], "plain": [r for r in rows if not r["cells"]]})
+    return {"utterances": utterances, "note": ""}
+
+
+def _heads(exports: list[dict]) -> list[dict]:
+    """Per-head maps of the first exported utterance for every run that exported them."""
+    figures = []
+    for e in exports:
+        z = e["z"]
+        if not z or "heads_0" not in z:
+            continue
+        tokens = ["[CLS]"] + [str(t) for t in z["tokens_0"]]
+        maps = np.asarray(z["heads_0"], dtype=float)
+        if maps.ndim != 4 or maps.shape[-1] != len(tokens):
+            continue
+        figures.append({"run": e["run"], "seed": e["seed"], "text": " ".join(tokens[1:]),
+                        "layers": int(maps.shape[0]), "heads": int(maps.shape[1]),
+                        "image": plots.attention_head_maps(tokens, maps)})
+    return figures
+
+
+def _bars(runs: list[dict], highlight: str | None) -> str | None:
+    rows = [{"run": r["run"], "value": float(v)} for r in runs
+            for v in (r["ok"]["keyword_ratio"] if "keyword_ratio" in r["ok"] else []) if finite(v)]
+    if not rows:
+        return None
+    return plots.metric_bars(pd.DataFrame(rows), "attention mass on the gold keywords / uniform mass",
+                             reference=1.0, reference_label="uniform (1.0)", highlight=highlight)
+
+
+def _curves(task: str, runs: list[dict], baseline: dict | None) -> str | None:
+    frames = []
+    for r in runs:
+        for seed in r["seeds"]:
+            try:
+                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+                continue
+            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
+                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
+    if not frames:
+        return None
+    return plots.training_curves(pd.concat(frames, ignore_index=True), baseline["run"] if baseline else None,
+                                 "validation accuracy")
+
+
+def context(params: dict, task: str = "intent", out_dir: Path | str = paths.REPORTS) -> dict:
+    """Everything intent.html.j2 shows, as plain values (strings escaped by the template)."""
+    out_dir = Path(out_dir)
+    table = agg.collect(params, task)
+    counts = status_counts(table)
+    base = {"task": task, "title": "Intent classification", "summary": {**counts, "devices": devices(table)},
+            "problems": problems(table), "notebook": notebook_link(task, out_dir),
+            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
+            "test_utterances": None}
+    if not counts["ok"]:
+        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
+                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+        return base
+    runs = _per_run(params, task, table)
+    baseline, best = _baseline(runs), _best(runs)
+    exports = _exports(task, runs)
+    ok = table[table["status"] == "ok"]
+    notes_run = next((r["run"] for r in runs if r["attention"] == "self_dot"), None)
+    return {
+        **base,
+        "multi_seed": len(params["seeds"]) > 1,
+        "seeds": list(params["seeds"]),
+        "leaderboard": _leaderboard(runs, best),
+        "best": best["run"] if best else None,
+        "baseline": baseline["run"] if baseline else None,
+        "comparison": _comparison(runs, baseline),
+        "subsets": _subsets(runs),
+        "claims": _claims(runs),
+        "bars": _bars(runs, notes_run),
+        "notes_run": notes_run,
+        "highlights": _highlights(exports),
+        "heads": _heads(exports),
+        "curves": _curves(task, runs, baseline),
+        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
+                          for r, s in zip(ok["run"], ok["seed"])],
+        "test_utterances": int(ok["test_utterances"].dropna().iloc[0]) if "test_utterances" in ok and
+        ok["test_utterances"].notna().any() else None,
+    }

@@ -1,0 +1,353 @@
+"""The load-forecasting section: leaderboard (clean and corrupted test inputs side by side), MAPE by
+horizon step, a week of test forecasts against actuals, the feature-attention heatmap (horizon
+step × feature), the anomaly mask under a corrupted input window, and claims C9 and C10 with
+verdicts computed from the metrics.
+
+Everything read from the run folders is returned as plain strings and numbers; the template
+(autoescaped) is the only place they become HTML.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ... import paths
+from .. import aggregate as agg
+from .. import plots
+from . import cell, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+
+WEEK_DAYS = 7
+HALF = 0.5          # C10: the masked model's MAPE rise must be below HALF x the unmasked one's
+MIN_AUC = 0.9       # C10: mask ROC-AUC above this
+# metrics.json / summary columns of the leaderboard and their decimals
+METRICS = {"mape": 2, "mape_corrupted": 2, "mape_rise": 2, "smape": 2, "smape_corrupted": 2, "mae": 1,
+           "mae_corrupted": 1, "rmse": 1, "rmse_corrupted": 1, "mask_auc": 3, "irrelevant_attention": 3,
+           "uniform_share": 3, "parameters": 0, "train_seconds": 1}
+
+PAPERS = {
+    "C9": ("Per-horizon feature attention helps multi-step load forecasting",
+           "project notes (load)",
+           "no published figure: the notes describe a learned mask over features for each output step"),
+    "C10": ("An attention mask after the feature mapping makes the forecaster robust to anomalous inputs",
+            "project notes (load)",
+            "no published figure: the notes describe masking anomalous inputs right after the feature mapping"),
+}
+
+
+def _steps(table: pd.DataFrame, key: str) -> list[int]:
+    prefix = f"{key}_by_step_"
+    return sorted(int(c[len(prefix):]) for c in table.columns if c.startswith(prefix) and c[len(prefix):].isdigit())
+
+
+def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
+    runs = []
+    steps = _steps(table, "mape")
+    for run, spec in params["tasks"][task]["runs"].items():
+        rows = table[table["run"] == run]
+        ok = rows[rows["status"] == "ok"]
+        status, reason = run_status(rows)
+        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
+                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
+        for column, digits in METRICS.items():
+            entry[column] = cell(ok[column] if column in ok else [], digits)
+        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+        for kind in ("mape", "mape_corrupted"):
+            entry[f"{kind}_steps"] = {h: cell(ok[f"{kind}_by_step_{h}"] if f"{kind}_by_step_{h}" in ok else [])["mean"]
+                                      for h in steps}
+        runs.append(entry)
+    return runs
+
+
+def _by_model(runs: list[dict], model: str, attention: str | None = None, exclude: str | None = None) -> dict | None:
+    """The first run of `model` (with that attention, or without `exclude`) that has results."""
+    for r in runs:
+        if r["model"] != model or not finite(r["mean"]["mape"]):
+            continue
+        if attention is not None and r["attention"] != attention:
+            continue
+        if exclude is not None and r["attention"] == exclude:
+            continue
+        return r
+    return None
+
+
+def _leaderboard(runs: list[dict], best: dict | None) -> dict:
+    has_memory = any(len(r["rows"]) and "train_max_rss_mb" in r["rows"] and r["rows"]["train_max_rss_mb"].notna().any()
+                     for r in runs)
+    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
+               ("MAPE clean (%)", "mean absolute percentage error on the clean test inputs (lower is better)", True),
+               ("MAPE corrupted (%)", "the same forecasts made from the corrupted copy of the test inputs", True),
+               ("rise", "MAPE corrupted − MAPE clean (percentage points)", True),
+               ("sMAPE clean (%)", "symmetric MAPE, clean inputs", True),
+               ("sMAPE corrupted (%)", "symmetric MAPE, corrupted inputs", True),
+               ("MAE clean", "mean absolute error (load units), clean inputs", True),
+               ("MAE corrupted", "mean absolute error (load units), corrupted inputs", True),
+               ("RMSE clean", "root mean squared error, clean inputs", True),
+               ("RMSE corrupted", "root mean squared error, corrupted inputs", True),
+               ("mask ROC-AUC", "ROC-AUC of 1 − mask weight against the true anomaly positions (anomaly-mask runs)", True),
+               ("irrelevant attention", "feature-attention mass on the generator's irrelevant features (uniform share in "
+                                        "brackets)", True),
+               ("parameters", "trainable parameters (closed-form baselines: 0)", True),
+               ("training time (s)", "training (or fitting) wall time from train_info.json", True)]
+    if has_memory:
+        columns.append(("peak memory (MB)", "max RSS of the training job (Snakemake benchmark)", True))
+    columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
+
+    def key(r):
+        return (0, r["mean"]["mape"]) if finite(r["mean"]["mape"]) else (1, 0.0)
+
+    rows = []
+    for r in sorted(runs, key=key):
+        irrelevant = dict(r["irrelevant_attention"])
+        if irrelevant["mean"] is not None and finite(r["mean"]["uniform_share"]):
+            irrelevant["text"] += f" ({r['mean']['uniform_share']:.2f})"
+        params = dict(r["parameters"])
+        if params["mean"] is not None:
+            params["text"] = f"{int(round(params['mean'])):,}"
+        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
+                 {"text": r["attention"], "sort": r["attention"]},
+                 r["mape"], r["mape_corrupted"], _signed_cell(r["mape_rise"]), r["smape"], r["smape_corrupted"],
+                 r["mae"], r["mae_corrupted"], r["rmse"], r["rmse_corrupted"], r["mask_auc"], irrelevant, params,
+                 r["train_seconds"]]
+        if has_memory:
+            cells.append(cell(r["rows"]["train_max_rss_mb"] if "train_max_rss_mb" in r["rows"] else [], 0))
+        cells.append({"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))})
+        cells.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
+        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
+                     "reason": r["reason"], "cells": cells})
+    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
+
+
+def _signed_cell(c: dict) -> dict:
+    return c if c["mean"] is None else {**c, "text": ("+" if c["mean"] >= 0 else "") + c["text"]}
+
+
+def _horizon(runs: list[dict], reference: dict | None) -> str | None:
+    rows = []
+    for r in runs:
+        for kind, label in (("mape", "clean"), ("mape_corrupted", "corrupted")):
+            for _, row in r["ok"].iterrows():
+                for h in r[f"{kind}_steps"]:
+                    column = f"{kind}_by_step_{h}"
+                    if column in row and finite(row[column]):
+                        rows.append({"run": r["run"], "seed": int(row["seed"]), "step": h, "value": float(row[column]),
+                                     "inputs": label})
+    if not rows:
+        return None
+    return plots.horizon_lines(pd.DataFrame(rows), reference["run"] if reference else None, "MAPE (%), test set")
+
+
+def _read_samples(task: str, r: dict | None) -> list[dict]:
+    if r is None or not r["seeds"]:
+        return []
+    path = paths.run_dir(task, r["run"], min(r["seeds"])) / "samples.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(item, dict) and {"origin", "actual", "forecast"} <= set(item):
+            out.append(item)
+    return out
+
+
+def _week(task: str, best: dict | None, reference: dict | None, others: list[dict]) -> dict:
+    """Seven consecutive day-ahead forecasts from the first Monday of the test period."""
+    main = _read_samples(task, best)
+    if len(main) < 2:
+        return {"image": None, "note": "no day-ahead test forecasts exported (samples.jsonl)"}
+    start = next((i for i, s in enumerate(main) if pd.Timestamp(s["origin"]).day_of_week == 0), 0)
+    days = main[start:start + WEEK_DAYS]
+    origins = [d["origin"] for d in days]
+    horizon = len(days[0]["actual"])
+    stamps = [str(pd.Timestamp(o) + pd.Timedelta(hours=h)) for o in origins for h in range(horizon)]
+    actual = [v for d in days for v in d["actual"]]
+    forecasts: dict[str, list[float]] = {}
+    for r in [best, *others, reference]:
+        if r is None or r["run"] in forecasts:
+            continue
+        items = {s["origin"]: s for s in (main if r is best else _read_samples(task, r))}
+        if all(o in items for o in origins):
+            forecasts[r["run"]] = [v for o in origins for v in items[o]["forecast"]]
+    image = plots.forecast_week(stamps, actual, forecasts, reference["run"] if reference else None, "load")
+    return {"image": image, "first": origins[0][:10], "last": origins[-1][:10], "runs": list(forecasts), "note": ""}
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _feature_attention(task: str, runs: list[dict]) -> dict:
+    figures = []
+    for r in runs:
+        if r["model"] != "feature_attn" or not r["seeds"]:
+            continue
+        seed = min(r["seeds"])
+        z = _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
+        if not z or "feature_weights" not in z:
+            continue
+        names = [str(f) for f in z["feature_names"]]
+        irrelevant = [bool(b) for b in z["irrelevant"]] if "irrelevant" in z else None
+        weights = z["feature_weights"]
+        top = [names[i] for i in np.argsort(-weights.mean(axis=0))[:3]]
+        figures.append({"run": r["run"], "seed": seed, "top": ", ".join(top),
+                        "image": plots.feature_heatmap(weights, names, irrelevant, f"{r['run']} (seed {seed})")})
+    return {"figures": figures, "note": "" if figures else "no feature-attention run has exported its weights yet"}
+
+
+def _mask(task: str, runs: list[dict], plain: dict | None) -> dict:
+    masked = next((r for r in runs if r["model"] == "anomaly_mask" and r["seeds"]), None)
+    source = masked or plain or next((r for r in runs if r["seeds"]), None)
+    if source is None:
+        return {"image": None, "note": "no run has results yet"}
+    z = _load_npz(paths.run_dir(task, source["run"], min(source["seeds"])) / "attention.npz")
+    if not z or "example_input" not in z:
+        return {"image": None, "note": f"{source['run']}: attention.npz missing or without the example window"}
+    forecasts = {}
+    for r in (plain, masked):
+        if r is None or not r["seeds"]:
+            continue
+        other = z if r is source else _load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+        if other and "example_forecast_corrupted" in other and \
+                [str(t) for t in other.get("example_time", [])] == [str(t) for t in z["example_time"]]:
+            forecasts[r["run"]] = other["example_forecast_corrupted"]
+    kinds = z["example_kind"]
+    counts = {label: int((kinds == code).sum()) for code, (label, _) in plots.ANOMALY_COLOURS.items()}
+    image = plots.anomaly_mask([str(t) for t in z["example_time"]], z["example_input"], z["example_clean"], kinds,
+                               z.get("example_mask"), forecasts, z.get("example_actual"))
+    return {"image": image, "run": masked["run"] if masked else None, "first": str(z["example_time"][0])[:16],
+            "counts": ", ".join(f"{n} {k} step{'s' if n != 1 else ''}" for k, n in counts.items() if n),
+            "forecast_runs": list(forecasts), "note": "" if masked else "no anomaly-mask run has results yet"}
+
+
+def _beats_naive(runs: list[dict], naive: dict | None) -> list[dict]:
+    if naive is None:
+        return []
+    out = []
+    for r in runs:
+        if r is naive or r["model"] == "seasonal_naive" or not finite(r["mean"]["mape"]):
+            continue
+        out.append({"run": r["run"], "mape": r["mean"]["mape"], "beats": r["mean"]["mape"] < naive["mean"]["mape"]})
+    return out
+
+
+def _claims(runs: list[dict], naive: dict | None, plain: dict | None) -> list[dict]:
+    out = []
+    feat = _by_model(runs, "feature_attn")
+    masked = _by_model(runs, "anomaly_mask")
+    weak = lambda *rs: naive is not None and all(r["mean"]["mape"] >= naive["mean"]["mape"] for r in rs)  # noqa: E731
+
+    # C9: feature attention vs the GRU without it, overall and per horizon step
+    if feat is None or plain is None:
+        out.append(_claim("C9", "not measurable", "needs a feature_attn run and a plain gru run (attention none) with results"))
+    elif weak(feat, plain):
+        out.append(_claim("C9", "inconclusive", f"neither {feat['run']} nor {plain['run']} beats the seasonal naive forecast "
+                                                f"({naive['mean']['mape']:.2f}% MAPE): too little training (smoke scale?)"))
+    else:
+        a, b = feat["mean"]["mape"], plain["mean"]["mape"]
+        steps = [h for h in feat["mape_steps"] if finite(feat["mape_steps"][h]) and finite(plain["mape_steps"].get(h))]
+        wins = sum(feat["mape_steps"][h] < plain["mape_steps"][h] for h in steps)
+        evidence = (f"clean test MAPE {feat['run']} {a:.2f}% vs {plain['run']} {b:.2f}% ({a - b:+.2f} points, "
+                    f"{100 * (a - b) / b:+.1f}% relative); lower at {wins} of {len(steps)} horizon steps")
+        if finite(feat["mean"]["irrelevant_attention"]) and finite(feat["mean"]["uniform_share"]):
+            evidence += (f"; attention on the irrelevant features {feat['mean']['irrelevant_attention']:.3f} vs a uniform "
+                         f"share of {feat['mean']['uniform_share']:.3f}")
+        spread = [r["mape"]["std"] for r in (feat, plain) if r["mape"]["std"] is not None]
+        evidence += (f"; seed-to-seed spread (std) {max(spread):.2f} points" if spread else
+                     "; one seed only: differences of a few tenths of a point are within the seed-to-seed spread "
+                     "(run several seeds to see it)")
+        overall, most = a < b, bool(steps) and wins > len(steps) / 2
+        verdict = "supported" if overall and most else ("partly supported" if overall or most else "not supported")
+        out.append(_claim("C9", verdict, evidence))
+
+    # C10: MAPE rise on corrupted inputs, masked vs unmasked, and the mask's ROC-AUC
+    if masked is None or plain is None:
+        out.append(_claim("C10", "not measurable", "needs an anomaly_mask run and a plain gru run with results"))
+    elif weak(masked, plain):
+        out.append(_claim("C10", "inconclusive", f"neither {masked['run']} nor {plain['run']} beats the seasonal naive "
+                                                  f"forecast ({naive['mean']['mape']:.2f}% MAPE): too little training "
+                                                  "(smoke scale?)"))
+    else:
+        rm, rp = masked["mean"]["mape_rise"], plain["mean"]["mape_rise"]
+        auc = masked["mean"]["mask_auc"]
+        evidence = (f"MAPE from clean to corrupted inputs: {masked['run']} {masked['mean']['mape']:.2f}% → "
+                    f"{masked['mean']['mape_corrupted']:.2f}% ({rm:+.2f} points), {plain['run']} "
+                    f"{plain['mean']['mape']:.2f}% → {plain['mean']['mape_corrupted']:.2f}% ({rp:+.2f} points)")
+        robust = finite(rm) and finite(rp) and rp > 0 and rm < HALF * rp
+        if finite(rm) and finite(rp) and rp > 0:
+            evidence += f"; rise ratio {rm / rp:.2f} (needs < {HALF:g})"
+        located = finite(auc) and auc > MIN_AUC
+        evidence += f"; mask ROC-AUC {fmt(auc, 3)} (needs > {MIN_AUC:g})"
+        verdict = "supported" if robust and located else ("partly supported" if robust or located else "not supported")
+        out.append(_claim("C10", verdict, evidence))
+    return out
+
+
+def _claim(cid: str, verdict: str, evidence: str) -> dict:
+    claim, source, paper = PAPERS[cid]
+    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
+    return {"id": cid, "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence,
+            "css": css}
+
+
+def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORTS) -> dict:
+    """Everything load.html.j2 shows, as plain values (strings escaped by the template)."""
+    out_dir = Path(out_dir)
+    table = agg.collect(params, task)
+    counts = status_counts(table)
+    section = params["tasks"][task]
+    base = {"task": task, "title": "Load forecasting", "summary": {**counts, "devices": devices(table)},
+            "problems": problems(table), "notebook": notebook_link(task, out_dir),
+            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
+            "window": section["data"]["window"], "horizon": section["data"]["horizon"],
+            "season": section["data"]["season"], "source": section["data"]["source"],
+            "corruption_rate": section["data"]["corruption_rate"], "mape_floor": section["eval"]["mape_floor"]}
+    if not counts["ok"]:
+        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
+                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+        return base
+    runs = _per_run(params, task, table)
+    scored = [r for r in runs if finite(r["mean"]["mape"])]
+    best = min(scored, key=lambda r: r["mean"]["mape"]) if scored else None
+    naive = _by_model(runs, "seasonal_naive")
+    plain = _by_model(runs, "gru", attention="none")
+    learned = [r for r in scored if r["model"] != "seasonal_naive" and r is not best]
+    ok = table[table["status"] == "ok"]
+    excluded = int(ok["mape_excluded"].fillna(0).max()) if "mape_excluded" in ok else 0
+    feats = [r for r in runs if finite(r["mean"]["irrelevant_attention"]) and finite(r["mean"]["uniform_share"])]
+    return {
+        **base,
+        "multi_seed": len(params["seeds"]) > 1,
+        "seeds": list(params["seeds"]),
+        "leaderboard": _leaderboard(runs, best),
+        "best": best["run"] if best else None,
+        "reference": naive["run"] if naive else None,
+        "horizon_image": _horizon(runs, naive),
+        "week": _week(task, best, naive, [r for r in (plain,) if r is not None and r is not best]),
+        "features": _feature_attention(task, runs),
+        "mask": _mask(task, runs, plain),
+        "claims": _claims(runs, naive, plain),
+        "beats_naive": _beats_naive(runs, naive),
+        "irrelevant": [{"run": r["run"], "mass": f"{r['mean']['irrelevant_attention']:.3f}",
+                        "uniform": f"{r['mean']['uniform_share']:.3f}",
+                        "below": r["mean"]["irrelevant_attention"] < r["mean"]["uniform_share"]} for r in feats],
+        "mape_excluded": excluded,
+        "test_windows": int(ok["test_windows"].dropna().iloc[0]) if "test_windows" in ok and
+        ok["test_windows"].notna().any() else None,
+        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
+                          for r, s in zip(ok["run"], ok["seed"])],
+        "n_learned": len(learned),
+    }

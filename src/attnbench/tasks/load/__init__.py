@@ -1,0 +1,480 @@
+"""Load: multi-step electric load forecasting with feature attention and anomaly-masking attention.
+
+An input window (168 h by default) of the load and its exogenous features gives a forecast for each
+of the next 24 hours. Runs: seasonal naive (same hour last week) and ridge regression (scikit-learn)
+fitted in closed form; a GRU without and with temporal attention over its states; per-horizon
+feature attention; an anomaly-masking attention layer after the feature mapping (trained with
+corruption applied to its inputs); a Transformer encoder over time.
+
+Data: the embedded synthetic series (generator.py; it marks its irrelevant noise features) or a CSV
+(reader.py). Splits are chronological; scaling statistics come from the training split only. A
+corrupted copy of the test inputs (spikes, drop-outs to zero, stuck values; targets never touched)
+has its gold anomaly positions recorded.
+
+Metrics, overall and per horizon step, on clean and on corrupted test inputs: MAPE (scikit-learn;
+guard: targets with |y| below `eval.mape_floor` x the training split's mean |y| are excluded and
+counted in `mape_excluded`, never divided by), sMAPE, MAE, RMSE (scikit-learn); the feature
+attention's mass on the irrelevant features; ROC-AUC (scikit-learn) of 1 - mask weight against the
+gold anomaly positions.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ... import io as aio
+from ...config import ParamsError
+from ...metrics import forecast_scores, mask_roc_auc
+from ...models.forecaster import RecurrentForecaster, RidgeForecaster, SeasonalNaive, TransformerForecaster
+from .. import register
+from ..base import Task
+from .generator import KINDS, Series, corrupt, generate
+from .reader import read_csv
+
+SPLITS = ("train", "valid", "test")
+NEURAL = ("gru", "feature_attn", "anomaly_mask", "transformer")
+CLOSED_FORM = ("seasonal_naive", "ridge")
+EVAL_BATCH = 512
+VALID_MAPE_FLOOR = 0.01   # the MAPE guard of the validation metric (fixed: training must not depend on eval settings)
+
+
+def split_bounds(n: int, valid_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
+    """Chronological [start, end) of each split's target steps."""
+    n_test = int(round(n * test_fraction))
+    n_valid = int(round(n * valid_fraction))
+    n_train = n - n_valid - n_test
+    return {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, n)}
+
+
+def window_origins(start: int, end: int, window: int, horizon: int, usable: np.ndarray, stride: int = 1,
+                   phase: int = 0) -> tuple[np.ndarray, int]:
+    """Origins o (input [o - window, o), targets [o, o + horizon) inside [start, end)) on the stride
+    grid `o % stride == phase % stride`, keeping only windows whose every step is usable; also
+    returns the number of grid windows skipped for touching a missing step."""
+    first = max(start, window)
+    candidates = np.arange(first, end - horizon + 1)
+    candidates = candidates[(candidates - phase) % stride == 0]
+    if not len(candidates):
+        return candidates.astype(np.int64), 0
+    bad = np.concatenate([[0], np.cumsum(~usable)])
+    ok = bad[candidates + horizon] - bad[candidates - window] == 0
+    return candidates[ok].astype(np.int64), int((~ok).sum())
+
+
+class Data:
+    """The prepared series as tensors, the split origins and the gold anomaly positions."""
+
+    def __init__(self, prepared: Path, cfg: dict) -> None:
+        prepared = Path(prepared)
+        self.manifest = aio.read_json(prepared / "manifest.json")
+        with np.load(prepared / "series.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        d = cfg["data"]
+        self.window, self.horizon, self.season = d["window"], d["horizon"], d["season"]
+        self.time = pd.DatetimeIndex(arrays["time"].astype("datetime64[s]"))
+        self.load = arrays["load"]                                    # raw, NaN where missing
+        self.kind = arrays["anomaly_kind"]                            # gold kinds of the corrupted copy
+        self.feature_names = [str(s) for s in arrays["feature_names"]]
+        self.irrelevant = arrays["irrelevant"].astype(bool)
+        self.mean, self.std = arrays["mean"], arrays["std"]           # [1 + F], from the training split
+        raw = np.column_stack([self.load, arrays["features"]])
+        usable = ~np.isnan(raw).any(axis=1)
+        scaled = np.nan_to_num((raw - self.mean) / self.std)
+        self.series = torch.from_numpy(scaled.astype(np.float32))
+        corrupted = scaled.copy()
+        corrupted[:, 0] = np.nan_to_num((arrays["load_corrupted"] - self.mean[0]) / self.std[0])
+        self.corrupted = torch.from_numpy(corrupted.astype(np.float32))
+        self.scale = float(self.std[0])
+        self.mape_floor = float(cfg["eval"]["mape_floor"]) * float(self.manifest["target_abs_mean"])
+        self.valid_floor = VALID_MAPE_FLOOR * float(self.manifest["target_abs_mean"])
+        bounds = {s: tuple(self.manifest["splits"][s]["steps"]) for s in SPLITS}
+        # validation windows at every step: early stopping must not depend on the evaluation settings
+        stride = {"train": cfg["size"]["train_stride"], "valid": 1, "test": cfg["eval"]["stride"]}
+        midnight = int(np.flatnonzero((self.time.hour == 0) & (self.time.minute == 0))[0]) \
+            if ((self.time.hour == 0) & (self.time.minute == 0)).any() else 0
+        self.origins = {s: window_origins(*bounds[s], self.window, self.horizon, usable, stride[s], midnight)[0]
+                        for s in SPLITS}
+        every = window_origins(*bounds["test"], self.window, self.horizon, usable)[0]
+        at_midnight = (self.time[every].hour == 0) & (self.time[every].minute == 0)
+        self.day_origins = every[np.asarray(at_midnight, dtype=bool)]          # day-ahead forecasts
+        self.offsets = torch.arange(-self.window, 0)
+        self.targets = torch.arange(0, self.horizon)
+
+    def windows(self, origins: np.ndarray, corrupted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x [B, T, 1+F], z [B, H, F], y [B, H]) of the windows at `origins` (scaled; y always clean)."""
+        o = torch.as_tensor(origins, dtype=torch.long).unsqueeze(1)
+        source = self.corrupted if corrupted else self.series
+        x = source[o + self.offsets]
+        future = self.series[o + self.targets]
+        return x, future[:, :, 1:], future[:, :, 0]
+
+    def corrupt_windows(self, x: torch.Tensor, origins: np.ndarray, rng: np.random.Generator,
+                        rate: float) -> torch.Tensor:
+        """Inject anomalies into the load channel of x (in place); return the gold mask [B, T]."""
+        gold = np.zeros((len(origins), self.window), dtype=bool)
+        for i, o in enumerate(origins):
+            raw = self.load[o - self.window:o]
+            bad, kind = corrupt(raw, rng, rate, self.scale)
+            x[i, :, 0] = torch.from_numpy(((bad - self.mean[0]) / self.std[0]).astype(np.float32))
+            gold[i] = kind > 0
+        return torch.from_numpy(gold)
+
+    def unscale(self, y: torch.Tensor | np.ndarray) -> np.ndarray:
+        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
+        return y.astype(np.float64) * self.std[0] + self.mean[0]
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    if isinstance(value, dict):
+        return {k: _round(v, digits) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    value = float(value)
+    return None if not np.isfinite(value) else round(value, digits)
+
+
+class LoadForecasting(Task):
+    name = "load"
+    valid_metric = "valid_neg_mape"
+    headline = "mape"
+    higher_is_better = False   # MAPE is an error: lower is better
+    metric_columns = ("mape", "mape_corrupted", "mape_rise", "smape", "mae", "rmse", "mask_auc",
+                      "irrelevant_attention")
+
+    # ---- parameters and data ------------------------------------------------------------
+    def check_params(self, section: dict, origin: str) -> None:
+        d = section["data"]
+        if not d["horizon"] <= d["season"] <= d["window"]:
+            raise ParamsError(f"{origin}: tasks.load.data.season: value {d['season']!r} is not allowed; expected "
+                              f"horizon ({d['horizon']}) <= season <= window ({d['window']}), so that the seasonal "
+                              "naive forecast reads inside the input window")
+        if d["valid_fraction"] + d["test_fraction"] >= 0.9:
+            raise ParamsError(f"{origin}: tasks.load.data.test_fraction: value {d['test_fraction']!r} is not allowed; "
+                              "expected valid_fraction + test_fraction < 0.9 (the rest is the training split)")
+        if d["source"] == "csv" and "csv" not in d:
+            raise ParamsError(f"{origin}: tasks.load.data: missing key 'csv' (required with source: csv)")
+        if 24 % section["eval"]["stride"]:
+            raise ParamsError(f"{origin}: tasks.load.eval.stride: value {section['eval']['stride']!r} is not allowed; "
+                              "expected a divisor of 24 (1, 2, 3, 4, 6, 8, 12 or 24)")
+        patch = section["models"].get("transformer", {}).get("patch", 1)
+        if d["window"] % patch:
+            raise ParamsError(f"{origin}: tasks.load.models.transformer.patch: value {patch!r} is not allowed; expected a "
+                              f"divisor of data.window ({d['window']})")
+        allowed = {"seasonal_naive": {"none"}, "ridge": {"none"}, "transformer": {"multihead"}}
+        for run, spec in section["runs"].items():
+            model, mech = spec["model"], spec["attention"]
+            if model not in section["models"]:
+                raise ParamsError(f"{origin}: tasks.load.runs.{run}.model: value {model!r} is not allowed: it has no entry "
+                                  f"under tasks.load.models; expected one of: {', '.join(section['models'])}")
+            if model in allowed and mech not in allowed[model]:
+                raise ParamsError(f"{origin}: tasks.load.runs.{run}.attention: value {mech!r} is not allowed for model "
+                                  f"{model!r}; expected: {', '.join(sorted(allowed[model]))}")
+            if model in ("feature_attn", "anomaly_mask") and mech == "none":
+                raise ParamsError(f"{origin}: tasks.load.runs.{run}.attention: value 'none' is not allowed for model "
+                                  f"{model!r}; expected a registered mechanism (e.g. "
+                                  f"{'additive' if model == 'feature_attn' else 'neighbour'})")
+            if model in ("gru", "feature_attn", "anomaly_mask") and mech in ("multihead", "external", "hard"):
+                raise ParamsError(f"{origin}: tasks.load.runs.{run}.attention: value {mech!r} is not allowed for model "
+                                  f"{model!r}; expected a mechanism whose weights lie over the keys (e.g. additive, "
+                                  "general, scaled_dot, neighbour)")
+
+    def prepare(self, params: dict, out_dir: Path) -> dict:
+        section = params["tasks"]["load"]
+        d, size = section["data"], section["scales"][params["scale"]]
+        window, horizon = d["window"], d["horizon"]
+        if d["source"] == "synthetic":
+            series = generate(size["days"], seed=d["seed"])
+        else:
+            spare = 1.0 - d["valid_fraction"] - d["test_fraction"]
+            need = int(np.ceil((window + horizon) / min(spare, d["valid_fraction"], d["test_fraction"]))) + 1
+            series = read_csv(d["csv"], min_steps=need)
+        n = len(series.time)
+        bounds = split_bounds(n, d["valid_fraction"], d["test_fraction"])
+        raw = np.column_stack([series.load, series.features])
+        train = raw[slice(*bounds["train"])]
+        mean = np.nanmean(train, axis=0)
+        std = np.nanstd(train, axis=0)
+        std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        usable = ~np.isnan(raw).any(axis=1)
+        windows, skipped = {}, {}
+        for s in SPLITS:
+            origins, skip = window_origins(*bounds[s], window, horizon, usable)
+            windows[s], skipped[s] = len(origins), skip
+        for s in SPLITS:
+            if windows[s] == 0:
+                where = d["csv"]["path"] if d["source"] == "csv" else "the synthetic series"
+                raise ParamsError(f"{where}: the {s} split ({bounds[s][1] - bounds[s][0]} steps) holds no complete window "
+                                  f"of {window} input + {horizon} target steps without a missing step; expected a "
+                                  "longer series (or smaller window/horizon, other split fractions)")
+        # the corrupted copy of the test inputs (the window before the first test target onwards)
+        rng = np.random.default_rng([d["seed"], 1])
+        test_inputs = max(bounds["test"][0] - window, 0)
+        corrupted, kind = corrupt(series.load, rng, d["corruption_rate"], float(std[0]), start=test_inputs)
+        events = {}
+        for code, (label, _, _) in KINDS.items():
+            steps = kind == code
+            events[label] = {"events": int((np.diff(np.concatenate([[0], steps.astype(int)])) == 1).sum()),
+                             "steps": int(steps.sum())}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with aio.atomic_path(out_dir / "series.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, time=series.time.to_numpy().astype("datetime64[s]"), load=series.load,
+                                load_corrupted=corrupted, anomaly_kind=kind, features=series.features,
+                                feature_names=np.array(series.feature_names), irrelevant=np.array(series.irrelevant),
+                                mean=mean, std=std)
+        stamp = lambda i: series.time[i].isoformat()  # noqa: E731
+        manifest = {
+            "task": "load", "source": d["source"], "scale": params["scale"], "steps": n,
+            "start": stamp(0), "end": stamp(n - 1), "window": window, "horizon": horizon, "season": d["season"],
+            "splits": {s: {"steps": list(bounds[s]), "first_target": stamp(bounds[s][0]),
+                           "last_target": stamp(bounds[s][1] - 1), "windows": windows[s],
+                           "windows_skipped_missing": skipped[s]} for s in SPLITS},
+            "features": series.feature_names,
+            "irrelevant_features": [f for f, bad in zip(series.feature_names, series.irrelevant) if bad],
+            "scaling": {"from": "train split", "mean": dict(zip(["load", *series.feature_names], map(float, mean))),
+                        "std": dict(zip(["load", *series.feature_names], map(float, std)))},
+            "target_abs_mean": float(np.nanmean(np.abs(train[:, 0]))),
+            "missing_steps": int((~usable).sum()),
+            "anomalies": {"rate": d["corruption_rate"], "span": [stamp(test_inputs), stamp(n - 1)],
+                          "corrupted_steps": int((kind > 0).sum()), "by_kind": events,
+                          "targets_corrupted": False},
+            "ground_truth": series.truth,
+        }
+        aio.write_json(out_dir / "manifest.json", manifest)
+        return manifest
+
+    def load(self, prepared: Path, cfg: dict) -> Data:
+        return Data(Path(prepared), cfg)
+
+    # ---- models and training ----------------------------------------------------------
+    def build_model(self, cfg: dict, data: Data) -> nn.Module:
+        kind, opts, mech = cfg["model"], dict(cfg["model_options"]), cfg["attention"]
+        f = len(data.feature_names)
+        shape = (f, data.window, data.horizon)
+        if kind == "seasonal_naive":
+            return SeasonalNaive(data.window, data.horizon, data.season)
+        if kind == "ridge":
+            return RidgeForecaster(data.window, data.horizon, f)
+        if kind == "transformer":
+            return TransformerForecaster(*shape, **opts)
+        torch_opts = {k: v for k, v in opts.items() if k not in ("train_corruption", "mask_loss")}
+        mech_opts = cfg["attention_options"]
+        if kind == "gru":
+            return RecurrentForecaster(*shape, **torch_opts, temporal=None if mech == "none" else mech,
+                                       attention_options=mech_opts)
+        if kind == "feature_attn":
+            return RecurrentForecaster(*shape, **torch_opts, feature=mech, attention_options=mech_opts)
+        if kind == "anomaly_mask":
+            model = RecurrentForecaster(*shape, **torch_opts, mask=mech, attention_options=mech_opts)
+            model._mask_loss = float(opts["mask_loss"])  # weight of the mask's BCE on the training corruption
+            return model
+        raise ValueError(f"unknown load model {kind!r}")
+
+    def fit(self, data: Data, cfg: dict, run_dir: Path, state_dir: Path, device: torch.device) -> dict:
+        if cfg["model"] not in CLOSED_FORM:
+            return super().fit(data, cfg, run_dir, state_dir, device)
+        from ...training import save_trained, seed_everything
+
+        t0 = time.perf_counter()
+        seed_everything(cfg["seed"])
+        model = self.build_model(cfg, data)
+        if cfg["model"] == "ridge":
+            self._fit_ridge(model, data, cfg)
+        model = model.to(device).eval()
+        best = float(self.validate(model, data, cfg, device))
+        return save_trained(model, cfg, run_dir, [], device=device, best_epoch=0, best_valid=best,
+                            train_seconds=time.perf_counter() - t0)
+
+    def _fit_ridge(self, model: RidgeForecaster, data: Data, cfg: dict) -> None:
+        """scikit-learn Ridge on [load window; future features]; alpha chosen on the validation MAPE."""
+        from sklearn.linear_model import Ridge
+
+        def design(split):
+            x, z, y = data.windows(data.origins[split])
+            return RidgeForecaster.design(x, z).double().numpy(), y.double().numpy()
+
+        xt, yt = design("train")
+        xv, yv = design("valid")
+        best = None
+        for alpha in cfg["model_options"]["alphas"]:
+            reg = Ridge(alpha=float(alpha), solver="cholesky").fit(xt, yt)
+            pred = data.unscale(reg.predict(xv))
+            score = forecast_scores(data.unscale(yv), pred, data.valid_floor, per_step=False)["mape"]
+            if best is None or score < best[0]:
+                best = (score, float(alpha), reg)
+        _, alpha, reg = best
+        model.coef.copy_(torch.from_numpy(np.asarray(reg.coef_, dtype=np.float64)))
+        model.intercept.copy_(torch.from_numpy(np.asarray(reg.intercept_, dtype=np.float64)))
+        model.alpha.fill_(alpha)
+
+    def batches(self, data: Data, cfg: dict, generator: torch.Generator):
+        size = cfg["train"]["batch_size"]
+        origins = data.origins["train"]
+        perm = torch.randperm(len(origins), generator=generator).numpy()
+        corruption = cfg["model_options"].get("train_corruption", 0.0) if cfg["model"] == "anomaly_mask" else 0.0
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator)))
+        rate = cfg["data"]["corruption_rate"]
+        for start in range(0, len(perm), size):
+            index = origins[perm[start:start + size]]
+            x, z, y = data.windows(index)
+            batch = {"x": x, "z": z, "y": y}
+            if corruption > 0:
+                picked = rng.random(len(index)) < corruption
+                gold = torch.zeros(x.shape[:2], dtype=torch.bool)
+                if picked.any():
+                    rows = torch.from_numpy(np.flatnonzero(picked))
+                    sub = x[rows]
+                    gold[rows] = data.corrupt_windows(sub, index[picked], rng, rate)
+                    x[rows] = sub
+                batch["gold"] = gold
+            yield batch
+
+    def loss(self, model: nn.Module, batch: dict, device: torch.device):
+        x, z, y = (batch[k].to(device, non_blocking=True) for k in ("x", "z", "y"))
+        pred, extras = model(x, z)
+        loss = nn.functional.mse_loss(pred.float(), y)
+        weight = getattr(model, "_mask_loss", None)
+        if "gold" in batch and "mask" in extras and weight:
+            trusted = (~batch["gold"].to(device)).float()
+            m = extras["mask"].float().clamp(1e-6, 1 - 1e-6)
+            loss = loss + weight * nn.functional.binary_cross_entropy(m, trusted)
+        return loss, int(x.shape[0])
+
+    # ---- evaluation -------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, model: nn.Module, data: Data, origins: np.ndarray, device: torch.device,
+                corrupted: bool = False, keep: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(forecast [N, H], actual [N, H]) in raw units, and the requested extras concatenated."""
+        if not len(origins):
+            empty = np.zeros((0, data.horizon))
+            return empty, empty.copy(), {}
+        preds, actual, extras = [], [], {k: [] for k in keep}
+        for start in range(0, len(origins), EVAL_BATCH):
+            x, z, y = data.windows(origins[start:start + EVAL_BATCH], corrupted)
+            pred, ex = model(x.to(device), z.to(device))
+            preds.append(data.unscale(pred.float()))
+            actual.append(data.unscale(y))
+            for k in keep:
+                if k in ex:
+                    extras[k].append(ex[k].float().cpu().numpy())
+        out = {k: np.concatenate(v) for k, v in extras.items() if v}
+        return np.concatenate(preds), np.concatenate(actual), out
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device) -> float:
+        pred, actual, _ = self.predict(model, data, data.origins["valid"], device)
+        return -forecast_scores(actual, pred, data.valid_floor, per_step=False)["mape"]
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device, out_dir: Path) -> dict:
+        origins = data.origins["test"]
+        keep = ("feature_weights", "temporal_weights", "mask")
+        pred, actual, extras = self.predict(model, data, origins, device, keep=keep)
+        pred_c, _, extras_c = self.predict(model, data, origins, device, corrupted=True, keep=("mask",))
+        clean = forecast_scores(actual, pred, data.mape_floor)
+        dirty = forecast_scores(actual, pred_c, data.mape_floor)
+        metrics: dict[str, Any] = {}
+        for key in ("mape", "smape", "mae", "rmse"):
+            metrics[key] = clean[key]
+            metrics[f"{key}_corrupted"] = dirty[key]
+        metrics["mape_rise"] = dirty["mape"] - clean["mape"]
+        for key in ("mape", "smape", "mae", "rmse"):
+            metrics[f"{key}_by_step"] = clean[f"{key}_by_step"]
+            metrics[f"{key}_corrupted_by_step"] = dirty[f"{key}_by_step"]
+        metrics["mape_excluded"] = clean["mape_excluded"]
+        metrics["mape_floor"] = data.mape_floor
+
+        # feature attention: mass on the irrelevant features (vs their share under uniform weights)
+        metrics["irrelevant_attention"] = metrics["uniform_share"] = None
+        metrics["feature_attention"] = None
+        mean_fw = None
+        if "feature_weights" in extras:
+            fw = extras["feature_weights"]                                     # [N, H, F]
+            mean_fw = fw.mean(axis=0)
+            metrics["feature_attention"] = dict(zip(data.feature_names, map(float, fw.mean(axis=(0, 1)))))
+            if data.irrelevant.any():
+                metrics["irrelevant_attention"] = float(fw[..., data.irrelevant].sum(-1).mean())
+                metrics["uniform_share"] = float(data.irrelevant.mean())
+
+        # anomaly mask: ROC-AUC of (1 - weight) against the gold positions of the corrupted inputs
+        gold = data.kind[origins[:, None] + np.arange(-data.window, 0)]          # [N, T]
+        metrics["mask_auc"] = metrics["mask_auc_by_kind"] = None
+        metrics["mask_weight_clean"] = metrics["mask_weight_anomalous"] = None
+        if "mask" in extras_c:
+            m = extras_c["mask"]
+            metrics["mask_auc"] = mask_roc_auc(gold > 0, m)
+            metrics["mask_auc_by_kind"] = {label: mask_roc_auc(gold[(gold == 0) | (gold == code)] > 0,
+                                                               m[(gold == 0) | (gold == code)])
+                                           for code, (label, _, _) in KINDS.items()}
+            metrics["mask_weight_clean"] = float(m[gold == 0].mean())
+            metrics["mask_weight_anomalous"] = float(m[gold > 0].mean()) if (gold > 0).any() else None
+            if "mask" in extras:
+                metrics["mask_weight_clean_inputs"] = float(extras["mask"].mean())
+        metrics["test_windows"] = int(len(origins))
+        metrics["test_windows_with_anomalies"] = int((gold > 0).any(axis=1).sum())
+        metrics["test_anomalous_input_share"] = float((gold > 0).mean())
+
+        self._export(model, data, device, out_dir, mean_fw, extras.get("temporal_weights"))
+        return _round(metrics, 4)
+
+    # ---- exports for the report -------------------------------------------------------
+    @staticmethod
+    def example_origin(data: Data) -> int:
+        """The same corrupted test window for every run: the first day-ahead window whose input holds
+        the most anomaly kinds (then the most anomalous steps)."""
+        best, key = None, None
+        for o in data.day_origins:
+            k = data.kind[o - data.window:o]
+            score = (len(set(k[k > 0].tolist())), int((k > 0).sum()))
+            if key is None or score > key:
+                best, key = int(o), score
+        return best if best is not None else int(data.origins["test"][0])
+
+    def _export(self, model, data: Data, device, out_dir: Path, feature_weights, temporal_weights) -> None:
+        arrays: dict[str, np.ndarray] = {"feature_names": np.array(data.feature_names),
+                                         "irrelevant": data.irrelevant.copy()}
+        if feature_weights is not None:
+            arrays["feature_weights"] = feature_weights.astype(np.float32)
+        if temporal_weights is not None:
+            arrays["temporal_weights"] = temporal_weights.mean(axis=0).astype(np.float32)
+        o = self.example_origin(data)
+        span = np.arange(o - data.window, o)
+        pred, actual, _ = self.predict(model, data, np.array([o]), device)
+        pred_c, _, ex = self.predict(model, data, np.array([o]), device, corrupted=True, keep=("mask",))
+        corrupted_load = data.corrupted[span, 0].numpy().astype(np.float64) * data.std[0] + data.mean[0]
+        arrays.update({
+            "example_time": np.array([t.isoformat() for t in data.time[o - data.window:o + data.horizon]]),
+            "example_input": corrupted_load.astype(np.float32), "example_clean": data.load[span].astype(np.float32),
+            "example_kind": data.kind[span].astype(np.int8), "example_actual": actual[0].astype(np.float32),
+            "example_forecast": pred[0].astype(np.float32), "example_forecast_corrupted": pred_c[0].astype(np.float32),
+        })
+        days = data.day_origins
+        if "mask" in ex:
+            arrays["example_mask"] = ex["mask"][0].astype(np.float32)
+        if "mask" in ex and len(days):
+            _, _, ex_days = self.predict(model, data, days, device, corrupted=True, keep=("mask",))
+            arrays["day_mask"] = ex_days["mask"].astype(np.float16)
+            arrays["day_kind"] = data.kind[days[:, None] + np.arange(-data.window, 0)].astype(np.int8)
+        with aio.atomic_path(out_dir / "attention.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        # day-ahead forecasts (origin at midnight) over the test period, clean and corrupted inputs
+        pred, actual, _ = self.predict(model, data, days, device)
+        pred_c, _, _ = self.predict(model, data, days, device, corrupted=True)
+        lines = []
+        for i, o in enumerate(days):
+            k = data.kind[o - data.window:o]
+            lines.append(json.dumps({"origin": data.time[o].isoformat(), "actual": np.round(actual[i], 2).tolist(),
+                                     "forecast": np.round(pred[i], 2).tolist(),
+                                     "forecast_corrupted": np.round(pred_c[i], 2).tolist(),
+                                     "anomalous_inputs": int((k > 0).sum())}))
+        aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n" if lines else "")
+
+
+register(LoadForecasting())
