@@ -8,8 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from .errors import OutputError
 
 _UMASK = os.umask(0)
@@ -54,5 +52,7 @@ def read_json(path: str | Path) -> Any:
 
 
 def torch_save(obj: Any, path: str | Path) -> None:
+    import torch  # here, not at the top: aggregate and report jobs never pay for importing torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
