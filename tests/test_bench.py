@@ -216,3 +216,21 @@ def test_performance_section_renders_tables_and_plots_from_a_csv(tmp_path):
     assert "&lt;hard&gt;" in html and "<hard>" not in html  # data is escaped
     assert "missed" in html and "met" in html
     assert "batch 2" in html and "width 8" in html and "1.50" in html  # setting and load stated
+
+
+def test_full_report_has_the_performance_section_before_and_after_the_benchmark(tmp_path, monkeypatch):
+    from attnbench.config import REPO_ROOT
+    from attnbench.report import render_report
+
+    params = load_params(REPO_ROOT / "params.yaml", {"scale": "smoke"})
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "reports" / "index.html"
+    render_report(params, out)
+    html = out.read_text()
+    assert 'id="performance"' in html and 'href="#performance"' in html and "Not run yet" in html
+    bench.CSV.parent.mkdir(parents=True)
+    _table(lambda t: 4.2e-8 * t * t).to_csv(bench.CSV, index=False)
+    render_report(params, out)
+    html = out.read_text()
+    assert "Not run yet" not in html and "Time relative to scaled_dot" in html
+    assert 'href="../data/bench/attention.csv"' in html

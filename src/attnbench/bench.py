@@ -10,8 +10,10 @@ single-head ``[B, T, D]`` input as our ``scaled_dot``) and ``torch_mha`` (``nn.M
 ``need_weights=True`` like our ``multihead``'s default), plus the pair ``multihead_noweights`` /
 ``torch_mha_noweights`` (both with ``need_weights=False``).
 
-Time: each round times every entry once (``inner`` steps, enough for ``min_time`` seconds, divided
-by ``inner``); rounds alternate the order of the entries (forward, then reversed), the pairs being
+Time (``time_s``): on CPU the process CPU time of a step with one thread (the wall time, inflated
+by whatever else runs on a shared machine, is ``wall_s``); on CUDA the wall time between
+synchronisations. Each round times every entry once (``inner`` steps, enough for ``min_time`` seconds, divided
+by ``inner``; an entry whose step takes over a second is timed in the first 3 rounds only); rounds alternate the order of the entries (forward, then reversed), the pairs being
 compared sit next to each other, and the figure is the median over ``repeats`` rounds. Our/torch
 time ratios are the median of the per-round ratios (each round's two figures were taken seconds
 apart, so a change in machine load affects both).
@@ -61,6 +63,8 @@ SUMMARY = Path("data/bench/attention.json")
 PAIRS = {"scaled_dot": "torch_sdpa", "multihead": "torch_mha", "multihead_noweights": "torch_mha_noweights"}
 REFERENCES = ("torch_sdpa", "torch_mha", "torch_mha_noweights")
 PAIRWISE = ("additive", "concat")  # the [B, Tq, Tk, A] mechanisms of the memory target
+TIME_METHOD = ("time_s: CPU time of the process per forward+backward step, 1 thread (on CUDA: wall time between "
+               "synchronisations); wall_s: wall-clock time per step; medians over rounds")
 MEMORY_METHOD = ("peak_bytes: peak of the bytes allocated during one forward+backward step above the level "
                  "before it (torch.profiler allocation records on CPU; torch.cuda.max_memory_allocated on CUDA); "
                  "saved_bytes: distinct storages saved for backward (saved_tensors_hooks), excluding parameters "
@@ -158,18 +162,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_once(entry: Entry, x: torch.Tensor, grad: torch.Tensor, inner: int, device: torch.device) -> float:
+def time_once(entry: Entry, x: torch.Tensor, grad: torch.Tensor, inner: int,
+              device: torch.device) -> tuple[float, float]:
+    """(time, wall time) of one step, averaged over ``inner`` steps. On CPU the time is the
+    process's CPU time (one thread), which other jobs on a shared machine inflate far less than the
+    wall time; on CUDA both are the wall time between synchronisations."""
     _sync(device)
-    t0 = time.perf_counter()
+    w0, c0 = time.perf_counter(), time.process_time()
     for _ in range(inner):
         _step(entry, x, grad)
     _sync(device)
-    return (time.perf_counter() - t0) / inner
+    wall = (time.perf_counter() - w0) / inner
+    cpu = (time.process_time() - c0) / inner
+    return (wall if device.type == "cuda" else cpu), wall
 
 
 def peak_bytes(entry: Entry, x: torch.Tensor, grad: torch.Tensor, device: torch.device) -> int:
     """Peak bytes allocated during one step above the level before it (see the module doc)."""
-    _step(entry, x, grad)  # gradients exist already, as in every timed step
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -244,42 +253,50 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
         load = _loadavg()
         status: dict[str, str] = {}
         inner: dict[str, int] = {}
+        slow: dict[str, bool] = {}  # steps over a second: timed in the first 3 rounds only
         for e in es:
             if e.name in too_slow:
                 status[e.name] = "skipped: slower than bench.max_step_seconds at a shorter length"
                 continue
             try:
-                first = time_once(e, x, grad, 1, device)  # warm-up
+                first = time_once(e, x, grad, 1, device)[1]  # warm-up
                 if first > max_step:
                     too_slow.add(e.name)
-                t1 = time_once(e, x, grad, 1, device)
+                t1 = first if first > 1.0 else time_once(e, x, grad, 1, device)[1]
                 inner[e.name] = max(1, min(1000, math.ceil(min_time / max(t1, 1e-7))))
+                slow[e.name] = first > 1.0
                 status[e.name] = "ok"
             except (RuntimeError, ValueError) as exc:  # out of memory, a shape the mechanism refuses
                 status[e.name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         timed = [e for e in es if status.get(e.name) == "ok"]
         times: dict[str, list[float]] = {e.name: [] for e in timed}
+        walls: dict[str, list[float]] = {e.name: [] for e in timed}
         for r in range(repeats):
             for e in (timed if r % 2 == 0 else timed[::-1]):
-                times[e.name].append(time_once(e, x, grad, inner[e.name], device))
+                if slow[e.name] and r >= 3 and not any(e.name in pair for pair in PAIRS.items()):
+                    continue
+                t, w = time_once(e, x, grad, inner[e.name], device)
+                times[e.name].append(t)
+                walls[e.name].append(w)
         for e in es:
             row = {"device": device.type, "batch": b, "width": d, "heads": int(cfg["heads"]), "length": length,
                    "mechanism": e.name, "kind": e.kind, "family": e.family, "status": status.get(e.name, "ok"),
-                   "time_s": math.nan, "time_q25_s": math.nan, "time_q75_s": math.nan, "repeats": 0, "inner": 0,
+                   "time_s": math.nan, "time_q25_s": math.nan, "time_q75_s": math.nan, "wall_s": math.nan,
+                   "repeats": 0, "inner": 0,
                    "peak_bytes": math.nan, "saved_bytes": math.nan, "loadavg_1m": load,
                    "threads": torch.get_num_threads()}
             if e.name in times:
                 ts = times[e.name]
                 q = np.quantile(ts, [0.25, 0.75])
                 row.update(time_s=statistics.median(ts), time_q25_s=float(q[0]), time_q75_s=float(q[1]),
-                           repeats=len(ts), inner=inner[e.name])
+                           wall_s=statistics.median(walls[e.name]), repeats=len(ts), inner=inner[e.name])
                 try:
                     row["peak_bytes"] = peak_bytes(e, x, grad, device)
                     row["saved_bytes"] = saved_bytes(e, x)
                 except RuntimeError as exc:
                     row["status"] = f"memory failed: {str(exc).splitlines()[0][:200]}"
                 ref = PAIRS.get(e.name)
-                if ref in times:
+                if ref in times and len(times[ref]) == len(ts):
                     ratios = [a / c for a, c in zip(ts, times[ref])]
                     row["paired_ratio"] = statistics.median(ratios)
                     row["paired_with"] = ref
@@ -403,7 +420,7 @@ def main(params: dict, out: Path = CSV, device: str = "cpu", lengths: list[int] 
     summary.update({
         "scale": cfg["scale"], "device": dev.type, "batch": int(cfg["batch"]), "width": int(cfg["width"]),
         "heads": int(cfg["heads"]), "repeats": int(cfg["repeats"]), "threads": int(threads),
-        "memory_method": MEMORY_METHOD, "started": started, "wall_s": round(wall, 1),
+        "memory_method": MEMORY_METHOD, "time_method": TIME_METHOD if dev.type == "cpu" else "wall time", "started": started, "wall_s": round(wall, 1),
         "loadavg_1m_before": load_before, "loadavg_1m_after": _loadavg(), "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,

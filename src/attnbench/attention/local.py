@@ -48,7 +48,7 @@ def _band_attend(q: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, i
         scores = scores + bias
     w = masked_softmax(scores, allowed)                                  # [B, Tq, K]
     context = torch.einsum("btk,btkd->btd", w, _gather_rows(values, idx))
-    dense = w.new_zeros(w.shape[0], w.shape[1], tk).scatter_add(2, idx, w)  # masked entries add 0
+    dense = w.new_zeros(w.shape[0], w.shape[1], tk).scatter_add_(2, idx, w)  # masked entries add 0
     return context, dense
 
 

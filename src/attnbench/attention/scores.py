@@ -36,9 +36,11 @@ def _require_same_dim(name: str, query_dim: int, key_dim: int) -> None:
         )
 
 
-# Above this many elements of the [B, Tq, Tk, A] intermediate (64 MiB in float32), additive and
-# concat scores are computed in query chunks with recomputation in backward (see _ChunkedTanhScores).
-AUTO_CHUNK_ELEMENTS = 1 << 24
+# Above this many elements of the [B, Tq, Tk, A] intermediate (16 MiB in float32), additive and
+# concat scores are computed in query chunks with recomputation in backward (see _ChunkedTanhScores),
+# each chunk about the size of the [B, Tq, Tk] scores, so the peak memory stays within a small
+# multiple of a dot-product score's.
+AUTO_CHUNK_ELEMENTS = 1 << 22
 
 
 class _ChunkedTanhScores(torch.autograd.Function):
@@ -77,14 +79,14 @@ def _tanh_scores(q_proj: Tensor, k_proj: Tensor, v: nn.Linear, chunk_size: int |
     """``v^T tanh(q_proj[:, i] + k_proj[:, j])`` for all (i, j) -> ``[B, Tq, Tk]``.
 
     Broadcasts to ``[B, Tq, Tk, A]``. With ``chunk_size`` (or, when it is None, automatically once
-    that intermediate exceeds ``AUTO_CHUNK_ELEMENTS``) the query steps are processed
+    that intermediate exceeds ``AUTO_CHUNK_ELEMENTS``, ``Tq // A`` steps) the query steps are processed
     ``chunk_size`` at a time in forward and again in backward, which caps the memory of that
     intermediate at one chunk for a ~1.3x longer backward.
     """
     b, tq, a = q_proj.shape
     tk = k_proj.shape[1]
     if chunk_size is None and b * tq * tk * a > AUTO_CHUNK_ELEMENTS:
-        chunk_size = max(1, AUTO_CHUNK_ELEMENTS // 4 // max(1, b * tk * a))
+        chunk_size = max(1, tq // a)
     if chunk_size is None or chunk_size >= tq:
         return v(torch.tanh(q_proj.unsqueeze(2) + k_proj.unsqueeze(1))).squeeze(-1)
     if v.bias is not None:

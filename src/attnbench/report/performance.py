@@ -113,6 +113,7 @@ def context(params: dict, out_dir: Path, csv: Path | None = None) -> dict:
         "cpu_count": meta.get("cpu_count"), "wall_s": meta.get("wall_s"), "started": meta.get("started"),
         "gpu": meta.get("gpu"), "torch": meta.get("torch"),
         "memory_method": meta.get("memory_method", bench.MEMORY_METHOD),
+        "time_method": meta.get("time_method", bench.TIME_METHOD),
         "fit_from": summary["fit_from"],
     }
     sd = ok[ok["mechanism"] == "scaled_dot"].set_index("length")
