@@ -15,6 +15,7 @@ configfile: "params.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/pipeline.smk"
+include: "workflow/rules/bench.smk"
 
 
 rule all:

@@ -8,6 +8,7 @@
     attnbench aggregate --task T            -> data/summary/T.{csv,json}
     attnbench notebook  --task T            papermill + nbconvert -> reports/notebooks/T.{ipynb,html}
     attnbench report                        Jinja -> reports/index.html
+    attnbench bench-attention [--out CSV]   time/memory of every attention mechanism -> data/bench/attention.csv
 
 Global options come before the command: --params FILE, --scale, --device, --set KEY=VALUE.
 """
@@ -121,6 +122,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_bench_attention(args) -> int:
+    from . import bench
+
+    params = _params(args)
+    lengths = [int(v) for v in args.lengths.split(",")] if args.lengths else None
+    only = args.only.split(",") if args.only else None
+    device = args.device or params["device"]
+    bench.main(params, Path(args.out), device=device, lengths=lengths, only=only,
+               threads=args.threads or params["threads"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"attnbench {__version__}")
@@ -150,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("aggregate", cmd_aggregate, "collect a task's runs into summary.csv / summary.json", task=True)
     add("notebook", cmd_notebook, "execute a task's analysis notebook with papermill and export it to HTML", task=True)
     add("report", cmd_report, "render reports/index.html from every task's results")
+    p = sub.add_parser("bench-attention", help="time forward+backward and peak memory of every attention mechanism",
+                       description="Time forward+backward and measure peak memory of every registered attention "
+                                   "mechanism and torch's SDPA / nn.MultiheadAttention, per length "
+                                   "(params.yaml's bench section); writes a CSV and a JSON summary beside it.")
+    p.add_argument("--out", default="data/bench/attention.csv", help="CSV to write (default: %(default)s)")
+    p.add_argument("--lengths", help="comma-separated lengths instead of bench.scales.<scale>.lengths "
+                                     "(e.g. 1024,4096,16384 with --device cuda)")
+    p.add_argument("--only", help="comma-separated entry names to run (default: all)")
+    p.set_defaults(func=cmd_bench_attention)
     return parser
 
 

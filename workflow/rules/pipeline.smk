@@ -95,6 +95,7 @@ rule report:
         expand("data/summary/{task}.csv", task=TASKS),
         expand("reports/notebooks/{task}.html", task=TASKS),
         [f for t in TASKS for f in run_files(t, ("attention.npz", "samples.jsonl"))],
+        "data/bench/attention.csv",
     output:
         "reports/index.html",
     log:

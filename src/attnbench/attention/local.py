@@ -15,6 +15,42 @@ from .scores import GeneralAttention, _require_same_dim
 
 __all__ = ["LocalMonotonicAttention", "LocalPredictiveAttention"]
 
+# From this many key positions on (and when the window covers at most a quarter of them) the
+# scores are computed only for the 2D + 1 keys of each query's window, gathered, instead of for
+# every key under a band mask: time and memory grow linearly with the length. The returned weights
+# are still the interface's dense [B, Tq, Tk] (zeros outside the window, one scatter). Below the
+# threshold the dense band is faster (fewer, larger kernels).
+BAND_MIN_KEYS = 128
+
+
+def _use_band(tk: int, window: int) -> bool:
+    return tk >= BAND_MIN_KEYS and tk >= 4 * (2 * window + 1)
+
+
+def _gather_rows(x: Tensor, idx: Tensor) -> Tensor:
+    """``x[b, idx[b, t, j]]`` for ``x`` ``[B, T, D]`` and ``idx`` ``[B, Tq, K]`` -> ``[B, Tq, K, D]``."""
+    b, t, d = x.shape
+    flat = (idx + torch.arange(b, device=idx.device).view(b, 1, 1) * t).reshape(-1)
+    return x.reshape(b * t, d).index_select(0, flat).view(*idx.shape, d)
+
+
+def _band_attend(q: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, idx: Tensor,
+                 allowed: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Softmax of ``q . keys[idx] (+ bias)`` over the window entries ``allowed``; the context and
+    the weights scattered back to dense ``[B, Tq, Tk]``. ``idx`` ``[B, Tq, K]`` may hold
+    out-of-range positions (clamped here; they must be False in ``allowed``)."""
+    tk = keys.shape[1]
+    idx = idx.clamp(0, tk - 1)
+    if mask is not None:
+        allowed = allowed & torch.gather(mask, 1, idx.reshape(idx.shape[0], -1)).view_as(idx)
+    scores = torch.einsum("btd,btkd->btk", q, _gather_rows(keys, idx))
+    if bias is not None:
+        scores = scores + bias
+    w = masked_softmax(scores, allowed)                                  # [B, Tq, K]
+    context = torch.einsum("btk,btkd->btd", w, _gather_rows(values, idx))
+    dense = w.new_zeros(w.shape[0], w.shape[1], tk).scatter_add_(2, idx, w)  # masked entries add 0
+    return context, dense
+
 
 def _last_real_position(mask: Tensor | None, batch: int, tk: int, device: torch.device) -> Tensor:
     """Index of the last real key position per example ``[B]`` (0 for an empty row)."""
@@ -49,6 +85,9 @@ class LocalMonotonicAttention(GeneralAttention):
         last = _last_real_position(mask, b, tk, keys.device)
         centres = torch.minimum(positions.clamp(min=0), last.unsqueeze(1))  # [B, Tq]
         self.last_centres = centres.detach()
+        if _use_band(tk, self.window):
+            idx = centres.unsqueeze(-1) + torch.arange(-self.window, self.window + 1, device=keys.device)
+            return _band_attend(self.w(query), keys, values, mask, idx, (idx >= 0) & (idx < tk))
         s = torch.arange(tk, device=keys.device)
         allowed = (s.view(1, 1, tk) - centres.unsqueeze(-1)).abs() <= self.window  # [B, Tq, Tk]
         if mask is not None:
@@ -123,6 +162,14 @@ class LocalPredictiveAttention(Attention):
         tk = keys.shape[1]
         centres = self.predict_centres(query, mask, tk)  # [B, Tq]
         self.last_centres = centres.detach()
+        if _use_band(tk, self.window):
+            # every s with |s - p_t| <= D lies in floor(p_t - D) .. floor(p_t - D) + 2D + 1
+            start = torch.floor(centres.detach() - self.window).long()
+            idx = start.unsqueeze(-1) + torch.arange(2 * self.window + 2, device=keys.device)
+            dist = idx.to(query.dtype) - centres.unsqueeze(-1)  # [B, Tq, K], differentiable in p_t
+            allowed = (dist.abs() <= self.window) & (idx >= 0) & (idx < tk)
+            q = self.w(query) if self.w is not None else query
+            return _band_attend(q, keys, values, mask, idx, allowed, -dist.pow(2) / (2.0 * self.sigma**2))
         s = torch.arange(tk, device=keys.device, dtype=query.dtype)
         dist = s.view(1, 1, tk) - centres.unsqueeze(-1)  # [B, Tq, Tk]
         allowed = dist.abs() <= self.window

@@ -21,7 +21,8 @@ class MultiHeadAttention(Attention):
     ``query_dim`` is the embedding size E (= ``output_dim``); ``key_dim`` and
     ``value_dim`` may differ (like ``kdim``/``vdim`` of ``nn.MultiheadAttention``).
     Parameters: ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` (``nn.Linear``).
-    The context is computed with ``F.scaled_dot_product_attention``.
+    With ``need_weights=False`` the context is computed with ``F.scaled_dot_product_attention``;
+    with ``need_weights=True`` from the explicit weights (computed once, used for both).
 
     Extra forward keywords: ``causal`` (query step t only sees key positions
     ``s <= positions[t]``; with default positions that is the usual
@@ -77,9 +78,7 @@ class MultiHeadAttention(Attention):
         q3, single = self._as_3d(query)
         mask = self._check_mask(mask, keys)
         b, tq, tk = q3.shape[0], q3.shape[1], keys.shape[1]
-        q = self._split_heads(self.q_proj(q3))
-        k = self._split_heads(self.k_proj(keys))
-        v = self._split_heads(self.v_proj(values))
+        q, k, v = (self._split_heads(t) for t in self._project(q3, keys, values))
 
         # allowed: bool [B, 1, Tq, Tk] (True = may attend) or None for "everything".
         allowed: Tensor | None = None
@@ -95,32 +94,47 @@ class MultiHeadAttention(Attention):
                 visible = (s.view(1, 1, tk) <= pos.unsqueeze(-1)).unsqueeze(1)
                 allowed = visible if allowed is None else allowed & visible
 
-        sdpa_mask = None
-        has_any: Tensor | None = None
-        if allowed is not None:
-            has_any = allowed.any(dim=-1, keepdim=True)  # [B, 1, Tq, 1]
-            sdpa_mask = allowed | ~has_any  # keep empty rows finite, zeroed below
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=sdpa_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
-        if has_any is not None:
-            out = out.masked_fill(~has_any, 0.0)
-        context = self.out_proj(out.transpose(1, 2).reshape(b, tq, self.output_dim))
-
         weights: Tensor | None = None
         if need_weights:
+            # The weights are returned, so compute them once and reuse them for the context (as
+            # nn.MultiheadAttention does) instead of running SDPA and the scores a second time.
             if is_causal:
                 allowed = torch.ones(tq, tk, dtype=torch.bool, device=q3.device).tril()
-            scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            head_weights = masked_softmax(scores, allowed)  # [B, H, Tq, Tk]
+            # scale the [B, H, Tq, d_h] query, not the [B, H, Tq, Tk] scores: one pass over T * d_h
+            scores = torch.matmul(q * math.sqrt(1.0 / self.head_dim), k.transpose(-2, -1))
+            head_weights = masked_softmax(scores, allowed)  # [B, H, Tq, Tk]; empty rows all zero
             self.last_head_weights = head_weights.detach()
             weights = head_weights.mean(dim=1)
+            p = self.dropout if self.training else 0.0
+            out = torch.matmul(F.dropout(head_weights, p) if p > 0 else head_weights, v)
+        else:
+            sdpa_mask = None
+            has_any: Tensor | None = None
+            if allowed is not None:
+                has_any = allowed.any(dim=-1, keepdim=True)  # [B, 1, Tq, 1]
+                sdpa_mask = allowed | ~has_any  # keep empty rows finite, zeroed below
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=sdpa_mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=is_causal,
+            )
+            if has_any is not None:
+                out = out.masked_fill(~has_any, 0.0)
+        context = self.out_proj(out.transpose(1, 2).reshape(b, tq, self.output_dim))
         return self._restore(context, weights, single)
+
+    def _project(self, query: Tensor, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``q_proj(query), k_proj(keys), v_proj(values)``; self-attention (one tensor for all three)
+        runs the three projections as one packed matrix product, like ``nn.MultiheadAttention``."""
+        if query is keys and keys is values and self.key_dim == self.value_dim == self.query_dim:
+            projs = (self.q_proj, self.k_proj, self.v_proj)
+            weight = torch.cat([p.weight for p in projs])
+            bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in projs])
+            return F.linear(query, weight, bias).chunk(3, dim=-1)
+        return self.q_proj(query), self.k_proj(keys), self.v_proj(values)
 
     @torch.no_grad()
     def load_from_torch_mha(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":

@@ -91,11 +91,12 @@ def render_report(params: dict, out_path: Path) -> None:
         t1 = time.perf_counter()
         sections.append(section(params, task, out_path.parent))
         log.info("report section %s in %.1fs", task, time.perf_counter() - t1)
-    from . import overview
+    from . import overview, performance
 
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
     html = environment().get_template("index.html.j2").render(
-        run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections))
+        run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections),
+        performance=performance.context(params, out_path.parent))
     aio.write_text(out_path, html)
     log.info("wrote %s (%.0f kB) in %.1fs", out_path, len(html.encode()) / 1024, time.perf_counter() - t0)

@@ -1,0 +1,236 @@
+"""The attention kernel benchmark (attnbench.bench), the memory-capped pairwise scores, the banded
+local attention, and the report's Performance section."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import attnbench.attention.local as local_mod
+import attnbench.attention.scores as scores_mod
+from attnbench import bench, cli
+from attnbench.attention import available, build
+from attnbench.config import load_params
+from attnbench.report import environment, performance
+
+
+# ----------------------------------------------------------------------------- the benchmark itself
+def test_smoke_benchmark_writes_every_mechanism_and_the_torch_references(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    out = tmp_path / "bench" / "attention.csv"
+    rc = cli.main(["--scale", "smoke", "--threads", "1", "-q", "bench-attention", "--out", str(out), "--lengths", "8,16"])
+    assert rc == 0
+    df = pd.read_csv(out)
+    names = set(df["mechanism"])
+    assert set(available()) <= names
+    assert {"torch_sdpa", "torch_mha", "torch_mha_noweights", "multihead_noweights"} <= names
+    assert sorted(df["length"].unique()) == [8, 16]
+    assert len(df) == len(names) * 2  # one row per (length, entry)
+    params = load_params("params.yaml", {"scale": "smoke"})
+    assert set(df["batch"]) == {params["bench"]["batch"]} and set(df["width"]) == {params["bench"]["width"]}
+    ok = df[df["status"] == "ok"]
+    assert len(ok) == len(df), df.loc[df["status"] != "ok", ["mechanism", "status"]]
+    assert (ok["time_s"] > 0).all() and (ok["time_q25_s"] <= ok["time_q75_s"]).all()
+    assert (ok["peak_bytes"] > 0).all() and (ok["saved_bytes"] > 0).all()
+    paired = ok[ok["mechanism"].isin(bench.PAIRS)]
+    assert paired["paired_ratio"].notna().all()
+    assert set(paired["paired_with"]) == set(bench.PAIRS.values())
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["batch"] == params["bench"]["batch"] and "memory_method" in summary
+    assert {m["length"] for m in summary["mha_ratios"]} == {8, 16}
+
+
+def test_peak_memory_grows_with_the_quadratic_scores():
+    """scaled_dot's [B, T, T] scores dominate its peak: 4x the length is ~16x the memory, and the
+    figure is at least the size of the scores and the weights."""
+    cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))
+    cfg.update(batch=2, width=8)
+    peaks = {}
+    for t in (64, 256):
+        entry = next(e for e in bench.entries(cfg, t, torch.device("cpu")) if e.name == "scaled_dot")
+        x = torch.randn(2, t, 8, requires_grad=True)
+        peaks[t] = bench.peak_bytes(entry, x, torch.randn(2, t, 8), torch.device("cpu"))
+        assert peaks[t] >= 2 * 2 * t * t * 4
+    assert 8 < peaks[256] / peaks[64] < 20
+
+
+# ----------------------------------------------------------------------------- analysis of a table
+def _table(time_fn, lengths=(256, 512, 1024), **extra):
+    rows = []
+    for t in lengths:
+        for name, kind, fam, f, mem in [
+            ("scaled_dot", "ours", "quadratic", lambda t: 1e-8 * t * t, lambda t: 8.0 * t * t),
+            ("additive", "ours", "quadratic", lambda t: 5e-8 * t * t, lambda t: 24.0 * t * t),
+            ("concat", "ours", "quadratic", lambda t: 5e-8 * t * t, lambda t: 40.0 * t * t),
+            ("local_m", "ours", "linear", lambda t: 1e-5 * t, lambda t: 1000.0 * t),
+            ("multihead", "ours", "quadratic", time_fn, lambda t: 8.0 * t * t),
+            ("torch_mha", "reference", "quadratic", lambda t: 4e-8 * t * t, lambda t: 8.0 * t * t),
+        ]:
+            rows.append({"device": "cpu", "batch": 2, "width": 8, "heads": 2, "threads": 1, "length": t,
+                         "mechanism": name, "kind": kind, "family": fam, "status": "ok", "time_s": f(t),
+                         "time_q25_s": f(t), "time_q75_s": f(t), "repeats": 3, "inner": 1, "peak_bytes": mem(t),
+                         "saved_bytes": mem(t) / 2, "loadavg_1m": 1.5,
+                         "paired_ratio": (time_fn(t) / (4e-8 * t * t)) if name == "multihead" else math.nan,
+                         "paired_with": "torch_mha" if name == "multihead" else None, **extra})
+    return pd.DataFrame(rows)
+
+
+CFG = {"fit_from": 256, "targets": {"mha_time_ratio": 1.10, "pairwise_memory_ratio": 4.0, "memory_length": 1024,
+                                    "exponent_tolerance": 0.3}}
+
+
+def test_summary_computes_exponents_ratios_and_verdicts():
+    s = bench.summarise(_table(lambda t: 4.2e-8 * t * t), CFG)
+    exps = {e["mechanism"]: e for e in s["exponents"]}
+    assert exps["scaled_dot"]["exponent"] == pytest.approx(2.0) and exps["scaled_dot"]["pass"]
+    assert exps["local_m"]["exponent"] == pytest.approx(1.0) and exps["local_m"]["expected"] == 1.0
+    mem = {m["mechanism"]: m for m in s["memory_ratios"]}
+    assert mem["additive"]["ratio"] == pytest.approx(3.0) and mem["additive"]["pass"]
+    assert mem["concat"]["ratio"] == pytest.approx(5.0) and not mem["concat"]["pass"]
+    assert all(m["ratio"] == pytest.approx(1.05) and m["pass"] for m in s["mha_ratios"])
+    checks = {c["target"].split(" ")[0]: c["pass"] for c in s["checks"]}
+    assert checks["our"] is True and checks["additive/concat"] is False
+
+
+def test_summary_flags_a_slow_multihead_and_a_wrong_exponent():
+    s = bench.summarise(_table(lambda t: 1e-9 * t ** 2.6), CFG)  # > 1.10x at the long lengths, exponent 2.6
+    assert any(m["pass"] is False for m in s["mha_ratios"])
+    assert {e["mechanism"]: e["pass"] for e in s["exponents"]}["multihead"] is False
+    assert s["checks"][0]["pass"] is False
+
+
+def test_summary_without_the_fit_range_is_not_measured():
+    s = bench.summarise(_table(lambda t: 4e-8 * t * t, lengths=(16, 32)), {**CFG, "fit_from": 32})
+    assert all(e["exponent"] is None and e["pass"] is None for e in s["exponents"])
+    assert s["memory_ratios"] == [] and s["checks"][1]["pass"] is None
+
+
+# ----------------------------------------------------------------------------- memory-capped pairwise scores
+def _run(attn, q, k, v, mask, g):
+    for t in (q, k, v):
+        t.grad = None
+    attn.zero_grad()
+    ctx, w = attn(q, k, v, mask)
+    ctx.backward(g)
+    return [ctx.detach(), w.detach(), q.grad, k.grad, v.grad] + [p.grad for p in attn.parameters()]
+
+
+@pytest.mark.parametrize("name", ["additive", "concat"])
+@pytest.mark.parametrize("how", ["chunk_size", "auto"])
+def test_chunked_pairwise_scores_equal_unchunked(name, how, monkeypatch):
+    torch.manual_seed(0)
+    full = build(name, 8, 12, 6, attn_dim=16)
+    if how == "chunk_size":
+        chunked = build(name, 8, 12, 6, attn_dim=16, chunk_size=3)
+    else:  # the automatic chunking of long inputs, made to trigger on a small one
+        monkeypatch.setattr(scores_mod, "AUTO_CHUNK_ELEMENTS", 2 * 9 * 16 * 4)
+        chunked = build(name, 8, 12, 6, attn_dim=16)
+    chunked.load_state_dict(full.state_dict())
+    q, k, v = (torch.randn(2, 7, 8, requires_grad=True), torch.randn(2, 9, 12, requires_grad=True),
+               torch.randn(2, 9, 6, requires_grad=True))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 4:] = False
+    g = torch.randn(2, 7, 6)
+    with monkeypatch.context() as m:
+        m.setattr(scores_mod, "AUTO_CHUNK_ELEMENTS", 1 << 40)
+        ref = _run(full, q, k, v, mask, g)
+    got = _run(chunked, q, k, v, mask, g)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])  # forward: the same operations
+    for a, b in zip(got[2:], ref[2:]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["additive", "concat"])
+def test_chunked_pairwise_scores_keep_no_pairwise_tensor_for_backward(name):
+    b, t, a = 2, 32, 16
+    attn = build(name, 8, 8, 8, attn_dim=a, chunk_size=4)
+    x = torch.randn(b, t, 8, requires_grad=True)
+    sizes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda s: sizes.append(s.numel()) or s, lambda s: s):
+        ctx, _ = attn(x, x, x)
+    assert max(sizes) < b * t * t * a / 4  # the [B, T, T, A] tanh is not kept
+    ctx.sum().backward()
+    unchunked = build(name, 8, 8, 8, attn_dim=a)
+    sizes.clear()
+    with torch.autograd.graph.saved_tensors_hooks(lambda s: sizes.append(s.numel()) or s, lambda s: s):
+        unchunked(x, x, x)
+    assert max(sizes) >= b * t * t * a  # ... which plain autograd would keep
+
+
+# ----------------------------------------------------------------------------- banded local attention
+@pytest.mark.parametrize("name,options", [("local_m", {"window": 3}), ("local_p", {"window": 3}),
+                                          ("local_p", {"window": 2, "score": "dot"})])
+def test_banded_local_attention_equals_the_dense_band(name, options, monkeypatch):
+    torch.manual_seed(0)
+    attn = build(name, 8, 8, 6, **options)
+    q, k, v = (torch.randn(3, 11, 8, requires_grad=True), torch.randn(3, 13, 8, requires_grad=True),
+               torch.randn(3, 13, 6, requires_grad=True))
+    mask = torch.ones(3, 13, dtype=torch.bool)
+    mask[1, 6:] = False
+    mask[2] = False
+    g = torch.randn(3, 11, 6)
+    monkeypatch.setattr(local_mod, "_use_band", lambda tk, window: False)
+    dense = _run(attn, q, k, v, mask, g)
+    monkeypatch.setattr(local_mod, "_use_band", lambda tk, window: True)
+    band = _run(attn, q, k, v, mask, g)
+    assert torch.all(band[1][2] == 0)  # the empty row
+    for a, b in zip(band, dense):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_long_inputs_use_the_band():
+    assert local_mod._use_band(2048, 4) and not local_mod._use_band(40, 4)
+
+
+# ----------------------------------------------------------------------------- report section
+def _render(ctx) -> str:
+    return environment().get_template("performance.html.j2").render(p=ctx)
+
+
+def test_performance_section_says_not_run_without_the_csv(tmp_path):
+    params = load_params("params.yaml", {"scale": "smoke"})
+    ctx = performance.context(params, tmp_path, csv=tmp_path / "nothing.csv")
+    assert ctx["has_results"] is False
+    html = _render(ctx)
+    assert "Not run yet" in html and "bench-attention" in html and "<table" not in html
+
+
+def test_performance_section_renders_tables_and_plots_from_a_csv(tmp_path):
+    csv = tmp_path / "attention.csv"
+    df = _table(lambda t: 4.2e-8 * t * t)
+    df.loc[len(df)] = {**df.iloc[0].to_dict(), "mechanism": "<hard>", "status": "failed: RuntimeError: boom",
+                       "time_s": math.nan}
+    df.to_csv(csv, index=False)
+    params = load_params("params.yaml", {"scale": "default"})
+    ctx = performance.context(params, tmp_path, csv=csv)
+    assert ctx["has_results"]
+    html = _render(ctx)
+    assert "Not run yet" not in html
+    assert html.count("data:image/png;base64,") == 2
+    assert "Time relative to scaled_dot" in html and "Peak memory relative to scaled_dot" in html
+    assert "3.00×" in html and "5.00×" in html          # additive / concat memory at 1024
+    assert "1.050×" in html                            # our multihead / nn.MultiheadAttention
+    assert "&lt;hard&gt;" in html and "<hard>" not in html  # data is escaped
+    assert "missed" in html and "met" in html
+    assert "batch 2" in html and "width 8" in html and "1.50" in html  # setting and load stated
+
+
+def test_full_report_has_the_performance_section_before_and_after_the_benchmark(tmp_path, monkeypatch):
+    from attnbench.config import REPO_ROOT
+    from attnbench.report import render_report
+
+    params = load_params(REPO_ROOT / "params.yaml", {"scale": "smoke"})
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "reports" / "index.html"
+    render_report(params, out)
+    html = out.read_text()
+    assert 'id="performance"' in html and 'href="#performance"' in html and "Not run yet" in html
+    bench.CSV.parent.mkdir(parents=True)
+    _table(lambda t: 4.2e-8 * t * t).to_csv(bench.CSV, index=False)
+    render_report(params, out)
+    html = out.read_text()
+    assert "Not run yet" not in html and "Time relative to scaled_dot" in html
+    assert 'href="../data/bench/attention.csv"' in html
