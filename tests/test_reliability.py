@@ -128,3 +128,88 @@ def test_a_second_dvc_repro_is_refused_while_one_runs(tmp_path):
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out
     assert yaml.safe_load((workdir / "dvc.lock").read_text())["stages"]
+
+
+# A real SIGKILL of the CLI process at the worst moment of an atomic write: the temporary file is
+# complete and closed, the rename has not happened. The kill is delivered by the process to itself
+# from inside os.replace, so the test does not race the writer.
+_KILL_AT_RENAME = """
+import os, signal, sys
+from pathlib import Path
+from attnbench import cli
+from attnbench import io as aio
+
+target, argv = sys.argv[1], sys.argv[2:]
+real_replace = os.replace
+
+def replace(src, dst, *a, **kw):
+    if Path(dst).name == target:
+        assert Path(src).stat().st_size > 0  # the temporary file was written in full
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *a, **kw)
+
+aio.os.replace = replace
+sys.exit(cli.main(argv))
+"""
+
+
+def _killed_at_rename(workdir: Path, target: str, argv: list[str]) -> subprocess.CompletedProcess:
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT_RENAME, target, *argv], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
+    return proc
+
+
+def _one_translation_run(tiny_params, tmp_path, monkeypatch) -> list[str]:
+    monkeypatch.chdir(tmp_path)
+    tiny_params["tasks"]["translation"]["runs"] = {"rnn-dot": {"model": "rnn", "attention": "dot"}}
+    path = write_params(tmp_path / "params.yaml", tiny_params)
+    base = ["-q", "--params", str(path)]
+    assert cli.main([*base, "prepare", "--task", "translation"]) == 0
+    assert cli.main([*base, "train", "--task", "translation", "--run", "rnn-dot", "--seed", "0"]) == 0
+    return base
+
+
+@pytest.mark.slow
+def test_sigkill_during_evaluation_leaves_no_metrics_and_the_rerun_completes(tiny_params, tmp_path, monkeypatch):
+    base = _one_translation_run(tiny_params, tmp_path, monkeypatch)
+    evaluate = [*base, "evaluate", "--task", "translation", "--run", "rnn-dot", "--seed", "0"]
+    run_dir = tmp_path / "data/results/translation/rnn-dot/seed0"
+    _killed_at_rename(tmp_path, "metrics.json", evaluate)
+    assert not (run_dir / "metrics.json").exists(), "a metrics file appeared although the job was killed"
+    leftovers = list(run_dir.glob(".metrics.json.*.tmp"))
+    assert len(leftovers) == 1 and json.loads(leftovers[0].read_text())["run"] == "rnn-dot"  # complete, but hidden
+    # aggregation does not take the temporary file for a result: the run is not 'ok'
+    from attnbench.config import load_params
+    from attnbench.report.aggregate import aggregate
+
+    params = load_params(tmp_path / "params.yaml")
+    assert aggregate(params, "translation").set_index("run").loc["rnn-dot", "status"] != "ok"
+    assert cli.main(evaluate) == 0  # the same command again completes
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run"] == "rnn-dot" and metrics["bleu"] == json.loads(leftovers[0].read_text())["bleu"]
+    assert aggregate(params, "translation").set_index("run").loc["rnn-dot", "status"] == "ok"
+
+
+@pytest.mark.slow
+def test_sigkill_during_report_rendering_keeps_the_previous_report_and_the_rerun_completes(tiny_params, tmp_path,
+                                                                                           monkeypatch):
+    base = _one_translation_run(tiny_params, tmp_path, monkeypatch)
+    report = tmp_path / "reports/index.html"
+    # no report yet: a killed render leaves none
+    _killed_at_rename(tmp_path, "index.html", [*base, "report"])
+    assert not report.exists()
+    assert cli.main([*base, "report"]) == 0
+    before = report.read_bytes()
+    assert before.rstrip().endswith(b"</html>")
+    # results change, the render is killed: the previous complete report is still there, unchanged
+    assert cli.main([*base, "evaluate", "--task", "translation", "--run", "rnn-dot", "--seed", "0"]) == 0
+    assert cli.main([*base, "aggregate", "--task", "translation"]) == 0
+    _killed_at_rename(tmp_path, "index.html", [*base, "report"])
+    assert report.read_bytes() == before
+    assert cli.main([*base, "report"]) == 0
+    after = report.read_text(encoding="utf-8")
+    assert after.rstrip().endswith("</html>") and after != before.decode("utf-8")
