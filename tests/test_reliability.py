@@ -213,3 +213,64 @@ def test_sigkill_during_report_rendering_keeps_the_previous_report_and_the_rerun
     assert cli.main([*base, "report"]) == 0
     after = report.read_text(encoding="utf-8")
     assert after.rstrip().endswith("</html>") and after != before.decode("utf-8")
+
+
+TASKS = ("translation", "intent", "documents", "load", "recsys")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_failed_run_is_marked_failed_with_its_log_path_in_every_task_section(task, tmp_path, monkeypatch):
+    """Only the failed run's log exists (no results yet): aggregation and the report still render,
+    and the task's section names the run as failed, with the log's path and its last line."""
+    from attnbench import paths
+    from attnbench.config import REPO_ROOT, load_params
+    from attnbench.report import render_report
+    from attnbench.report.aggregate import aggregate
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(REPO_ROOT / "params.yaml", {"scale": "smoke", "seeds": [0]})
+    run_name = next(iter(params["tasks"][task]["runs"]))
+    log = paths.LOGS / task / run_name / "seed0.train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("INFO training\nattnbench: error: <b>boom</b> & \"quotes\"\n")
+    table = aggregate(params, task).set_index("run")
+    assert table.loc[run_name, "status"] == "failed"
+    assert f"logs/{task}/{run_name}/seed0.train.log" in table.loc[run_name, "reason"]
+    out = paths.report_html()
+    render_report(params, out)
+    html = out.read_text(encoding="utf-8")
+    section = html[html.index(f'<section id="{task}"'):]
+    section = section[:section.index("</section>")]
+    assert "failed" in section and f"logs/{task}/{run_name}/seed0.train.log" in section, section[-3000:]
+    assert "&lt;b&gt;boom&lt;/b&gt; &amp; &#34;quotes&#34;" in section and "<b>boom" not in html
+
+
+def _failing_grid(p):
+    t = p["tasks"]["translation"]
+    t["runs"] = {"rnn-none": t["runs"]["rnn-none"], "rnn-dot": t["runs"]["rnn-dot"]}
+    t["scales"]["smoke"] = {"train_size": 200, "valid_size": 20, "test_size": 30, "max_len": 12, "epochs": 2}
+    t["models"]["rnn"] = {"emb_dim": 16, "hidden": 16, "dropout": 0.1}
+
+
+@pytest.mark.slow
+def test_partial_grid_through_snakemake_keep_going_then_aggregate_and_report(tmp_path):
+    """One training job of the grid really fails (its state folder cannot be created): Snakemake
+    --keep-going finishes the other run; `attnbench aggregate` and `attnbench report` render the
+    partial grid with the failed run marked, naming the log Snakemake kept."""
+    workdir = smoke_copy(tmp_path, _failing_grid)
+    blocker = workdir / "data/state/translation/rnn-none"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the run's state folder should be\n")
+    targets = [f"data/results/translation/{r}/seed0/metrics.json" for r in ("rnn-none", "rnn-dot")]
+    snake = run([str(BIN / "snakemake"), "--cores", "1", "--keep-going", *targets], workdir, check=False)
+    assert snake.returncode != 0
+    assert (workdir / targets[1]).is_file() and not (workdir / targets[0]).exists(), snake.stderr[-3000:]
+    log = "logs/translation/rnn-none/seed0.train.log"
+    assert "could not write" in (workdir / log).read_text() or "rnn-none" in (workdir / log).read_text()
+    run(["attnbench", "aggregate", "--task", "translation"], workdir)
+    run(["attnbench", "report"], workdir)
+    html = (workdir / "reports/index.html").read_text(encoding="utf-8")
+    section = html[html.index('<section id="translation"'):]
+    section = section[:section.index("</section>")]
+    assert "failed" in section and log in section
+    assert 'href="../data/results/translation/rnn-dot/seed0/metrics.json"' in section
