@@ -274,3 +274,37 @@ def test_partial_grid_through_snakemake_keep_going_then_aggregate_and_report(tmp
     section = section[:section.index("</section>")]
     assert "failed" in section and log in section
     assert 'href="../data/results/translation/rnn-dot/seed0/metrics.json"' in section
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_unknown_mechanism_in_any_task_is_refused_naming_key_value_and_choices(task, tmp_path, monkeypatch, capsys):
+    from .conftest import load_params as shipped
+
+    monkeypatch.chdir(tmp_path)
+    params = shipped()
+    run_name = next(iter(params["tasks"][task]["runs"]))
+    params["tasks"][task]["runs"][run_name]["attention"] = "<nope>"
+    path = write_params(tmp_path / "params.yaml", params)
+    for argv in (["validate"], ["prepare", "--task", task], ["train", "--task", task, "--run", run_name, "--seed", "0"]):
+        assert cli.main(["--params", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"tasks.{task}.runs.{run_name}.attention" in err and "'<nope>'" in err, err
+        assert "allowed" in err or "one of" in err or "expected" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "nothing may be written"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA: the refusal cannot happen")
+@pytest.mark.parametrize("task", TASKS)
+def test_device_cuda_without_cuda_stops_every_step_before_writing(task, tmp_path, monkeypatch, capsys):
+    from .conftest import load_params as shipped
+
+    monkeypatch.chdir(tmp_path)
+    params = shipped()
+    params["device"] = "cuda"
+    path = write_params(tmp_path / "params.yaml", params)
+    run_name = next(iter(params["tasks"][task]["runs"]))
+    for argv in (["prepare", "--task", task], ["train", "--task", task, "--run", run_name, "--seed", "0"]):
+        assert cli.main(["--params", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "device" in err and "'cuda'" in err and "no CUDA device" in err and "auto, cpu" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "nothing may be written"
