@@ -7,6 +7,7 @@
 #   benchmarks/soak.sh                  # 3 smoke pipelines, then 2 default translation grids
 #   benchmarks/soak.sh --smoke-only     # only the smoke part
 #   SMOKE_RUNS=2 DEFAULT_RUNS=2 CORES=4 WORK=/tmp/soak benchmarks/soak.sh
+#   SMOKE_TARGETS=data/summary/translation.csv benchmarks/soak.sh --smoke-only   # one task's smoke grid
 #
 # Needs attnbench, snakemake on PATH (the project's .venv/bin). CPU only: CUDA is hidden so that
 # the comparison is of CPU runs. Metrics are compared after dropping timing fields (wall time,
@@ -18,6 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SMOKE_RUNS="${SMOKE_RUNS:-3}"
 DEFAULT_RUNS="${DEFAULT_RUNS:-2}"
 CORES="${CORES:-2}"
+SMOKE_TARGETS="${SMOKE_TARGETS:-}"  # default: the whole smoke pipeline up to reports/index.html
 WORK="${WORK:-$(mktemp -d -t attnbench-soak.XXXXXX)}"
 [[ "${1:-}" == "--smoke-only" ]] && DEFAULT_RUNS=0
 export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=1 PYTHONHASHSEED=0
@@ -79,9 +81,10 @@ compare() {  # reference name, other name
 
 STATUS=0
 mkdir -p "$WORK"
-log "work folder $WORK; smoke x$SMOKE_RUNS, default translation x$DEFAULT_RUNS, $CORES cores"
+log "work folder $WORK; smoke x$SMOKE_RUNS (${SMOKE_TARGETS:-whole pipeline}), default translation x$DEFAULT_RUNS, $CORES cores"
 for i in $(seq 1 "$SMOKE_RUNS"); do
-    run_pipeline "smoke-$i" smoke
+    # shellcheck disable=SC2086  # SMOKE_TARGETS is a space-separated list
+    run_pipeline "smoke-$i" smoke $SMOKE_TARGETS
     if [[ $i -gt 1 ]]; then compare smoke-1 "smoke-$i"; fi
 done
 for i in $(seq 1 "$DEFAULT_RUNS"); do
