@@ -1,7 +1,25 @@
-"""Faults a long benchmark meets: interrupted writes, a full disk, a second pipeline started on the
-same folder, Ctrl-C in the middle of a grid. (Kills during training, bad checkpoints and non-finite
-losses are in test_training.py and test_pipeline.py; bad params and corpora in test_config.py and
-test_cli.py; HTML in the data in test_report.py.)"""
+"""Faults a long benchmark meets (issue 11): interrupted writes, a full disk, a second pipeline
+started on the same folder, Ctrl-C in the middle of a grid, a SIGKILL mid-write, a partial grid.
+
+Where each row of issue 11's table is tested:
+  SIGKILL during training ........ test_pipeline.py::test_training_killed_with_sigkill_resumes_...,
+                                   test_training.py::test_interrupted_run_resumes_...
+  SIGKILL during evaluate/report . here: test_sigkill_during_evaluation_..., test_sigkill_during_report_...
+  Ctrl-C, --rerun-incomplete ..... here: test_ctrl_c_then_rerun_incomplete_...
+  second snakemake / dvc repro ... here: test_a_second_snakemake_..., test_a_second_dvc_repro_...
+  truncated checkpoint ........... test_training.py::test_truncated_checkpoint_...
+  another config's checkpoint .... test_training.py::test_weights_of_another_configuration_..., ..._not_resumed
+  pickled object in a checkpoint . test_training.py::test_checkpoint_with_a_pickled_object_is_refused
+  NaN / inf loss ................. test_training.py::test_non_finite_loss_...
+  disk full ...................... here: test_disk_full_while_evaluating_..., test_output_error_...
+  bad params.yaml ................ test_config.py (every kind), here: unknown mechanism / cuda per task
+  real-data readers .............. test_readers_faults.py (readers x faults), per-task reader tests
+  HTML and quotes in the data .... test_report.py::test_report_renders_every_run_escaped_...,
+                                   test_recsys_cli.py, test_documents.py, here: failed-run log lines
+  partial grid ................... here: test_a_failed_run_is_marked_failed_..., test_partial_grid_...;
+                                   test_report.py::test_aggregate_rows_status_and_columns
+  soak ........................... benchmarks/soak.sh (too long for CI)
+"""
 from __future__ import annotations
 
 import errno
