@@ -70,6 +70,8 @@ def read_clinc_json(path: str | Path) -> dict[str, list[Utterance]]:
     """The train/val/test lists of a CLINC150-shaped JSON file."""
     path = Path(path)
     text = _read_text(path)
+    if not text.strip():
+        raise IntentDataError(f"{path}, line 1: empty file; expected a JSON object with keys train, val, test")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -19,6 +19,10 @@ file, a series too short for the window, horizon and splits.
 """
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +82,40 @@ def _timestamps(path: Path, raw: pd.Series, column: str, fmt: str | None,
     return index, note
 
 
+def _text(path: Path) -> str:
+    """The decoded file (gzip detected by its magic bytes); undecodable bytes name their line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SeriesFileError(f"{path}: file not found; expected a CSV file (tasks.load.data.csv.path)") from None
+    except OSError as exc:
+        raise SeriesFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SeriesFileError(f"{path}: corrupt gzip data ({exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SeriesFileError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                              "expected a UTF-8 (or ASCII) CSV file") from None
+
+
+def _check_field_counts(path: Path, text: str, delimiter: str) -> None:
+    """Every non-blank row has as many fields as the header (pandas would pad a short row silently)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        for row in reader:
+            if header is not None and any(cell.strip() for cell in row) and len(row) != len(header):
+                raise SeriesFileError(f"{path}: line {reader.line_num}: {len(row)} fields, expected {len(header)} "
+                                      f"as in the header ({delimiter.join(header)})")
+    except csv.Error as exc:
+        raise SeriesFileError(f"{path}: line {reader.line_num}: not a readable CSV row ({exc})") from None
+
+
 def read_csv(spec: dict, *, min_steps: int = 0) -> Series:
     """Read `spec` (path, timestamp, target, features, format, freq, delimiter) into a regular Series.
 
@@ -86,21 +124,21 @@ def read_csv(spec: dict, *, min_steps: int = 0) -> Series:
     ts_col, target = spec["timestamp"], spec["target"]
     features = list(spec.get("features", []))
     wanted = [ts_col, target, *features]
+    delimiter = spec.get("delimiter", ",")
+    text = _text(path)
+    if len(delimiter) == 1:
+        _check_field_counts(path, text, delimiter)
     try:
-        frame = pd.read_csv(path, sep=spec.get("delimiter", ","), dtype=str, keep_default_na=False,
-                            skip_blank_lines=False, encoding="utf-8")
-    except FileNotFoundError:
-        raise SeriesFileError(f"{path}: file not found; expected a CSV file (tasks.load.data.csv.path)") from None
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                            skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise SeriesFileError(f"{path}: the file is empty; expected a header line and one row per time step") from None
-    except UnicodeDecodeError as exc:
-        raise SeriesFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except pd.errors.ParserError as exc:
         raise SeriesFileError(f"{path}: not a readable CSV file: {str(exc).strip()}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     for column in wanted:
         if column not in frame.columns:
-            raise SeriesFileError(f"{path}: column {column!r} not found (named in tasks.load.data.csv); the header has "
+            raise SeriesFileError(f"{path}: line 1 (header): column {column!r} not found (named in tasks.load.data.csv); the header has "
                                   f"columns: {', '.join(map(repr, frame.columns))}")
     if len(set(wanted)) != len(wanted):
         raise SeriesFileError(f"{path}: a column is named twice among timestamp, target and features: {wanted}")
