@@ -25,7 +25,7 @@ mean {metric: mean}. Cells (`cell`, `column_cell`, `int_cell`, `text_cell`) are
 
 Run files: `run_file` (a run's file, lowest seed with results by default), `load_npz`
 (attention.npz as a dict, None when unreadable), `read_jsonl` (samples.jsonl items),
-`training_logs` (every seed's train_log.csv as one frame for `plots.training_curves`),
+`training_logs` (every seed's train_log.csv as one frame), `curves` (their figure, one call),
 `read_manifest` (the prepared data's manifest.json).
 """
 from __future__ import annotations
@@ -293,6 +293,21 @@ def training_logs(task: str, runs: Sequence[dict]) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
+def curves(task: str, runs: Sequence[dict], baseline: str | None, valid_label: str, loss_label: str | None = None,
+           negated: bool = False) -> str | None:
+    """The training-curves figure (`plots.training_curves`: loss and validation metric per epoch, one
+    line per run, `baseline` run dashed) of `runs`' train_log.csv files; None without any log.
+    `negated`: the log's valid_metric is minus an error (the training loop maximises it); plot the error."""
+    from .. import plots
+
+    logs = training_logs(task, runs)
+    if logs is None:
+        return None
+    if negated:
+        logs["valid_metric"] = -logs["valid_metric"]
+    return plots.training_curves(logs, baseline, valid_label, loss_label=loss_label)
+
+
 def read_manifest(task: str) -> dict:
     """The prepared data's manifest.json, {} when missing, unreadable or not an object."""
     from ... import io as aio
@@ -327,9 +342,9 @@ def results_context(params: dict, task: str, table: pd.DataFrame, out_dir: Path)
     from ... import paths
 
     ok = table[table["status"] == "ok"]
-    return {"multi_seed": len(params["seeds"]) > 1, "seeds": list(params["seeds"]),
-            "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                              for r, s in zip(ok["run"], ok["seed"])]}
+    links = [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
+             for r, s in zip(ok["run"], ok["seed"])]
+    return {"multi_seed": len(params["seeds"]) > 1, "seeds": list(params["seeds"]), "metrics_links": links}
 
 
 def first_int(frame: pd.DataFrame, column: str) -> int | None:
@@ -340,5 +355,5 @@ def first_int(frame: pd.DataFrame, column: str) -> int | None:
 __all__ = ["module_for", "relpath", "finite", "fmt", "cell", "column_cell", "int_cell", "text_cell", "run_status",
            "status_counts", "problems", "devices", "generic_context", "notebook_link", "collect_runs", "best_run",
            "LEAD_COLUMNS", "MEMORY_COLUMN", "lead_cells", "leaderboard", "VERDICT_CSS", "claim", "run_file",
-           "load_npz", "read_jsonl", "training_logs", "read_manifest", "base_context", "results_context",
+           "load_npz", "read_jsonl", "training_logs", "curves", "read_manifest", "base_context", "results_context",
            "first_int"]

@@ -16,8 +16,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (LEAD_COLUMNS, base_context, best_run, claim, collect_runs, finite, int_cell, lead_cells, leaderboard,
-               load_npz, read_manifest, results_context, run_file, training_logs)
+from . import (base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells, leaderboard, load_npz,
+               read_manifest, results_context, run_file)
 
 PAPER = ("Hierarchical attention beats averaging and max-pooling at both levels",
          "Yang et al. 2016, Table 2",
@@ -58,7 +58,7 @@ def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
 
 
 def _leaderboard(runs: list[dict], best: dict | None) -> dict:
-    columns = [LEAD_COLUMNS[0], ("kind", "HAN: attention at both levels; HAN-mean / HAN-max: the same encoders with "
+    columns = [("run", "", False), ("kind", "HAN: attention at both levels; HAN-mean / HAN-max: the same encoders with "
                                           "averaging / max-pooling; flat: one attention over all words", False),
                ("attention", "attention mechanism (none: pooling)", False),
                ("accuracy", "test accuracy (higher is better)", True),
@@ -211,14 +211,6 @@ def _gold_weights(task: str, runs: list[dict]) -> tuple[str | None, float | None
     return plots.weight_distribution(pd.DataFrame(rows), chance, "weight on the label-bearing sentence (test documents)"), chance
 
 
-def _curves(task: str, runs: list[dict]) -> str | None:
-    logs = training_logs(task, runs)
-    if logs is None:
-        return None
-    baseline = next((r["run"] for r in runs if r["kind"] == "HAN-mean"), None)
-    return plots.training_curves(logs, baseline, "validation accuracy")
-
-
 def context(params: dict, task: str = "documents", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything documents.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
@@ -245,5 +237,6 @@ def context(params: dict, task: str = "documents", out_dir: Path | str = paths.R
         "gold_plot": gold_plot,
         "chance": chance,
         "documents": _documents(task, runs),
-        "curves": _curves(task, runs),
+        "curves": curves(task, runs, next((r["run"] for r in runs if r["kind"] == "HAN-mean"), None),
+                         "validation accuracy"),
     }

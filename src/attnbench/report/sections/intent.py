@@ -16,8 +16,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (base_context, best_run, claim, collect_runs, finite, first_int, int_cell, lead_cells, leaderboard,
-               load_npz, results_context, run_file, training_logs)
+from . import (base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell, lead_cells, leaderboard,
+               load_npz, results_context, run_file)
 
 MIN_ACCURACY = 0.2  # below this everywhere, runs have not learnt enough to compare (smoke scale)
 METRICS = ("accuracy", "macro_f1", "keyword_ratio", "keyword_top1", "mlm_accuracy", "parameters", "train_seconds")
@@ -243,13 +243,6 @@ def _bars(runs: list[dict], highlight: str | None) -> str | None:
                              reference=1.0, reference_label="uniform (1.0)", highlight=highlight)
 
 
-def _curves(task: str, runs: list[dict], baseline: dict | None) -> str | None:
-    logs = training_logs(task, runs)
-    if logs is None:
-        return None
-    return plots.training_curves(logs, baseline["run"] if baseline else None, "validation accuracy")
-
-
 def context(params: dict, task: str = "intent", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything intent.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
@@ -275,6 +268,6 @@ def context(params: dict, task: str = "intent", out_dir: Path | str = paths.REPO
         "notes_run": notes_run,
         "highlights": _highlights(exports),
         "heads": _heads(exports),
-        "curves": _curves(task, runs, baseline),
+        "curves": curves(task, runs, baseline["run"] if baseline else None, "validation accuracy"),
         "test_utterances": first_int(ok, "test_utterances"),
     }

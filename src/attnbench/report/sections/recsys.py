@@ -15,8 +15,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (LEAD_COLUMNS, base_context, best_run, claim, collect_runs, finite, fmt, int_cell, lead_cells,
-               leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file, training_logs)
+from . import (LEAD_COLUMNS, base_context, best_run, claim, collect_runs, curves, finite, fmt, int_cell, lead_cells,
+               leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 
 SAMPLE_ROWS = 10
 SPEARMAN_BAR = 0.6        # the task's acceptance bar for "the attention ranks the pairs like the truth"
@@ -230,14 +230,11 @@ def _speed(task: str, runs: list[dict]) -> list[dict]:
 
 
 def _curves(task: str, runs: list[dict], target: str) -> str | None:
-    data = training_logs(task, [r for r in runs if r["model"] != "linear"])  # linear: closed form, no epochs
-    if data is None:
-        return None
-    data["valid_metric"] = -data["valid_metric"]
     label = "validation RMSE" if target == "rating" else "validation log-loss"
     loss = "training loss (squared error)" if target == "rating" else "training loss (log-loss)"
     baseline = next((r["run"] for r in runs if r["model"] == "fm"), None)
-    return plots.training_curves(data, baseline, label, loss_label=loss)
+    return curves(task, [r for r in runs if r["model"] != "linear"],  # linear: closed form, no epochs
+                  baseline, label, loss_label=loss, negated=True)
 
 
 def _samples(task: str, best: dict | None) -> dict:

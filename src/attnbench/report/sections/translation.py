@@ -15,8 +15,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, column_cell, finite, first_int,
-               int_cell, lead_cells, leaderboard, load_npz, read_jsonl, results_context, run_file, training_logs)
+from . import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, column_cell, curves, finite, first_int,
+               int_cell, lead_cells, leaderboard, load_npz, read_jsonl, results_context, run_file)
 
 SAMPLE_ROWS = 8
 METRICS = {"bleu": 2, "chrf": 2, "aer": 3, "exact_match": 2, "parameters": 2, "train_seconds": 1}  # column: decimals
@@ -249,13 +249,6 @@ def _samples(task: str, best: dict | None, baseline: dict | None) -> dict:
     return {"best": best["run"] if best else None, "baseline": baseline["run"] if same else None, "rows": rows}
 
 
-def _curves(task: str, runs: list[dict], baseline: dict | None) -> str | None:
-    logs = training_logs(task, runs)
-    if logs is None:
-        return None
-    return plots.training_curves(logs, baseline["run"] if baseline else None, "validation BLEU (greedy)")
-
-
 def context(params: dict, task: str = "translation", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything translation.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
@@ -279,7 +272,7 @@ def context(params: dict, task: str = "translation", out_dir: Path | str = paths
         "claims": _claims(runs, baseline, length["margins"]),
         "heatmaps": _heatmaps(task, runs),
         "samples": _samples(task, best, baseline),
-        "curves": _curves(task, runs, baseline),
+        "curves": curves(task, runs, baseline["run"] if baseline else None, "validation BLEU (greedy)"),
         "signatures": signatures,
         "test_sentences": first_int(ok, "test_sentences"),
     }
