@@ -21,7 +21,11 @@ Run entries (`collect_runs`): one dict per run of params, in params order, with 
 attention, status/reason (`run_status`), rows (all seeds), ok (seeds with results), seeds (ints),
 a `cell` per metric, train_max_rss_mb (over all seeds: an out-of-memory kill shows) and
 mean {metric: mean}. Cells (`cell`, `column_cell`, `int_cell`, `text_cell`) are
-{'text', 'sort', ...} dicts the templates' sortable tables read.
+{'text', 'sort', ...} dicts the templates' sortable tables read; `leaderboard` returns
+{'columns': [{label, title, numeric}], 'rows': [{run, best, status, reason, cells}]}, the shape every
+section template's leaderboard table loops over. Claims (`claim`) carry id, claim, source, paper,
+verdict, evidence and css (VERDICT_CSS); the section template draws them and overview.claims
+gathers every section's claims into the report's claims table.
 
 Run files: `run_file` (a run's file, lowest seed with results by default), `load_npz`
 (attention.npz as a dict, None when unreadable), `read_jsonl` (samples.jsonl items),
@@ -32,8 +36,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import json
+import math
 import os
 from pathlib import Path
 from types import ModuleType
