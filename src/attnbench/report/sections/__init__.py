@@ -28,7 +28,8 @@ verdict, evidence and css (VERDICT_CSS); the section template draws them and ove
 gathers every section's claims into the report's claims table.
 
 Run files: `run_file` (a run's file, lowest seed with results by default), `load_npz`
-(attention.npz as a dict, None when unreadable), `read_jsonl` (samples.jsonl items),
+(attention.npz as a dict, None when unreadable), `attention_exports` (every run's lowest-seed
+attention.npz), `read_jsonl` (samples.jsonl items),
 `training_logs` (every seed's train_log.csv as one frame), `curves` (their figure, one call),
 `read_manifest` (the prepared data's manifest.json).
 """
@@ -262,6 +263,17 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
+def attention_exports(task: str, runs: Sequence[dict]) -> list[tuple[dict, int, dict[str, np.ndarray] | None]]:
+    """(run entry, its lowest seed with results, that seed's attention.npz as a dict or None) for each
+    run with results, in run order: what the sections draw attention figures from."""
+    out = []
+    for r in runs:
+        if r["seeds"]:
+            seed = min(r["seeds"])
+            out.append((r, seed, load_npz(run_file(task, r, "attention.npz", seed))))
+    return out
+
+
 def read_jsonl(path: Path, max_lines: int | None = None) -> list[dict]:
     """The JSON objects of a JSON-lines file (of its first `max_lines` lines); lines that are not
     JSON objects are skipped, and a missing or unreadable file gives []."""
@@ -359,5 +371,5 @@ def first_int(frame: pd.DataFrame, column: str) -> int | None:
 __all__ = ["module_for", "relpath", "finite", "fmt", "cell", "column_cell", "int_cell", "text_cell", "run_status",
            "status_counts", "problems", "devices", "generic_context", "notebook_link", "collect_runs", "best_run",
            "LEAD_COLUMNS", "MEMORY_COLUMN", "lead_cells", "leaderboard", "VERDICT_CSS", "claim", "run_file",
-           "load_npz", "read_jsonl", "training_logs", "curves", "read_manifest", "base_context", "results_context",
-           "first_int"]
+           "load_npz", "attention_exports", "read_jsonl", "training_logs", "curves", "read_manifest",
+           "base_context", "results_context", "first_int"]

@@ -16,8 +16,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells, leaderboard, load_npz,
-               read_manifest, results_context, run_file)
+from . import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells,
+               leaderboard, load_npz, read_manifest, results_context, run_file)
 
 PAPER = ("Hierarchical attention beats averaging and max-pooling at both levels",
          "Yang et al. 2016, Table 2",
@@ -147,12 +147,8 @@ def _shade(weight: float, n_words: int) -> float:
 
 def _documents(task: str, runs: list[dict]) -> dict:
     """The exported test documents, each with one block per run (its lowest seed)."""
-    exports = []
-    for r in runs:
-        if r["seeds"]:
-            seed = min(r["seeds"])
-            exports.append({"run": r["run"], "kind": r["kind"], "weights": r["weights_kind"], "seed": seed, "model": r["model"],
-                            "z": load_npz(run_file(task, r, "attention.npz", seed))})
+    exports = [{"run": r["run"], "kind": r["kind"], "weights": r["weights_kind"], "seed": seed, "model": r["model"], "z": z}
+               for r, seed, z in attention_exports(task, runs)]
     reference = next((e["z"] for e in exports if e["z"] is not None and "tokens_0" in e["z"]), None)
     if reference is None:
         return {"docs": [], "note": "no run has exported document weights yet"}

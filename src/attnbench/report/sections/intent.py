@@ -16,8 +16,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell, lead_cells, leaderboard,
-               load_npz, results_context, run_file)
+from . import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell,
+               lead_cells, leaderboard, results_context)
 
 MIN_ACCURACY = 0.2  # below this everywhere, runs have not learnt enough to compare (smoke scale)
 METRICS = ("accuracy", "macro_f1", "keyword_ratio", "keyword_top1", "mlm_accuracy", "parameters", "train_seconds")
@@ -171,13 +171,8 @@ def _claim(cid: str, verdict: str, evidence: str) -> dict:
 
 
 def _exports(task: str, runs: list[dict]) -> list[dict]:
-    out = []
-    for r in runs:
-        if r["seeds"]:
-            seed = min(r["seeds"])
-            out.append({"run": r["run"], "seed": seed, "attention": r["attention"], "kind": r["weights_kind"],
-                        "z": load_npz(run_file(task, r, "attention.npz", seed)), "entry": r})
-    return out
+    return [{"run": r["run"], "seed": seed, "attention": r["attention"], "kind": r["weights_kind"], "z": z, "entry": r}
+            for r, seed, z in attention_exports(task, runs)]
 
 
 def _highlights(exports: list[dict]) -> dict:

@@ -15,8 +15,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (LEAD_COLUMNS, base_context, best_run, claim, collect_runs, curves, finite, fmt, int_cell, lead_cells,
-               leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
+from . import (LEAD_COLUMNS, attention_exports, base_context, best_run, claim, collect_runs, curves, finite, fmt,
+               int_cell, lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 
 SAMPLE_ROWS = 10
 SPEARMAN_BAR = 0.6        # the task's acceptance bar for "the attention ranks the pairs like the truth"
@@ -103,11 +103,7 @@ def _claims(runs: list[dict], target: str) -> list[dict]:
 
 def _exports(task: str, runs: list[dict]) -> list[dict]:
     out = []
-    for r in runs:
-        if not r["seeds"]:
-            continue
-        seed = min(r["seeds"])
-        z = load_npz(run_file(task, r, "attention.npz", seed))
+    for r, seed, z in attention_exports(task, runs):
         if z is not None:
             out.append({"run": r["run"], "seed": seed, "model": r["model"], "attention": r["attention"], "z": z,
                         "row": r["ok"][r["ok"]["seed"] == seed].iloc[0]})

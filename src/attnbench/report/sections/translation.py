@@ -15,8 +15,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, column_cell, curves, finite, first_int,
-               int_cell, lead_cells, leaderboard, load_npz, read_jsonl, results_context, run_file)
+from . import (LEAD_COLUMNS, attention_exports, base_context, best_run, cell, claim, collect_runs, column_cell, curves,
+               finite, first_int, int_cell, lead_cells, leaderboard, read_jsonl, results_context, run_file)
 
 SAMPLE_ROWS = 8
 METRICS = {"bleu": 2, "chrf": 2, "aer": 3, "exact_match": 2, "parameters": 2, "train_seconds": 1}  # column: decimals
@@ -194,11 +194,7 @@ def _claim(cid: str, verdict: str, evidence: str) -> dict:
 def _heatmaps(task: str, runs: list[dict]) -> dict:
     """One figure per exported sentence, one panel per run (its lowest seed with results)."""
     exports = []
-    for r in runs:
-        if not r["seeds"]:
-            continue
-        seed = min(r["seeds"])
-        z = load_npz(run_file(task, r, "attention.npz", seed))
+    for r, seed, z in attention_exports(task, runs):
         aligned = bool(r["ok"].loc[r["ok"]["seed"] == seed, "alignment"].fillna(True).iloc[0]) \
             if "alignment" in r["ok"] else True
         aer = r["ok"].loc[r["ok"]["seed"] == seed, "aer"].iloc[0] if "aer" in r["ok"] else None
