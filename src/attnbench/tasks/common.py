@@ -1,9 +1,41 @@
-"""Pieces the task modules share: a token <-> id vocabulary, moving a batch to a device and
-length-ordered evaluation batches. Task-specific logic (which tokens a vocabulary holds, how a
-batch is padded, what "length" means) stays in the task's module."""
+"""Pieces the task modules share: decoding a (possibly gzipped) UTF-8 data file into lines, a token
+<-> id vocabulary, moving a batch to a device and length-ordered evaluation batches. Task-specific
+logic (which tokens a vocabulary holds, how a batch is padded, what "length" means, which error a
+reader raises) stays in the task's module."""
 from __future__ import annotations
 
+import codecs
+import gzip
+import zlib
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_utf8_lines(path: Path, error: type[Exception]) -> list[str]:
+    """Decoded lines of a (possibly gzipped, detected by content) UTF-8 file, without line terminators
+    or a leading BOM; the final newline yields no extra line. Corrupt gzip data or an undecodable
+    line raise `error` naming the file (and line); an unreadable file raises the OSError itself."""
+    data = Path(path).read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise error(f"{path}: corrupt gzip data ({exc})") from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    chunks = data.split(b"\n")
+    if chunks[-1] == b"":
+        chunks.pop()
+    lines = []
+    for lineno, chunk in enumerate(chunks, 1):
+        try:
+            lines.append(chunk.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as exc:
+            raise error(f"{path}, line {lineno}: invalid UTF-8 "
+                        f"(byte 0x{chunk[exc.start]:02x} at byte offset {exc.start})") from None
+    return lines
 
 
 class TokenVocab:
