@@ -95,21 +95,27 @@ def bleu_by_length(data: pd.DataFrame, buckets: Sequence[str], counts: dict[str,
         return to_data_uri(fig)
 
 
-def training_curves(logs: pd.DataFrame, baseline: str | None = "rnn-none", valid_label: str = "validation BLEU") -> str:
-    """Two panels over epochs: training loss and the validation metric, one line per run."""
+def training_curves(logs: pd.DataFrame, baseline: str | None = "rnn-none", valid_label: str = "validation BLEU",
+                    loss_label: str | None = None) -> str:
+    """Two panels over epochs: training loss and the validation metric, one line per run.
+
+    `logs`: columns epoch, train_loss, valid_metric, run (`sections.training_logs` reads them).
+    `loss_label`: the loss panel's y label and title (e.g. "training loss (squared error)"); by
+    default the y label is cross-entropy in nats/token under the title "training loss"."""
     runs = list(dict.fromkeys(logs["run"]))
     palette = _palette(runs)
     axes_style, rc = _style()
+    loss_title = "training loss" if loss_label is None else loss_label
+    loss_label = "training loss (cross-entropy, nats/token)" if loss_label is None else loss_label
     with axes_style, rc:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for ax, column, label in ((axes[0], "train_loss", "training loss (cross-entropy, nats/token)"),
-                                  (axes[1], "valid_metric", valid_label)):
+        for ax, column, label in ((axes[0], "train_loss", loss_label), (axes[1], "valid_metric", valid_label)):
             _lines(ax, logs.dropna(subset=[column]), "epoch", column, baseline, palette)
             ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
+            ax.set_ylabel(label, parse_math=False)
             if ax.get_legend():
                 ax.get_legend().remove()
-        axes[0].set_title("training loss", parse_math=False)
+        axes[0].set_title(loss_title, parse_math=False)
         axes[1].set_title(valid_label, parse_math=False)
         handles, labels = axes[1].get_legend_handles_labels()
         if handles:
@@ -480,27 +486,6 @@ def metric_bars(data: pd.DataFrame, xlabel: str, reference: float | None = None,
                 ax.legend(loc="lower right", frameon=False)
         ax.set_xlabel(xlabel, parse_math=False)
         ax.set_ylabel("run")
-        return to_data_uri(fig)
-
-
-def loss_curves(logs: pd.DataFrame, baseline: str | None, loss_label: str, valid_label: str) -> str:
-    """`training_curves` with the training loss's own label (e.g. squared error rather than cross-entropy)."""
-    runs = list(dict.fromkeys(logs["run"]))
-    palette = _palette(runs)
-    axes_style, rc = _style()
-    with axes_style, rc:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for ax, column, label in ((axes[0], "train_loss", loss_label), (axes[1], "valid_metric", valid_label)):
-            _lines(ax, logs.dropna(subset=[column]), "epoch", column, baseline, palette)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label, parse_math=False)
-            ax.set_title(label, parse_math=False)
-            if ax.get_legend():
-                ax.get_legend().remove()
-        handles, labels = axes[1].get_legend_handles_labels()
-        if handles:
-            fig.legend(handles, labels, title="run", loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False)
-        fig.tight_layout()
         return to_data_uri(fig)
 
 

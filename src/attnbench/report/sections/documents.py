@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import cell, devices, finite, notebook_link, problems, relpath, run_status, status_counts
+from . import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells,
+               leaderboard, load_npz, read_manifest, results_context, run_file)
 
 PAPER = ("Hierarchical attention beats averaging and max-pooling at both levels",
          "Yang et al. 2016, Table 2",
@@ -43,25 +43,17 @@ def kind(spec: dict) -> str:
 
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    runs = []
     epochs = params["tasks"][task]["scales"][params["scale"]]["epochs"]
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "pooling": pooling(spec),
-                 "kind": kind(spec), "status": status, "reason": reason, "rows": rows, "ok": ok,
-                 "seeds": [int(s) for s in ok["seed"]]}
-        for column in METRICS:
-            entry[column] = cell(ok[column] if column in ok else [], 1 if column == "train_seconds" else 3)
-        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+    runs = collect_runs(params, task, table, {c: 1 if c == "train_seconds" else 3 for c in METRICS})
+    for entry in runs:
+        spec, ok = params["tasks"][task]["runs"][entry["run"]], entry["ok"]
+        entry.update({"pooling": pooling(spec), "kind": kind(spec)})
         # still learning when training stopped: the best epoch was the last of the budget
         still = [int(b) for b, e in zip(ok.get("best_epoch", []), ok.get("epochs_trained", []))
                  if finite(b) and finite(e) and int(b) == int(e) == epochs]
         entry["still_improving"] = bool(still)
         weights = ok["sentence_weights"].dropna() if "sentence_weights" in ok else []
         entry["weights_kind"] = str(weights.iloc[0]) if len(weights) else ("attention" if spec["attention"] != "none" else "")
-        runs.append(entry)
     return runs
 
 
@@ -75,43 +67,21 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
                ("word hit rate", "share whose most-weighted word of the label-bearing sentence is a label word", True),
                ("parameters", "trainable parameters", True),
                ("training time (s)", "training loop wall time from train_info.json", True),
-               ("epochs (best)", "epochs trained (the epoch whose weights were kept)", True),
-               ("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
+               ("epochs (best)", "epochs trained (the epoch whose weights were kept)", True)]
 
-    def key(r):
-        return (0, -r["mean"]["accuracy"]) if finite(r["mean"]["accuracy"]) else (1, 0.0)
-
-    rows = []
-    for r in sorted(runs, key=key):
+    def cells(r):
         epochs = "—"
         if r["epochs_trained"]["n"]:
             epochs = f"{r['epochs_trained']['mean']:.0f} ({r['best_epoch']['mean']:.0f})"
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["kind"], "sort": r["kind"]},
-                 {"text": r["attention"], "sort": r["attention"]},
-                 r["accuracy"], r["macro_f1"], r["sentence_hit_rate"], r["word_hit_rate"],
-                 _int_cell(r["parameters"]), r["train_seconds"],
-                 {"text": epochs, "sort": r["epochs_trained"]["sort"]},
-                 {"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))},
-                 {"text": r["status"], "sort": r["status"], "title": r["reason"]}]
-        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                     "reason": r["reason"], "cells": cells})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
+        return [*lead_cells(r, r["kind"]), r["accuracy"], r["macro_f1"], r["sentence_hit_rate"], r["word_hit_rate"],
+                int_cell(r["parameters"]), r["train_seconds"], {"text": epochs, "sort": r["epochs_trained"]["sort"]}]
 
-
-def _int_cell(c: dict) -> dict:
-    return c if c["mean"] is None else {**c, "text": f"{int(round(c['mean'])):,}"}
-
-
-def _best(runs: list[dict]) -> dict | None:
-    scored = [r for r in runs if finite(r["mean"]["accuracy"])]
-    return max(scored, key=lambda r: r["mean"]["accuracy"]) if scored else None
+    # no peak-memory column here: the documents leaderboard has never shown one
+    return leaderboard(runs, best, columns, cells, "accuracy", memory=False)
 
 
 def _claim(verdict: str, evidence: str) -> dict:
-    claim, source, paper = PAPER
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": "C6", "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence,
-            "css": css}
+    return claim("C6", PAPER, verdict, evidence)
 
 
 def _claims(runs: list[dict], n_classes: int | None) -> list[dict]:
@@ -160,14 +130,6 @@ def _attention_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
 def _doc_weights(model: str, sentence: np.ndarray, word: np.ndarray) -> np.ndarray:
     """Each word's share of the whole document's weight: HAN's word weights are within a sentence, so
     they are scaled by the sentence weight; the flat model's are over the document already."""
@@ -185,12 +147,8 @@ def _shade(weight: float, n_words: int) -> float:
 
 def _documents(task: str, runs: list[dict]) -> dict:
     """The exported test documents, each with one block per run (its lowest seed)."""
-    exports = []
-    for r in runs:
-        if r["seeds"]:
-            seed = min(r["seeds"])
-            exports.append({"run": r["run"], "kind": r["kind"], "weights": r["weights_kind"], "seed": seed, "model": r["model"],
-                            "z": _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")})
+    exports = [{"run": r["run"], "kind": r["kind"], "weights": r["weights_kind"], "seed": seed, "model": r["model"], "z": z}
+               for r, seed, z in attention_exports(task, runs)]
     reference = next((e["z"] for e in exports if e["z"] is not None and "tokens_0" in e["z"]), None)
     if reference is None:
         return {"docs": [], "note": "no run has exported document weights yet"}
@@ -236,7 +194,7 @@ def _gold_weights(task: str, runs: list[dict]) -> tuple[str | None, float | None
     for r in runs:
         if not r["seeds"] or r["pooling"] == "mean":
             continue
-        z = _load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+        z = load_npz(run_file(task, r, "attention.npz"))
         if z is None or "gold_sentence_weight" not in z:
             continue
         values = z["gold_sentence_weight"].astype(float)
@@ -249,56 +207,25 @@ def _gold_weights(task: str, runs: list[dict]) -> tuple[str | None, float | None
     return plots.weight_distribution(pd.DataFrame(rows), chance, "weight on the label-bearing sentence (test documents)"), chance
 
 
-def _curves(task: str, runs: list[dict]) -> str | None:
-    frames = []
-    for r in runs:
-        for seed in r["seeds"]:
-            try:
-                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-                continue
-            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
-                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
-    if not frames:
-        return None
-    baseline = next((r["run"] for r in runs if r["kind"] == "HAN-mean"), None)
-    return plots.training_curves(pd.concat(frames, ignore_index=True), baseline, "validation accuracy")
-
-
-def _manifest(task: str) -> dict:
-    try:
-        data = aio.read_json(paths.prepared_dir(task) / "manifest.json")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def context(params: dict, task: str = "documents", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything documents.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
-    manifest = _manifest(task)
-    base = {"task": task, "title": "Documents (hierarchical attention)", "summary": {**counts, "devices": devices(table)},
-            "problems": problems(table), "notebook": notebook_link(task, out_dir),
-            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
+    manifest = read_manifest(task)
+    base = {**base_context(task, "Documents (hierarchical attention)", table, out_dir),
             "data": {"source": manifest.get("source"), "documents": manifest.get("documents"),
                      "sentences": manifest.get("sentences_per_document", {}).get("test"),
                      "labels": manifest.get("labels") or [],
                      "majority": manifest.get("label_word_majority_accuracy")}}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
-    best = _best(runs)
+    best = best_run(runs, "accuracy")
     n_classes = len(manifest["labels"]) if manifest.get("labels") else None
     gold_plot, chance = _gold_weights(task, runs)
-    ok = table[table["status"] == "ok"]
     return {
         **base,
-        "multi_seed": len(params["seeds"]) > 1,
-        "seeds": list(params["seeds"]),
+        **results_context(params, task, table, out_dir),
         "leaderboard": _leaderboard(runs, best),
         "best": best["run"] if best else None,
         "claims": _claims(runs, n_classes),
@@ -306,7 +233,6 @@ def context(params: dict, task: str = "documents", out_dir: Path | str = paths.R
         "gold_plot": gold_plot,
         "chance": chance,
         "documents": _documents(task, runs),
-        "curves": _curves(task, runs),
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
+        "curves": curves(task, runs, next((r["run"] for r in runs if r["kind"] == "HAN-mean"), None),
+                         "validation accuracy"),
     }

@@ -16,7 +16,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import cell, devices, finite, notebook_link, problems, relpath, run_status, status_counts
+from . import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell,
+               lead_cells, leaderboard, results_context)
 
 MIN_ACCURACY = 0.2  # below this everywhere, runs have not learnt enough to compare (smoke scale)
 METRICS = ("accuracy", "macro_f1", "keyword_ratio", "keyword_top1", "mlm_accuracy", "parameters", "train_seconds")
@@ -42,26 +43,16 @@ def _options(params: dict, task: str, run: str) -> dict:
 
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    runs = []
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        opts = _options(params, task, run)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
-                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]],
-                 "encoder": opts.get("encoder"), "pooling": opts.get("pooling"), "mlm": "mlm" in opts,
-                 "options": opts}
-        for column in METRICS:
-            entry[column] = cell(ok[column] if column in ok else [], 3 if column not in ("parameters", "train_seconds") else 1)
-        for key, _, _ in SUBSETS:
-            column = f"subset_accuracy_{key}"
-            entry[column] = cell(ok[column] if column in ok else [], 3)
-        entry["train_max_rss_mb"] = cell(rows["train_max_rss_mb"] if "train_max_rss_mb" in rows else [], 0)
-        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+    metrics = {c: 1 if c in ("parameters", "train_seconds") else 3 for c in METRICS}
+    metrics.update({f"subset_accuracy_{key}": 3 for key, _, _ in SUBSETS})
+    runs = collect_runs(params, task, table, metrics)
+    for entry in runs:
+        opts = _options(params, task, entry["run"])
+        entry.update({"encoder": opts.get("encoder"), "pooling": opts.get("pooling"), "mlm": "mlm" in opts,
+                      "options": opts})
+        ok = entry["ok"]
         kinds = ok["token_weights"].dropna() if "token_weights" in ok else []
         entry["weights_kind"] = str(kinds.iloc[0]) if len(kinds) else None
-        runs.append(entry)
     return runs
 
 
@@ -76,12 +67,11 @@ def _baseline(runs: list[dict]) -> dict | None:
 
 
 def _best(runs: list[dict], attention: bool | None = None) -> dict | None:
-    pool = [r for r in _scored(runs) if attention is None or (r["attention"] != "none") == attention]
-    return max(pool, key=lambda r: r["mean"]["accuracy"]) if pool else None
+    """The most accurate run (only those with / without attention when `attention` is True / False)."""
+    return best_run([r for r in runs if attention is None or (r["attention"] != "none") == attention], "accuracy")
 
 
 def _leaderboard(runs: list[dict], best: dict | None) -> dict:
-    has_memory = any(r["train_max_rss_mb"]["n"] for r in runs)
     columns = [("run", "", False), ("encoder / pooling", "", False), ("attention", "attention mechanism", False),
                ("accuracy", "test accuracy (higher is better)", True),
                ("macro-F1", "test macro-F1 over the intents (scikit-learn)", True),
@@ -91,31 +81,13 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
                ("MLM accuracy", "masked-LM accuracy of the pre-trained encoder on the test texts (BERT runs)", True),
                ("parameters", "trainable parameters", True),
                ("training time (s)", "training wall time from train_info.json (BERT: pre-training + fine-tuning)", True)]
-    if has_memory:
-        columns.append(("peak memory (MB)", "max RSS of the training job (Snakemake benchmark)", True))
-    columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
 
-    def key(r):
-        return (0, -r["mean"]["accuracy"]) if finite(r["mean"]["accuracy"]) else (1, 0.0)
-
-    rows = []
-    for r in sorted(runs, key=key):
+    def cells(r):
         how = f"{r['encoder'] or '?'} / {r['pooling'] or '?'}" + (" + masked-LM pre-training" if r["mlm"] else "")
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": how, "sort": how},
-                 {"text": r["attention"], "sort": r["attention"]},
-                 r["accuracy"], r["macro_f1"], r["keyword_ratio"], r["keyword_top1"], r["mlm_accuracy"],
-                 _int_cell(r["parameters"]), r["train_seconds"]]
-        if has_memory:
-            cells.append(r["train_max_rss_mb"])
-        cells.append({"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))})
-        cells.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
-        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                     "reason": r["reason"], "cells": cells})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
+        return [*lead_cells(r, how), r["accuracy"], r["macro_f1"], r["keyword_ratio"], r["keyword_top1"],
+                r["mlm_accuracy"], int_cell(r["parameters"]), r["train_seconds"]]
 
-
-def _int_cell(c: dict) -> dict:
-    return c if c["mean"] is None else {**c, "text": f"{int(round(c['mean'])):,}"}
+    return leaderboard(runs, best, columns, cells, "accuracy")
 
 
 def _subsets(runs: list[dict]) -> dict:
@@ -195,28 +167,12 @@ def _claims(runs: list[dict]) -> list[dict]:
 
 
 def _claim(cid: str, verdict: str, evidence: str) -> dict:
-    claim, source, paper = PAPERS[cid]
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": cid, "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence,
-            "css": css}
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
+    return claim(cid, PAPERS[cid], verdict, evidence)
 
 
 def _exports(task: str, runs: list[dict]) -> list[dict]:
-    out = []
-    for r in runs:
-        if r["seeds"]:
-            seed = min(r["seeds"])
-            out.append({"run": r["run"], "seed": seed, "attention": r["attention"], "kind": r["weights_kind"],
-                        "z": _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz"), "entry": r})
-    return out
+    return [{"run": r["run"], "seed": seed, "attention": r["attention"], "kind": r["weights_kind"], "z": z, "entry": r}
+            for r, seed, z in attention_exports(task, runs)]
 
 
 def _highlights(exports: list[dict]) -> dict:
@@ -282,34 +238,12 @@ def _bars(runs: list[dict], highlight: str | None) -> str | None:
                              reference=1.0, reference_label="uniform (1.0)", highlight=highlight)
 
 
-def _curves(task: str, runs: list[dict], baseline: dict | None) -> str | None:
-    frames = []
-    for r in runs:
-        for seed in r["seeds"]:
-            try:
-                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-                continue
-            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
-                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
-    if not frames:
-        return None
-    return plots.training_curves(pd.concat(frames, ignore_index=True), baseline["run"] if baseline else None,
-                                 "validation accuracy")
-
-
 def context(params: dict, task: str = "intent", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything intent.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
-    base = {"task": task, "title": "Intent classification", "summary": {**counts, "devices": devices(table)},
-            "problems": problems(table), "notebook": notebook_link(task, out_dir),
-            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
-            "test_utterances": None}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    base = {**base_context(task, "Intent classification", table, out_dir), "test_utterances": None}
+    if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
     baseline, best = _baseline(runs), _best(runs)
@@ -318,8 +252,7 @@ def context(params: dict, task: str = "intent", out_dir: Path | str = paths.REPO
     notes_run = next((r["run"] for r in runs if r["attention"] == "self_dot"), None)
     return {
         **base,
-        "multi_seed": len(params["seeds"]) > 1,
-        "seeds": list(params["seeds"]),
+        **results_context(params, task, table, out_dir),
         "leaderboard": _leaderboard(runs, best),
         "best": best["run"] if best else None,
         "baseline": baseline["run"] if baseline else None,
@@ -330,9 +263,6 @@ def context(params: dict, task: str = "intent", out_dir: Path | str = paths.REPO
         "notes_run": notes_run,
         "highlights": _highlights(exports),
         "heads": _heads(exports),
-        "curves": _curves(task, runs, baseline),
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
-        "test_utterances": int(ok["test_utterances"].dropna().iloc[0]) if "test_utterances" in ok and
-        ok["test_utterances"].notna().any() else None,
+        "curves": curves(task, runs, baseline["run"] if baseline else None, "validation accuracy"),
+        "test_utterances": first_int(ok, "test_utterances"),
     }

@@ -8,9 +8,7 @@ Everything read from the run folders is returned as plain strings and numbers; t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +16,8 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import cell, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+from . import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt, int_cell,
+               lead_cells, leaderboard, load_npz, read_jsonl, results_context, run_file)
 
 WEEK_DAYS = 7
 HALF = 0.5          # C10: the masked model's MAPE rise must be below HALF x the unmasked one's
@@ -44,21 +43,13 @@ def _steps(table: pd.DataFrame, key: str) -> list[int]:
 
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    runs = []
     steps = _steps(table, "mape")
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
-                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
-        for column, digits in METRICS.items():
-            entry[column] = cell(ok[column] if column in ok else [], digits)
-        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+    runs = collect_runs(params, task, table, METRICS)
+    for entry in runs:
+        ok = entry["ok"]
         for kind in ("mape", "mape_corrupted"):
             entry[f"{kind}_steps"] = {h: cell(ok[f"{kind}_by_step_{h}"] if f"{kind}_by_step_{h}" in ok else [])["mean"]
                                       for h in steps}
-        runs.append(entry)
     return runs
 
 
@@ -76,9 +67,7 @@ def _by_model(runs: list[dict], model: str, attention: str | None = None, exclud
 
 
 def _leaderboard(runs: list[dict], best: dict | None) -> dict:
-    has_memory = any(len(r["rows"]) and "train_max_rss_mb" in r["rows"] and r["rows"]["train_max_rss_mb"].notna().any()
-                     for r in runs)
-    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
+    columns = [*LEAD_COLUMNS,
                ("MAPE clean (%)", "mean absolute percentage error on the clean test inputs (lower is better)", True),
                ("MAPE corrupted (%)", "the same forecasts made from the corrupted copy of the test inputs", True),
                ("rise", "MAPE corrupted − MAPE clean (percentage points)", True),
@@ -93,33 +82,16 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
                                         "brackets)", True),
                ("parameters", "trainable parameters (closed-form baselines: 0)", True),
                ("training time (s)", "training (or fitting) wall time from train_info.json", True)]
-    if has_memory:
-        columns.append(("peak memory (MB)", "max RSS of the training job (Snakemake benchmark)", True))
-    columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
 
-    def key(r):
-        return (0, r["mean"]["mape"]) if finite(r["mean"]["mape"]) else (1, 0.0)
-
-    rows = []
-    for r in sorted(runs, key=key):
+    def cells(r):
         irrelevant = dict(r["irrelevant_attention"])
         if irrelevant["mean"] is not None and finite(r["mean"]["uniform_share"]):
             irrelevant["text"] += f" ({r['mean']['uniform_share']:.2f})"
-        params = dict(r["parameters"])
-        if params["mean"] is not None:
-            params["text"] = f"{int(round(params['mean'])):,}"
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
-                 {"text": r["attention"], "sort": r["attention"]},
-                 r["mape"], r["mape_corrupted"], _signed_cell(r["mape_rise"]), r["smape"], r["smape_corrupted"],
-                 r["mae"], r["mae_corrupted"], r["rmse"], r["rmse_corrupted"], r["mask_auc"], irrelevant, params,
-                 r["train_seconds"]]
-        if has_memory:
-            cells.append(cell(r["rows"]["train_max_rss_mb"] if "train_max_rss_mb" in r["rows"] else [], 0))
-        cells.append({"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))})
-        cells.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
-        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                     "reason": r["reason"], "cells": cells})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
+        return [*lead_cells(r), r["mape"], r["mape_corrupted"], _signed_cell(r["mape_rise"]), r["smape"],
+                r["smape_corrupted"], r["mae"], r["mae_corrupted"], r["rmse"], r["rmse_corrupted"], r["mask_auc"],
+                irrelevant, int_cell(r["parameters"]), r["train_seconds"]]
+
+    return leaderboard(runs, best, columns, cells, "mape", lower_is_better=True)
 
 
 def _signed_cell(c: dict) -> dict:
@@ -144,20 +116,7 @@ def _horizon(runs: list[dict], reference: dict | None) -> str | None:
 def _read_samples(task: str, r: dict | None) -> list[dict]:
     if r is None or not r["seeds"]:
         return []
-    path = paths.run_dir(task, r["run"], min(r["seeds"])) / "samples.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(item, dict) and {"origin", "actual", "forecast"} <= set(item):
-            out.append(item)
-    return out
+    return [item for item in read_jsonl(run_file(task, r, "samples.jsonl")) if {"origin", "actual", "forecast"} <= set(item)]
 
 
 def _week(task: str, best: dict | None, reference: dict | None, others: list[dict]) -> dict:
@@ -182,21 +141,13 @@ def _week(task: str, best: dict | None, reference: dict | None, others: list[dic
     return {"image": image, "first": origins[0][:10], "last": origins[-1][:10], "runs": list(forecasts), "note": ""}
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
 def _feature_attention(task: str, runs: list[dict]) -> dict:
     figures = []
     for r in runs:
         if r["model"] != "feature_attn" or not r["seeds"]:
             continue
         seed = min(r["seeds"])
-        z = _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
+        z = load_npz(run_file(task, r, "attention.npz", seed))
         if not z or "feature_weights" not in z:
             continue
         names = [str(f) for f in z["feature_names"]]
@@ -213,14 +164,14 @@ def _mask(task: str, runs: list[dict], plain: dict | None) -> dict:
     source = masked or plain or next((r for r in runs if r["seeds"]), None)
     if source is None:
         return {"image": None, "note": "no run has results yet"}
-    z = _load_npz(paths.run_dir(task, source["run"], min(source["seeds"])) / "attention.npz")
+    z = load_npz(run_file(task, source, "attention.npz"))
     if not z or "example_input" not in z:
         return {"image": None, "note": f"{source['run']}: attention.npz missing or without the example window"}
     forecasts = {}
     for r in (plain, masked):
         if r is None or not r["seeds"]:
             continue
-        other = z if r is source else _load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+        other = z if r is source else load_npz(run_file(task, r, "attention.npz"))
         if other and "example_forecast_corrupted" in other and \
                 [str(t) for t in other.get("example_time", [])] == [str(t) for t in z["example_time"]]:
             forecasts[r["run"]] = other["example_forecast_corrupted"]
@@ -297,31 +248,23 @@ def _claims(runs: list[dict], naive: dict | None, plain: dict | None) -> list[di
 
 
 def _claim(cid: str, verdict: str, evidence: str) -> dict:
-    claim, source, paper = PAPERS[cid]
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": cid, "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence,
-            "css": css}
+    return claim(cid, PAPERS[cid], verdict, evidence)
 
 
 def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything load.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
     section = params["tasks"][task]
-    base = {"task": task, "title": "Load forecasting", "summary": {**counts, "devices": devices(table)},
-            "problems": problems(table), "notebook": notebook_link(task, out_dir),
-            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
+    base = {**base_context(task, "Load forecasting", table, out_dir),
             "window": section["data"]["window"], "horizon": section["data"]["horizon"],
             "season": section["data"]["season"], "source": section["data"]["source"],
             "corruption_rate": section["data"]["corruption_rate"], "mape_floor": section["eval"]["mape_floor"]}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
     scored = [r for r in runs if finite(r["mean"]["mape"])]
-    best = min(scored, key=lambda r: r["mean"]["mape"]) if scored else None
+    best = best_run(runs, "mape", lower_is_better=True)
     naive = _by_model(runs, "seasonal_naive")
     plain = _by_model(runs, "gru", attention="none")
     learned = [r for r in scored if r["model"] != "seasonal_naive" and r is not best]
@@ -330,8 +273,7 @@ def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORT
     feats = [r for r in runs if finite(r["mean"]["irrelevant_attention"]) and finite(r["mean"]["uniform_share"])]
     return {
         **base,
-        "multi_seed": len(params["seeds"]) > 1,
-        "seeds": list(params["seeds"]),
+        **results_context(params, task, table, out_dir),
         "leaderboard": _leaderboard(runs, best),
         "best": best["run"] if best else None,
         "reference": naive["run"] if naive else None,
@@ -345,9 +287,6 @@ def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORT
                         "uniform": f"{r['mean']['uniform_share']:.3f}",
                         "below": r["mean"]["irrelevant_attention"] < r["mean"]["uniform_share"]} for r in feats],
         "mape_excluded": excluded,
-        "test_windows": int(ok["test_windows"].dropna().iloc[0]) if "test_windows" in ok and
-        ok["test_windows"].notna().any() else None,
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
+        "test_windows": first_int(ok, "test_windows"),
         "n_learned": len(learned),
     }

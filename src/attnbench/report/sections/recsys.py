@@ -7,18 +7,16 @@ Everything read from the run folders is returned as plain strings and numbers; t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import cell, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+from . import (LEAD_COLUMNS, attention_exports, base_context, best_run, claim, collect_runs, curves, finite, fmt,
+               int_cell, lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 
 SAMPLE_ROWS = 10
 SPEARMAN_BAR = 0.6        # the task's acceptance bar for "the attention ranks the pairs like the truth"
@@ -27,43 +25,21 @@ SUPPORT_SHARE = 0.5       # C7 is "supported" when AFM's gain is at least half t
 # Xiao et al. 2017, Table 2 (test RMSE, k = 256): (data, AFM, LibFM)
 PAPER_RMSE = (("Frappe", 0.3102, 0.3385), ("MovieLens-tag", 0.4325, 0.4735))
 C7 = ("Attention over pairwise interactions improves FM by about 8–9% relative RMSE", "Xiao et al. 2017 (AFM), Table 2")
-METRICS = ("rmse", "mae", "logloss", "auc", "pair_spearman", "strong_pair_recall", "interaction_spearman",
-           "interaction_strong_recall", "attention_entropy", "parameters", "train_seconds")
+METRICS = {"rmse": 3, "mae": 3, "logloss": 3, "auc": 3, "pair_spearman": 3, "strong_pair_recall": 3,  # column: decimals
+           "interaction_spearman": 3, "interaction_strong_recall": 3, "attention_entropy": 5, "parameters": 3,
+           "train_seconds": 1}
 
 
 def _paper_gains() -> list[tuple[str, float, float, float]]:
     return [(name, afm, fm, (fm - afm) / fm) for name, afm, fm in PAPER_RMSE]
 
 
-def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    runs = []
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status, "reason": reason,
-                 "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
-        for column in METRICS:
-            entry[column] = cell(ok[column] if column in ok else [], 3)
-        entry["train_max_rss_mb"] = cell(rows["train_max_rss_mb"] if "train_max_rss_mb" in rows else [], 0)
-        entry["attention_entropy"] = cell(ok["attention_entropy"] if "attention_entropy" in ok else [], 5)
-        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
-        runs.append(entry)
-    return runs
-
-
 def _sort_metric(target: str) -> str:
     return "rmse" if target == "rating" else "logloss"
 
 
-def _best(runs: list[dict], metric: str) -> dict | None:
-    scored = [r for r in runs if finite(r["mean"][metric])]
-    return min(scored, key=lambda r: r["mean"][metric]) if scored else None
-
-
 def _leaderboard(runs: list[dict], best: dict | None, target: str) -> dict:
-    has_memory = any(r["train_max_rss_mb"]["n"] for r in runs)
-    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
+    columns = [*LEAD_COLUMNS,
                ("RMSE", "root mean squared error on the test set (lower is better)"
                 + ("; of the click probability" if target == "click" else ""), True)]
     if target == "click":
@@ -78,38 +54,19 @@ def _leaderboard(runs: list[dict], best: dict | None, target: str) -> dict:
                                          "and the true importances (FM and AFM)", True),
                 ("parameters", "trainable parameters", True),
                 ("training time (s)", "training wall time from train_info.json", True)]
-    if has_memory:
-        columns.append(("peak memory (MB)", "max RSS of the training job (Snakemake benchmark)", True))
-    columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
-    metric = _sort_metric(target)
 
-    def key(r):
-        return (0, r["mean"][metric]) if finite(r["mean"][metric]) else (1, 0.0)
+    def cells(r):
+        return [*lead_cells(r), r["rmse"], *([r["logloss"], r["auc"]] if target == "click" else [r["mae"]]),
+                r["pair_spearman"], r["strong_pair_recall"], r["interaction_spearman"], int_cell(r["parameters"]),
+                r["train_seconds"]]
 
-    out = []
-    for r in sorted(runs, key=key):
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
-                 {"text": r["attention"], "sort": r["attention"]}, r["rmse"]]
-        cells += [r["logloss"], r["auc"]] if target == "click" else [r["mae"]]
-        params_cell = r["parameters"] if r["parameters"]["mean"] is None else \
-            {**r["parameters"], "text": f"{int(round(r['parameters']['mean'])):,}"}
-        cells += [r["pair_spearman"], r["strong_pair_recall"], r["interaction_spearman"], params_cell,
-                  cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1)]
-        if has_memory:
-            cells.append(cell(r["rows"]["train_max_rss_mb"], 0))
-        cells.append({"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))})
-        cells.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
-        out.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                    "reason": r["reason"], "cells": cells})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": out}
+    return leaderboard(runs, best, columns, cells, _sort_metric(target), lower_is_better=True)
 
 
 def _claim(verdict: str, evidence: str) -> dict:
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
     gains = _paper_gains()
     paper = "; ".join(f"{name}: AFM {afm:.4f} vs LibFM {fm:.4f} test RMSE ({g:.1%} relative)" for name, afm, fm, g in gains)
-    return {"id": "C7", "claim": C7[0], "source": C7[1], "paper": paper + " — different data (real, k = 256)",
-            "verdict": verdict, "evidence": evidence, "css": css}
+    return claim("C7", (C7[0], C7[1], paper + " — different data (real, k = 256)"), verdict, evidence)
 
 
 def _claims(runs: list[dict], target: str) -> list[dict]:
@@ -144,21 +101,9 @@ def _claims(runs: list[dict], target: str) -> list[dict]:
     return [_claim(verdict, evidence)]
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
 def _exports(task: str, runs: list[dict]) -> list[dict]:
     out = []
-    for r in runs:
-        if not r["seeds"]:
-            continue
-        seed = min(r["seeds"])
-        z = _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
+    for r, seed, z in attention_exports(task, runs):
         if z is not None:
             out.append({"run": r["run"], "seed": seed, "model": r["model"], "attention": r["attention"], "z": z,
                         "row": r["ok"][r["ok"]["seed"] == seed].iloc[0]})
@@ -235,7 +180,7 @@ def _attention_range(task: str, r: dict) -> str:
     """The lowest and highest mean attention of a pair, in multiples of uniform attention (lowest seed)."""
     if not r["seeds"] or r["attention"] == "none":
         return "—"
-    z = _load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+    z = load_npz(run_file(task, r, "attention.npz"))
     if z is None or not np.isfinite(z["attention_mean"]).all():
         return "—"
     scaled = z["attention_mean"] * len(z["attention_mean"])
@@ -268,7 +213,7 @@ def _speed(task: str, runs: list[dict]) -> list[dict]:
         if r["model"] == "linear" or not r["seeds"]:
             continue
         try:
-            log = pd.read_csv(paths.run_dir(task, r["run"], min(r["seeds"])) / "train_log.csv")
+            log = pd.read_csv(run_file(task, r, "train_log.csv"))
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
             continue
         if not {"epoch", "valid_metric"} <= set(log.columns) or not len(log):
@@ -281,58 +226,27 @@ def _speed(task: str, runs: list[dict]) -> list[dict]:
 
 
 def _curves(task: str, runs: list[dict], target: str) -> str | None:
-    frames = []
-    for r in runs:
-        if r["model"] == "linear":
-            continue  # fitted in closed form: no epochs
-        for seed in r["seeds"]:
-            try:
-                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-                continue
-            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
-                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
-    if not frames:
-        return None
-    data = pd.concat(frames, ignore_index=True)
-    data["valid_metric"] = -data["valid_metric"]
     label = "validation RMSE" if target == "rating" else "validation log-loss"
     loss = "training loss (squared error)" if target == "rating" else "training loss (log-loss)"
     baseline = next((r["run"] for r in runs if r["model"] == "fm"), None)
-    return plots.loss_curves(data, baseline, loss, label)
+    return curves(task, [r for r in runs if r["model"] != "linear"],  # linear: closed form, no epochs
+                  baseline, label, loss_label=loss, negated=True)
 
 
 def _samples(task: str, best: dict | None) -> dict:
     if best is None or not best["seeds"]:
         return {"run": None, "rows": []}
-    path = paths.run_dir(task, best["run"], min(best["seeds"])) / "samples.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return {"run": best["run"], "rows": []}
-    rows = []
-    for line in lines[:SAMPLE_ROWS]:
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(item, dict):
-            rows.append({"features": str(item.get("features", "")), "target": str(item.get("target", "")),
-                         "prediction": str(item.get("prediction", "")), "top_pair": str(item.get("top_pair", "")),
-                         "top_weight": str(item.get("top_weight", ""))})
+    rows = [{k: str(item.get(k, "")) for k in ("features", "target", "prediction", "top_pair", "top_weight")}
+            for item in read_jsonl(run_file(task, best, "samples.jsonl"), max_lines=SAMPLE_ROWS)]
     return {"run": best["run"], "rows": rows, "has_top": any(r["top_pair"] for r in rows)}
 
 
 def _data_facts(params: dict, task: str) -> dict:
-    manifest = None
-    try:
-        manifest = aio.read_json(paths.prepared_dir(task) / "manifest.json")
-    except (OSError, ValueError):
-        pass
+    manifest = read_manifest(task)
     data = params["tasks"][task]["data"]
     facts = {"source": data["source"], "target": data["target"], "fields": [], "strong": [], "oracle": None,
              "examples": None}
-    if isinstance(manifest, dict):
+    if manifest:
         sizes = manifest.get("field_sizes") or {}
         facts["fields"] = [{"name": str(k), "size": int(sizes[k])} for k in manifest.get("fields", []) if k in sizes]
         facts["strong"] = [str(s) for s in manifest.get("strong_pairs", [])]
@@ -347,24 +261,17 @@ def context(params: dict, task: str = "recsys", out_dir: Path | str = paths.REPO
     """Everything recsys.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
     target = params["tasks"][task]["data"]["target"]
-    base = {"task": task, "title": "Recommendation (FM vs AFM)", "summary": {**counts, "devices": devices(table)},
-            "problems": problems(table), "notebook": notebook_link(task, out_dir), "target": target,
-            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
+    base = {**base_context(task, "Recommendation (FM vs AFM)", table, out_dir), "target": target,
             "data": _data_facts(params, task), "spearman_bar": SPEARMAN_BAR}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    if not base["has_results"]:
         return base
-    runs = _per_run(params, task, table)
-    best = _best(runs, _sort_metric(target))
+    runs = collect_runs(params, task, table, METRICS)
+    best = best_run(runs, _sort_metric(target), lower_is_better=True)
     exports = _exports(task, runs)
-    ok = table[table["status"] == "ok"]
     return {
         **base,
-        "multi_seed": len(params["seeds"]) > 1,
-        "seeds": list(params["seeds"]),
+        **results_context(params, task, table, out_dir),
         "sort_metric": "RMSE" if target == "rating" else "log-loss",
         "leaderboard": _leaderboard(runs, best, target),
         "best": best["run"] if best else None,
@@ -375,6 +282,4 @@ def context(params: dict, task: str = "recsys", out_dir: Path | str = paths.REPO
         "curves": _curves(task, runs, target),
         "speed": _speed(task, runs),
         "samples": _samples(task, best),
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
     }

@@ -6,20 +6,20 @@ Everything read from the run folders is returned as plain strings and numbers; t
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ... import paths
 from .. import aggregate as agg
 from .. import plots
-from . import cell, devices, finite, notebook_link, problems, relpath, run_status, status_counts
+from . import (LEAD_COLUMNS, attention_exports, base_context, best_run, cell, claim, collect_runs, column_cell, curves,
+               finite, first_int, int_cell, lead_cells, leaderboard, read_jsonl, results_context, run_file)
 
 SAMPLE_ROWS = 8
+METRICS = {"bleu": 2, "chrf": 2, "aer": 3, "exact_match": 2, "parameters": 2, "train_seconds": 1}  # column: decimals
 MIN_BLEU = 1.0  # below this everywhere, runs have not learnt enough to rank: a claim is "inconclusive"
 
 PAPERS = {
@@ -41,20 +41,9 @@ def _bucket_labels(table: pd.DataFrame) -> list[str]:
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
     """One entry per run of params (in params order) with its ok seeds and mean metrics."""
-    runs = []
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
-                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
-        for column in ("bleu", "chrf", "aer", "exact_match", "parameters", "train_seconds"):
-            entry[column] = cell(ok[column] if column in ok else [])
-        # peak memory also of the seeds that failed (an out-of-memory kill shows here)
-        entry["train_max_rss_mb"] = cell(rows["train_max_rss_mb"] if "train_max_rss_mb" in rows else [], 0)
-        entry["mean"] = {c: entry[c]["mean"] for c in ("bleu", "chrf", "aer", "exact_match", "train_seconds")}
-        entry["by_length"] = {b: cell(ok[f"bleu_len_{b}"])["mean"] for b in _bucket_labels(table)}
-        runs.append(entry)
+    runs = collect_runs(params, task, table, METRICS)
+    for entry in runs:
+        entry["by_length"] = {b: cell(entry["ok"][f"bleu_len_{b}"])["mean"] for b in _bucket_labels(table)}
     return runs
 
 
@@ -62,14 +51,8 @@ def _baseline(runs: list[dict]) -> dict | None:
     return next((r for r in runs if r["attention"] == "none"), None)
 
 
-def _best(runs: list[dict]) -> dict | None:
-    scored = [r for r in runs if finite(r["mean"]["bleu"])]
-    return max(scored, key=lambda r: r["mean"]["bleu"]) if scored else None
-
-
 def _leaderboard(runs: list[dict], best: dict | None) -> dict:
-    has_memory = any(r["train_max_rss_mb"]["n"] for r in runs)
-    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
+    columns = [*LEAD_COLUMNS,
                ("BLEU", "sacreBLEU on the test set (higher is better)", True),
                ("chrF", "chrF on the test set (higher is better)", True),
                ("AER", "alignment error rate of the argmax attention against gold links (lower is better; "
@@ -77,34 +60,12 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
                ("exact match", "share of test sentences translated exactly", True),
                ("parameters", "trainable parameters", True),
                ("training time (s)", "training loop wall time from train_info.json", True)]
-    if has_memory:
-        columns.append(("peak memory (MB)", "max RSS of the training job (Snakemake benchmark)", True))
-    columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
 
-    def key(r):
-        return (0, -r["mean"]["bleu"]) if finite(r["mean"]["bleu"]) else (1, 0.0)
+    def cells(r):
+        return [*lead_cells(r), r["bleu"], r["chrf"], r["aer"], column_cell(r["ok"], "exact_match", 1, 100, " %"),
+                int_cell(r["parameters"]), r["train_seconds"]]
 
-    rows = []
-    for r in sorted(runs, key=key):
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
-                 {"text": r["attention"], "sort": r["attention"]},
-                 r["bleu"], r["chrf"], cell(r["ok"]["aer"] if "aer" in r["ok"] else [], 3),
-                 cell(r["ok"]["exact_match"] if "exact_match" in r["ok"] else [], 1, 100, " %"),
-                 _int_cell(r["parameters"]), cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1)]
-        if has_memory:
-            cells.append(cell(r["rows"]["train_max_rss_mb"], 0))
-        n_total = len(r["rows"])
-        cells.append({"text": f"{len(r['seeds'])}/{n_total}", "sort": str(len(r["seeds"]))})
-        cells.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
-        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                     "reason": r["reason"], "cells": cells})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
-
-
-def _int_cell(c: dict) -> dict:
-    if c["mean"] is None:
-        return c
-    return {**c, "text": f"{int(round(c['mean'])):,}"}
+    return leaderboard(runs, best, columns, cells, "bleu")
 
 
 def _length_section(runs: list[dict], table: pd.DataFrame, baseline: dict | None) -> dict:
@@ -227,28 +188,13 @@ def _weak_text(runs: list[dict]) -> str:
 
 
 def _claim(cid: str, verdict: str, evidence: str) -> dict:
-    claim, source, paper = PAPERS[cid]
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": cid, "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence,
-            "css": css}
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
+    return claim(cid, PAPERS[cid], verdict, evidence)
 
 
 def _heatmaps(task: str, runs: list[dict]) -> dict:
     """One figure per exported sentence, one panel per run (its lowest seed with results)."""
     exports = []
-    for r in runs:
-        if not r["seeds"]:
-            continue
-        seed = min(r["seeds"])
-        z = _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
+    for r, seed, z in attention_exports(task, runs):
         aligned = bool(r["ok"].loc[r["ok"]["seed"] == seed, "alignment"].fillna(True).iloc[0]) \
             if "alignment" in r["ok"] else True
         aer = r["ok"].loc[r["ok"]["seed"] == seed, "aer"].iloc[0] if "aer" in r["ok"] else None
@@ -286,20 +232,8 @@ def _samples(task: str, best: dict | None, baseline: dict | None) -> dict:
     def read(r):
         if r is None or not r["seeds"]:
             return []
-        path = paths.run_dir(task, r["run"], min(r["seeds"])) / "samples.jsonl"
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict):
-                out.append({k: str(item.get(k, "")) for k in ("src", "ref", "hyp", "bucket")})
-        return out
+        return [{k: str(item.get(k, "")) for k in ("src", "ref", "hyp", "bucket")}
+                for item in read_jsonl(run_file(task, r, "samples.jsonl"))]
 
     a, b = read(best), read(baseline)
     rows = []
@@ -311,46 +245,22 @@ def _samples(task: str, best: dict | None, baseline: dict | None) -> dict:
     return {"best": best["run"] if best else None, "baseline": baseline["run"] if same else None, "rows": rows}
 
 
-def _curves(task: str, runs: list[dict], baseline: dict | None) -> str | None:
-    frames = []
-    for r in runs:
-        for seed in r["seeds"]:
-            path = paths.run_dir(task, r["run"], seed) / "train_log.csv"
-            try:
-                log = pd.read_csv(path)
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-                continue
-            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
-                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
-    if not frames:
-        return None
-    return plots.training_curves(pd.concat(frames, ignore_index=True), baseline["run"] if baseline else None,
-                                 "validation BLEU (greedy)")
-
-
 def context(params: dict, task: str = "translation", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything translation.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
-    base = {"task": task, "title": "Translation", "summary": {**counts, "devices": devices(table)},
-            "problems": problems(table), "notebook": notebook_link(task, out_dir),
-            "summary_csv": relpath(paths.summary_csv(task), out_dir),
-            "has_results": counts["ok"] > 0, "test_sentences": None}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    base = {**base_context(task, "Translation", table, out_dir), "test_sentences": None}
+    if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
-    baseline, best = _baseline(runs), _best(runs)
+    baseline, best = _baseline(runs), best_run(runs, "bleu")
     length = _length_section(runs, table, baseline)
     ok = table[table["status"] == "ok"]
     signatures = {"BLEU": sorted(set(ok["bleu_signature"].dropna())) if "bleu_signature" in ok else [],
                   "chrF": sorted(set(ok["chrf_signature"].dropna())) if "chrf_signature" in ok else []}
     return {
         **base,
-        "multi_seed": len(params["seeds"]) > 1,
-        "seeds": list(params["seeds"]),
+        **results_context(params, task, table, out_dir),
         "leaderboard": _leaderboard(runs, best),
         "best": best["run"] if best else None,
         "baseline": baseline["run"] if baseline else None,
@@ -358,10 +268,7 @@ def context(params: dict, task: str = "translation", out_dir: Path | str = paths
         "claims": _claims(runs, baseline, length["margins"]),
         "heatmaps": _heatmaps(task, runs),
         "samples": _samples(task, best, baseline),
-        "curves": _curves(task, runs, baseline),
+        "curves": curves(task, runs, baseline["run"] if baseline else None, "validation BLEU (greedy)"),
         "signatures": signatures,
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
-        "test_sentences": int(ok["test_sentences"].dropna().iloc[0]) if "test_sentences" in ok and
-        ok["test_sentences"].notna().any() else None,
+        "test_sentences": first_int(ok, "test_sentences"),
     }

@@ -24,6 +24,7 @@ from ...metrics import sentence_hit_rate
 from ...models.han import HAN, FlatAttention
 from .. import register
 from ..base import Task
+from ..common import ordered_batches, to_device
 from .corpus import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
                      stratified_split, to_jsonl, truncate)
 
@@ -74,13 +75,7 @@ class Data:
         """Batches of documents of similar size, for evaluation: yields (indices, batch)."""
         docs = self.docs[split]
         order = sorted(range(len(docs)), key=lambda i: (len(docs[i].sentences), docs[i].n_words))
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            yield index, self.batch(split, index)
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return ordered_batches(order, batch_size, lambda index: self.batch(split, index))
 
 
 class Documents(Task):
@@ -204,7 +199,7 @@ class Documents(Task):
             yield data.batch("train", batches[j])
 
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
-        b = _to(batch, device)
+        b = to_device(batch, device)
         logits, _, _ = model(b["words"], b["word_len"])
         return nn.functional.cross_entropy(logits.float(), b["label"]), int(b["label"].size(0))
 
@@ -216,7 +211,7 @@ class Documents(Task):
         words: list[np.ndarray] = [None] * n  # type: ignore[list-item]
         sents: list[np.ndarray] = [None] * n  # type: ignore[list-item]
         for index, batch in data.ordered_batches(split, 256):
-            b = _to(batch, device)
+            b = to_device(batch, device)
             logits, ww, sw = model(b["words"], b["word_len"])
             p = logits.argmax(-1).cpu().numpy()
             ww, sw = ww.float().cpu().numpy(), sw.float().cpu().numpy()

@@ -44,18 +44,16 @@ token, so ``"great, really."`` gives ``great , really .`` (lowercased when asked
 """
 from __future__ import annotations
 
-import codecs
-import gzip
 import json
 import random
 import re
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from ...errors import DataError
+from ..common import read_utf8_lines
 
 CLASSES: tuple[str, ...] = ("awful", "poor", "average", "good", "excellent")
 LABEL_WORDS: dict[str, tuple[str, ...]] = {   # most frequent first (Zipf: the k-th is drawn with weight 1/k)
@@ -298,35 +296,14 @@ def document_from_text(text: str, label: str, *, lowercase: bool = False, gold_s
 
 # --------------------------------------------------------------------------- reading files
 
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
 def _read_lines(path: Path) -> list[str]:
-    """Decoded lines of a (possibly gzipped) UTF-8 file; an undecodable line is named."""
+    """Decoded lines of a (possibly gzipped) UTF-8 file; an unreadable file or undecodable line is named."""
     try:
-        data = path.read_bytes()
+        return read_utf8_lines(path, DocumentError)
     except FileNotFoundError:
         raise DocumentError(f"{path}: file not found") from None
     except OSError as exc:
         raise DocumentError(f"{path}: cannot read ({exc.strerror})") from None
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DocumentError(f"{path}: corrupt gzip data ({exc})") from None
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    chunks = data.split(b"\n")
-    if chunks and chunks[-1] == b"":
-        chunks.pop()
-    lines = []
-    for lineno, chunk in enumerate(chunks, 1):
-        try:
-            lines.append(chunk.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as exc:
-            raise DocumentError(f"{path}, line {lineno}: invalid UTF-8 "
-                                f"(byte 0x{chunk[exc.start]:02x} at byte offset {exc.start})") from None
-    return lines
 
 
 def _label(value: object, path: Path, lineno: int) -> str:

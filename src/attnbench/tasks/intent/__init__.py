@@ -31,6 +31,7 @@ from ...models.bert import PAD, SPECIALS, UNK, mask_tokens
 from ...models.classifier import POOLINGS, IntentClassifier
 from .. import register
 from ..base import Task
+from ..common import TokenVocab
 from .corpus import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
 from .readers import read_clinc_json, read_csv
 
@@ -38,10 +39,8 @@ log = logging.getLogger("attnbench.intent")
 SPLITS = ("train", "valid", "test")
 
 
-class Vocab:
-    def __init__(self, tokens: list[str]) -> None:
-        self.itos = list(tokens)
-        self.stoi = {t: i for i, t in enumerate(self.itos)}
+class Vocab(TokenVocab):
+    unk = UNK
 
     @classmethod
     def build(cls, sentences, min_count: int) -> "Vocab":
@@ -49,12 +48,6 @@ class Vocab:
         words = sorted((t for t, n in counts.items() if n >= min_count and t not in SPECIALS),
                        key=lambda t: (-counts[t], t))
         return cls(list(SPECIALS) + words)
-
-    def encode(self, tokens) -> list[int]:
-        return [self.stoi.get(t, UNK) for t in tokens]
-
-    def __len__(self) -> int:
-        return len(self.itos)
 
 
 class Data:

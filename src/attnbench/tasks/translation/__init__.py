@@ -23,24 +23,20 @@ from ...models.seq2seq import BOS, EOS, PAD, UNK, RNNSeq2Seq
 from ...models.transformer import TransformerSeq2Seq
 from .. import register
 from ..base import Task
+from ..common import TokenVocab, ordered_batches, to_device
 from .corpus import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 SPLITS = ("train", "valid", "test")
 
 
-class Vocab:
-    def __init__(self, tokens: list[str]) -> None:
-        self.itos = list(tokens)
-        self.stoi = {t: i for i, t in enumerate(self.itos)}
+class Vocab(TokenVocab):
+    unk = UNK
 
     @classmethod
     def build(cls, sentences) -> "Vocab":
         counts = Counter(tok for s in sentences for tok in s)
         return cls(list(SPECIALS) + sorted(counts, key=lambda t: (-counts[t], t)))
-
-    def encode(self, tokens) -> list[int]:
-        return [self.stoi.get(t, UNK) for t in tokens]
 
     def decode(self, ids) -> list[str]:
         out = []
@@ -50,9 +46,6 @@ class Vocab:
             if i != PAD:
                 out.append(self.itos[i])
         return out
-
-    def __len__(self) -> int:
-        return len(self.itos)
 
 
 class Data:
@@ -86,13 +79,7 @@ class Data:
     def ordered_batches(self, split: str, batch_size: int):
         """Length-sorted batches for evaluation; yields (indices, batch)."""
         order = sorted(range(len(self.pairs[split])), key=lambda i: len(self.pairs[split][i].src))
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            yield index, self.batch(split, index)
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return ordered_batches(order, batch_size, lambda index: self.batch(split, index))
 
 
 class Translation(Task):
@@ -177,7 +164,7 @@ class Translation(Task):
             yield data.batch("train", batches[j])
 
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
-        b = _to(batch, device)
+        b = to_device(batch, device)
         logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
         loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), b["tgt_out"].flatten(), ignore_index=PAD)
         return loss, int(b["src"].size(0))
@@ -187,7 +174,7 @@ class Translation(Task):
         hyps: list[list[str]] = [[] for _ in data.pairs[split]]
         ratio = cfg["eval"]["max_output_ratio"]
         for index, batch in data.ordered_batches(split, 256):
-            b = _to(batch, device)
+            b = to_device(batch, device)
             tokens, _ = model.greedy(b["src"], b["src_len"], max_len=int(ratio * b["src"].size(1)) + 2)
             for i, row in zip(index, tokens.tolist()):
                 hyps[i] = data.tgt_vocab.decode(row)
@@ -203,7 +190,7 @@ class Translation(Task):
         """Attention of every pair while reading its reference: [tgt tokens + </s>, src tokens + </s>]."""
         out: list[np.ndarray] = [None] * len(data.pairs[split])  # type: ignore[list-item]
         for index, batch in data.ordered_batches(split, 256):
-            b = _to(batch, device)
+            b = to_device(batch, device)
             kwargs = {"need_weights": True} if isinstance(model, TransformerSeq2Seq) else {}
             _, weights = model(b["src"], b["src_len"], b["tgt_in"], **kwargs)
             weights = weights.float().cpu().numpy()

@@ -66,15 +66,15 @@ from __future__ import annotations
 
 from ...errors import DataError
 import bisect
-import codecs
 import gzip
 import json
 import random
 import re
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..common import read_utf8_lines
 
 __all__ = [
     "Pair",
@@ -673,7 +673,6 @@ def length_bucket(n_tokens: int, edges: Sequence[int] = (10, 20, 30, 40)) -> str
 
 # --------------------------------------------------------------------------- file reading
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _LINK = re.compile(r"([0-9]+)-([0-9]+)")
 
 
@@ -683,24 +682,7 @@ def _read_lines(path: Path, *, drop_trailing_blank: bool = True) -> list[str]:
     The final newline never yields an extra line; with ``drop_trailing_blank``
     all whitespace-only lines at the end of the file are dropped too.
     """
-    data = path.read_bytes()
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise CorpusError(f"{path}: corrupt gzip data ({exc})") from None
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    chunks = data.split(b"\n")
-    if chunks[-1] == b"":
-        chunks.pop()
-    lines = []
-    for lineno, chunk in enumerate(chunks, 1):
-        try:
-            lines.append(chunk.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as exc:
-            raise CorpusError(f"{path}, line {lineno}: invalid UTF-8 "
-                              f"(byte 0x{chunk[exc.start]:02x} at byte offset {exc.start})") from None
+    lines = read_utf8_lines(path, CorpusError)
     if drop_trailing_blank:
         while lines and not lines[-1].strip():
             lines.pop()

@@ -1,0 +1,69 @@
+"""Pieces the task modules share: decoding a (possibly gzipped) UTF-8 data file into lines, a token
+<-> id vocabulary, moving a batch to a device and length-ordered evaluation batches. Task-specific
+logic (which tokens a vocabulary holds, how a batch is padded, what "length" means, which error a
+reader raises) stays in the task's module."""
+from __future__ import annotations
+
+import codecs
+import gzip
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_utf8_lines(path: Path, error: type[Exception]) -> list[str]:
+    """Decoded lines of a (possibly gzipped, detected by content) UTF-8 file, without line terminators
+    or a leading BOM; the final newline yields no extra line. Corrupt gzip data or an undecodable
+    line raise `error` naming the file (and line); an unreadable file raises the OSError itself."""
+    data = Path(path).read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise error(f"{path}: corrupt gzip data ({exc})") from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    chunks = data.split(b"\n")
+    if chunks[-1] == b"":
+        chunks.pop()
+    lines = []
+    for lineno, chunk in enumerate(chunks, 1):
+        try:
+            lines.append(chunk.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as exc:
+            raise error(f"{path}, line {lineno}: invalid UTF-8 "
+                        f"(byte 0x{chunk[exc.start]:02x} at byte offset {exc.start})") from None
+    return lines
+
+
+class TokenVocab:
+    """A token <-> id table: `itos` (id -> token), `stoi` (token -> id); a token it does not hold
+    encodes as `unk` (a subclass sets its models' unknown-token id and its own `build`)."""
+
+    unk = 1
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self.itos = list(tokens)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        return [self.stoi.get(t, self.unk) for t in tokens]
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+
+def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    """Every tensor of a batch dict on `device` (non-blocking copies)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def ordered_batches(order: Sequence[int], batch_size: int,
+                    batch: Callable[[Sequence[int]], Any]) -> Iterator[tuple[Sequence[int], Any]]:
+    """(indices, batch(indices)) for consecutive `batch_size` slices of `order` (examples sorted by
+    length, so that evaluation pads little)."""
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        yield index, batch(index)
