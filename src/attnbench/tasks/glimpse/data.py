@@ -12,7 +12,8 @@ The split is made over the source images, before any canvas exists, and every ca
 (its digit and its clutter) is built from that split's images only, so no test canvas shows a
 digit image (or a piece of one) that training saw. Byte-identical source images are kept in one
 split. Every canvas records its ground truth: the label, the source image, the digit's box and the
-images its clutter came from.
+images its clutter came from. (The training loop redraws the cluttered training canvases each
+epoch with `compose`, from the training images only.)
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def read_npz(path: str | Path, images_key: str = "images", labels_key: str = "la
         as_int = labels.astype(np.int64) if np.issubdtype(labels.dtype, np.number) else None
         if as_int is None or not np.array_equal(as_int, labels):
             i = 0 if as_int is None else int(np.flatnonzero(as_int != labels)[0])
-            raise DataError(f"{path}: {labels_key}[{i}] is {labels[i]!r}; expected an integer class label")
+            raise DataError(f"{path}: {labels_key}[{i}] is {labels[i].item()!r}; expected an integer class label")
         labels = as_int
     labels = labels.astype(np.int64)
     if (labels < 0).any():
