@@ -221,12 +221,14 @@ def _curves(task: str, runs: list[dict]) -> str | None:
 
 
 def _data_facts(task: str) -> dict:
+    empty = {"origin": "", "images": None, "canvas": None, "digit": None, "clutter": None, "fragment": None,
+             "split": {}, "canvases": {}, "shared": None}
     try:
         m = aio.read_json(paths.prepared_dir(task) / "manifest.json")
     except (OSError, ValueError):
-        return {}
+        return empty
     if not isinstance(m, dict):
-        return {}
+        return empty
     return {"origin": str(m.get("origin", "")), "images": m.get("images_used"), "canvas": m.get("canvas"),
             "digit": m.get("digit_size"), "clutter": m.get("clutter"), "fragment": m.get("fragment"),
             "split": {str(k): v for k, v in (m.get("images_per_split") or {}).items()},
