@@ -64,12 +64,13 @@ class RAM(nn.Module):
                         "baselines": torch.stack(baselines, 1)}
 
 
-def conv_stack(in_channels: int, channels: list[int], pool_last: bool = True) -> nn.Sequential:
-    """3x3 conv + ReLU blocks, each followed by 2x2 max-pooling (the last one only if `pool_last`)."""
+def conv_stack(in_channels: int, channels: list[int], pool_last: bool = True, batch_norm: bool = False) -> nn.Sequential:
+    """3x3 conv (+ batch norm) + ReLU blocks, each followed by 2x2 max-pooling (the last one only if
+    `pool_last`)."""
     layers: list[nn.Module] = []
     prev = in_channels
     for i, c in enumerate(channels):
-        layers += [nn.Conv2d(prev, c, 3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(prev, c, 3, padding=1)] + ([nn.BatchNorm2d(c)] if batch_norm else []) + [nn.ReLU()]
         if pool_last or i + 1 < len(channels):
             layers.append(nn.MaxPool2d(2))
         prev = c
@@ -80,9 +81,9 @@ class FullViewCNN(nn.Module):
     """The convolutional baseline: conv blocks over the whole canvas, then a hidden layer."""
 
     def __init__(self, channels: int, classes: int, side: int, *, conv: list[int], hidden: int = 128,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, batch_norm: bool = False) -> None:
         super().__init__()
-        self.features = conv_stack(channels, conv)
+        self.features = conv_stack(channels, conv, batch_norm=batch_norm)
         cells = side // 2 ** len(conv)
         if cells < 1:
             raise ValueError(f"{len(conv)} pooling blocks shrink a {side}-pixel canvas to nothing")

@@ -33,7 +33,7 @@ def canvas_grid(images: np.ndarray, labels: Sequence[int], predictions: Sequence
             ax = axes.ravel()[i]
             ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, extent=(0, side, side, 0), interpolation="nearest")
             if heat is not None:
-                ax.imshow(heat[i], cmap="magma", alpha=0.55, extent=(0, side, side, 0), interpolation="bilinear",
+                ax.imshow(heat[i], cmap="magma", alpha=0.45, extent=(0, side, side, 0), interpolation="bilinear",
                           vmin=0, vmax=max(float(heat[i].max()), 1e-9))
             y0, x0, y1, x1 = (float(v) for v in boxes[i])
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#2ca02c", linestyle="--",
