@@ -22,6 +22,7 @@ from .base import (
 from .afm import AFMAttention  # noqa: F401  (recsys: AFM's pair-attention net)
 from .external import ExternalAttention
 from .hard import HardAttention
+from .glimpse import GlimpseAttention  # noqa: F401  (glimpse: RAM's hard glimpses)
 from .local import LocalMonotonicAttention, LocalPredictiveAttention
 from .multihead import MultiHeadAttention
 from .neighbour import NeighbourAttention  # noqa: F401  (load: leave-one-out local attention of the anomaly mask)

@@ -1,0 +1,262 @@
+"""The glimpse section: leaderboard (test error per model and variant), claim C5 (RAM vs the
+full-view CNN on cluttered digits) and the acceptance check RAM vs the full-view MLP, computed from
+metrics; RAM's glimpse paths and the soft attention maps drawn on test canvases with the prediction;
+where the attention lands per step; training curves.
+
+Everything read from the run folders is returned as plain strings and numbers; the template
+(autoescaped) is the only place they become HTML.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ... import io as aio
+from ... import paths
+from .. import aggregate as agg
+from .. import plots
+from .. import plots_glimpse
+from . import cell, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+
+VARIANTS = ("cluttered", "centred")
+UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict
+C5 = ("Hard glimpses (RAM) beat a convolutional baseline on cluttered, translated digits",
+      "Mnih et al. 2014 (RAM), Tables 1–2")
+PAPER = "60×60 cluttered MNIST: RAM 5.23% vs convolutional net 7.83% error; 100×100: 10.83% vs 16.51%"
+METRICS = ("error", "accuracy", "macro_f1", "on_digit", "on_digit_chance", "parameters", "train_seconds")
+
+
+def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
+    runs = []
+    for run, spec in params["tasks"][task]["runs"].items():
+        rows = table[table["run"] == run]
+        ok = rows[rows["status"] == "ok"]
+        status, reason = run_status(rows)
+        entry = {"run": run, "model": spec["model"], "attention": spec["attention"],
+                 "variant": spec.get("options", {}).get("variant", "?"), "status": status, "reason": reason,
+                 "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
+        for column in METRICS:
+            entry[column] = cell(ok[column] if column in ok else [], 4)
+        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+        runs.append(entry)
+    return runs
+
+
+def _pct(c: dict) -> dict:
+    """A cell of a fraction shown in percent."""
+    if c["mean"] is None:
+        return c
+    text = fmt(c["mean"], 2, 100.0, "%")
+    if c["std"] is not None:
+        text = f"{fmt(c['mean'], 2, 100.0)} ± {fmt(c['std'], 2, 100.0)}%"
+    return {**c, "text": text, "sort": f"{c['mean'] * 100:.6g}"}
+
+
+def _leaderboard(runs: list[dict]) -> dict:
+    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
+               ("variant", "the canvases the run was trained and tested on", False),
+               ("test error", "1 − accuracy on the test canvases (lower is better)", True),
+               ("macro-F1", "macro-averaged F1 over the classes (scikit-learn)", True),
+               ("on the digit", "RAM: share of its chosen glimpses centred on the digit's box; soft attention: "
+                                "weight on the feature-map cells centred on the box", True),
+               ("chance", "the box's share of the canvas: 'on the digit' of a location drawn at random", True),
+               ("parameters", "trainable parameters", True), ("training time (s)", "from train_info.json", True),
+               ("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
+
+    def key(r):
+        return (VARIANTS.index(r["variant"]) if r["variant"] in VARIANTS else 9,
+                r["mean"]["error"] if finite(r["mean"]["error"]) else 9.0)
+
+    best = {}
+    for r in runs:
+        if finite(r["mean"]["error"]) and (r["variant"] not in best or r["mean"]["error"] < best[r["variant"]]):
+            best[r["variant"]] = r["mean"]["error"]
+    out = []
+    for r in sorted(runs, key=key):
+        params_cell = r["parameters"] if r["parameters"]["mean"] is None else \
+            {**r["parameters"], "text": f"{int(round(r['parameters']['mean'])):,}"}
+        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
+                 {"text": r["attention"], "sort": r["attention"]}, {"text": r["variant"], "sort": r["variant"]},
+                 _pct(r["error"]), r["macro_f1"], r["on_digit"], r["on_digit_chance"], params_cell,
+                 cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1),
+                 {"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))},
+                 {"text": r["status"], "sort": r["status"], "title": r["reason"]}]
+        out.append({"run": r["run"], "status": r["status"], "reason": r["reason"], "cells": cells,
+                    "best": finite(r["mean"]["error"]) and r["mean"]["error"] == best.get(r["variant"])})
+    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": out}
+
+
+def _pivot(runs: list[dict]) -> dict:
+    """Test error (%) per model (rows) and variant (columns): the best run of each pair."""
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    rows = []
+    for m in models:
+        cells = []
+        for v in VARIANTS:
+            cand = [r for r in runs if r["model"] == m and r["variant"] == v and finite(r["mean"]["error"])]
+            cells.append(_pct(min(cand, key=lambda r: r["mean"]["error"])["error"]) if cand else {"text": "—"})
+        rows.append({"model": m, "cells": cells})
+    return {"variants": list(VARIANTS), "rows": rows}
+
+
+def _best(runs: list[dict], model: str, variant: str) -> dict | None:
+    cand = [r for r in runs if r["model"] == model and r["variant"] == variant and finite(r["mean"]["error"])]
+    return min(cand, key=lambda r: r["mean"]["error"]) if cand else None
+
+
+def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered") -> tuple[str, str]:
+    """(verdict, evidence): does `model` have a lower test error than `rival` on `variant`?
+
+    'supported' when its mean error is lower by more than the seeds' spread (sum of the two standard
+    deviations; 0 with one seed), 'partly supported' when lower within that spread, 'not supported'
+    when not lower, 'inconclusive' when both are near chance, 'not measurable' without results."""
+    a, b = _best(runs, model, variant), _best(runs, rival, variant)
+    if a is None or b is None:
+        missing = " and ".join(f"{m} on {variant}" for m, r in ((model, a), (rival, b)) if r is None)
+        return "not measurable", f"needs results of {missing}"
+    ea, eb = a["mean"]["error"], b["mean"]["error"]
+    evidence = (f"{a['run']} test error {ea:.2%} vs {b['run']} {eb:.2%} "
+                f"({(eb - ea) * 100:+.2f} points in {model}'s favour"
+                + (f"; {len(a['seeds'])} and {len(b['seeds'])} seed(s)" if len(a["seeds"]) > 1 or len(b["seeds"]) > 1 else "")
+                + ")")
+    spread = (a["error"]["std"] or 0.0) + (b["error"]["std"] or 0.0)
+    if spread:
+        evidence += f"; seeds' spread (sum of std) {spread:.2%}"
+    if ea >= UNTRAINED_ERROR and eb >= UNTRAINED_ERROR:
+        return "inconclusive", evidence + f"; both are near chance (≥ {UNTRAINED_ERROR:.0%} error): too little training"
+    if ea >= eb:
+        return "not supported", evidence
+    return ("supported" if eb - ea > spread else "partly supported"), evidence
+
+
+def _claims(runs: list[dict]) -> list[dict]:
+    verdict, evidence = compare(runs, "ram", "cnn")
+    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
+    return [{"id": "C5", "claim": C5[0], "source": C5[1], "paper": PAPER + " — different data (MNIST, larger canvases)",
+             "verdict": verdict, "evidence": evidence, "css": css}]
+
+
+def _acceptance(runs: list[dict]) -> dict:
+    verdict, evidence = compare(runs, "ram", "mlp")
+    word = {"supported": "met", "partly supported": "met within the seeds' spread", "not supported": "not met"}
+    return {"text": "RAM beats the full-view MLP on the cluttered variant", "verdict": word.get(verdict, verdict),
+            "css": {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na"),
+            "evidence": evidence}
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _figures(task: str, runs: list[dict]) -> list[dict]:
+    """Glimpse paths of each RAM run and attention maps of each soft run, on its first test canvases."""
+    out = []
+    for r in runs:
+        if r["model"] not in ("ram", "soft") or not r["seeds"]:
+            continue
+        seed = min(r["seeds"])
+        z = _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
+        if z is None or "shown_images" not in z or not len(z["shown_images"]):
+            continue
+        n = len(z["shown_images"])
+        kwargs = {}
+        if r["model"] == "ram" and "locations_px" in z:
+            kwargs = {"paths": z["locations_px"][:n], "patch": int(z.get("patch", 8))}
+            what = "glimpse paths"
+        elif "weights" in z:
+            g = int(z["grid"])
+            kwargs = {"heat": z["weights"][:n].astype(np.float32).sum(1).reshape(n, g, g)}
+            what = "soft attention (summed over steps)"
+        else:
+            continue
+        uri = plots_glimpse.canvas_grid(z["shown_images"], z["labels"][:n], z["predictions"][:n], z["box"][:n],
+                                        **kwargs)
+        wrong = int((z["labels"][:n] != z["predictions"][:n]).sum())
+        out.append({"run": r["run"], "seed": seed, "variant": r["variant"], "what": what, "uri": uri, "n": n,
+                    "wrong": wrong})
+    return out
+
+
+def _steps(task: str, runs: list[dict]) -> str | None:
+    rows = []
+    for r in runs:
+        if r["model"] not in ("ram", "soft"):
+            continue
+        for seed in r["seeds"]:
+            try:
+                m = aio.read_json(paths.run_dir(task, r["run"], seed) / "metrics.json")
+            except (OSError, ValueError):
+                continue
+            for step, value in (m.get("on_digit_by_glimpse") or {}).items():
+                if finite(value):
+                    rows.append({"run": r["run"], "step": int(step), "value": float(value)})
+    if not rows:
+        return None
+    chance = next((r["mean"]["on_digit_chance"] for r in runs if finite(r["mean"]["on_digit_chance"])), None)
+    return plots_glimpse.on_digit_by_step(pd.DataFrame(rows), chance)
+
+
+def _curves(task: str, runs: list[dict]) -> str | None:
+    frames = []
+    for r in runs:
+        for seed in r["seeds"]:
+            try:
+                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+                continue
+            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
+                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
+    if not frames:
+        return None
+    data = pd.concat(frames, ignore_index=True)
+    data["valid_metric"] = 1.0 - data["valid_metric"]
+    return plots.loss_curves(data, None, "training loss (cross-entropy; RAM adds REINFORCE and baseline terms)",
+                             "validation error (fraction)")
+
+
+def _data_facts(task: str) -> dict:
+    empty = {"origin": "", "images": None, "canvas": None, "digit": None, "clutter": None, "fragment": None,
+             "split": {}, "canvases": {}, "shared": None}
+    try:
+        m = aio.read_json(paths.prepared_dir(task) / "manifest.json")
+    except (OSError, ValueError):
+        return empty
+    if not isinstance(m, dict):
+        return empty
+    return {"origin": str(m.get("origin", "")), "images": m.get("images_used"), "canvas": m.get("canvas"),
+            "digit": m.get("digit_size"), "clutter": m.get("clutter"), "fragment": m.get("fragment"),
+            "split": {str(k): v for k, v in (m.get("images_per_split") or {}).items()},
+            "canvases": {str(v): {str(s): n for s, n in c.items()} for v, c in (m.get("canvases") or {}).items()},
+            "shared": sum(int(v) for v in (m.get("shared_source_images") or {}).values())}
+
+
+def context(params: dict, task: str = "glimpse", out_dir: Path | str = paths.REPORTS) -> dict:
+    """Everything glimpse.html.j2 shows, as plain values (strings escaped by the template)."""
+    out_dir = Path(out_dir)
+    table = agg.collect(params, task)
+    counts = status_counts(table)
+    base = {"task": task, "title": "Visual attention: RAM glimpses on cluttered digits",
+            "summary": {**counts, "devices": devices(table)}, "problems": problems(table),
+            "notebook": notebook_link(task, out_dir), "summary_csv": relpath(paths.summary_csv(task), out_dir),
+            "has_results": counts["ok"] > 0, "data": _data_facts(task)}
+    if not counts["ok"]:
+        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
+                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+        return base
+    runs = _per_run(params, task, table)
+    ok = table[table["status"] == "ok"]
+    return {
+        **base,
+        "multi_seed": len(params["seeds"]) > 1, "seeds": list(params["seeds"]),
+        "leaderboard": _leaderboard(runs), "pivot": _pivot(runs),
+        "claims": _claims(runs), "acceptance": _acceptance(runs), "untrained": UNTRAINED_ERROR,
+        "figures": _figures(task, runs), "steps": _steps(task, runs), "curves": _curves(task, runs),
+        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
+                          for r, s in zip(ok["run"], ok["seed"])],
+    }
