@@ -310,10 +310,11 @@ def training_logs(task: str, runs: Sequence[dict]) -> pd.DataFrame | None:
 
 
 def curves(task: str, runs: Sequence[dict], baseline: str | None, valid_label: str, loss_label: str | None = None,
-           negated: bool = False) -> str | None:
+           negated: bool = False, error_of_accuracy: bool = False) -> str | None:
     """The training-curves figure (`plots.training_curves`: loss and validation metric per epoch, one
     line per run, `baseline` run dashed) of `runs`' train_log.csv files; None without any log.
-    `negated`: the log's valid_metric is minus an error (the training loop maximises it); plot the error."""
+    `negated`: the log's valid_metric is minus an error (the training loop maximises it); plot the error.
+    `error_of_accuracy`: the log's valid_metric is an accuracy; plot the error 1 - accuracy."""
     from .. import plots
 
     logs = training_logs(task, runs)
@@ -321,6 +322,8 @@ def curves(task: str, runs: Sequence[dict], baseline: str | None, valid_label: s
         return None
     if negated:
         logs["valid_metric"] = -logs["valid_metric"]
+    if error_of_accuracy:
+        logs["valid_metric"] = 1.0 - logs["valid_metric"]
     return plots.training_curves(logs, baseline, valid_label, loss_label=loss_label)
 
 

@@ -18,7 +18,7 @@ from ... import paths
 from .. import aggregate as agg
 from .. import plots
 from .. import plots_glimpse
-from . import cell, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+from . import cell, curves, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict
@@ -203,21 +203,9 @@ def _steps(task: str, runs: list[dict]) -> str | None:
 
 
 def _curves(task: str, runs: list[dict]) -> str | None:
-    frames = []
-    for r in runs:
-        for seed in r["seeds"]:
-            try:
-                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-                continue
-            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
-                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
-    if not frames:
-        return None
-    data = pd.concat(frames, ignore_index=True)
-    data["valid_metric"] = 1.0 - data["valid_metric"]
-    return plots.loss_curves(data, None, "training loss (cross-entropy; RAM adds REINFORCE and baseline terms)",
-                             "validation error (fraction)")
+    return curves(task, runs, None, "validation error (fraction)",
+                  loss_label="training loss (cross-entropy; RAM adds REINFORCE and baseline terms)",
+                  error_of_accuracy=True)
 
 
 def _data_facts(task: str) -> dict:
