@@ -36,7 +36,7 @@ RUNS = ("rnn-additive", "transformer")
 # Status checks every few seconds instead of the profile's cluster-friendly 15 s: the jobs here
 # take seconds. Everything else comes from the profile as a user runs it.
 FAST = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]
-FAIL_BOUND_S = 300  # a failing job must end the run within this (three attempts with retries: 2)
+FAIL_BOUND_S = 480  # a failing job must end the run within this (three attempts with retries: 2, on a loaded CI box)
 
 
 def _missing() -> list[str]:
@@ -103,7 +103,9 @@ def _slurm_conf(state: Path, host: str) -> str:
         "AccountingStorageType=accounting_storage/none",  # no slurmdbd: the profile's squeue status
         "JobAcctGatherType=jobacct_gather/none",
         "JobCompType=jobcomp/none",
-        "MinJobAge=300",  # squeue lists finished jobs this long (>= 3 x the status-check interval)
+        # squeue lists finished jobs this long: >= 3 x the status-check interval (the plugin's rule), and
+        # long enough here for the test to read every job's record with scontrol after the run
+        "MinJobAge=3600",
         "ReturnToService=2",
         "SlurmdParameters=config_overrides",
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} Gres=gpu:1 State=UNKNOWN",
@@ -220,11 +222,12 @@ def slurm_run(cluster, tmp_path_factory):
     proc = _snakemake_slurm(workdir)
     elapsed = time.perf_counter() - t0
     print(f"tiny translation grid (2 runs) to reports/index.html through SLURM: {elapsed:.1f}s")
-    return workdir, proc
+    jobs = {rule: [_job_fields(i) for i in ids] for rule, ids in _slurm_jobs(proc.stdout + proc.stderr).items()}
+    return workdir, proc, jobs
 
 
 def test_slurm_profile_runs_the_pipeline_and_matches_a_local_run(slurm_run, tmp_path):
-    workdir, proc = slurm_run
+    workdir, proc, _ = slurm_run
     out = proc.stdout + proc.stderr
     assert "has been submitted with SLURM jobid" in out, out[-3000:]
     assert (workdir / "reports/index.html").stat().st_size > 0
@@ -255,15 +258,13 @@ def _job_fields(job_id: str) -> dict[str, str]:
 
 
 def test_each_rule_got_the_profiles_partition_gpu_runtime_and_memory(slurm_run):
-    workdir, proc = slurm_run
-    jobs = _slurm_jobs(proc.stdout + proc.stderr)
+    workdir, proc, jobs = slurm_run
     assert set(jobs) == {"prepare", "train", "evaluate", "aggregate", "notebook", "report"}, jobs
     assert len(jobs["train"]) == len(RUNS) and len(jobs["evaluate"]) == len(RUNS)
     prof = _profile()
-    for rule, ids in jobs.items():
+    for rule, records in jobs.items():
         want = {**prof["default-resources"], **prof["set-resources"].get(rule, {})}
-        for job_id in ids:
-            f = _job_fields(job_id)  # finished jobs stay visible for MinJobAge
+        for f in records:  # read with scontrol right after the run (finished jobs stay for MinJobAge)
             assert f["JobState"] == "COMPLETED", (rule, f)
             assert f["Partition"] == want["slurm_partition"], (rule, f)
             assert f["TimeLimit"] == f"{want['runtime'] // 60:02d}:{want['runtime'] % 60:02d}:00", (rule, f)
@@ -273,7 +274,7 @@ def test_each_rule_got_the_profiles_partition_gpu_runtime_and_memory(slurm_run):
 
 
 def test_a_failing_job_stops_snakemake_in_bounded_time_and_rerun_incomplete_finishes(slurm_run, tmp_path):
-    workdir, _ = slurm_run
+    workdir, _, _ = slurm_run
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["tasks"]["translation"]["runs"]["rnn-additive"]["options"]["attn_dim"] = 8
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -294,8 +295,8 @@ def test_a_failing_job_stops_snakemake_in_bounded_time_and_rerun_incomplete_fini
     print(f"failing job -> snakemake exit {failed.returncode} after {elapsed:.1f}s")
     assert failed.returncode != 0, out[-3000:]
     assert "Error in rule train" in out, out[-3000:]
-    retries = _profile()["retries"]
-    assert out.count("Error in rule train") == retries + 1, out[-3000:]  # the profile's retries were used
+    assert "injected failure" in (workdir / "logs/translation/rnn-additive/seed0.train.log").read_text()
+    assert out.count("Trying to restart job") == _profile()["retries"], out[-3000:]  # the profile's retries
     assert not (workdir / "data/results/translation/rnn-additive/seed0/model.pt").exists()
     # the crash is gone (wrapper off the PATH): the same grid finishes
     done = _snakemake_slurm(workdir, "--rerun-incomplete", *METRICS, timeout=600)
