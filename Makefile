@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 SCALE_ARG := $(if $(SCALE),--config scale=$(SCALE),)
 
-.PHONY: setup report smoke test browser dvc-repro clean help
+.PHONY: setup report smoke test browser slurm dvc-repro clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,7 +42,15 @@ browser:  ## Debian's chromium + chromedriver for the report's browser test (ins
 	  else echo "chromium/chromedriver missing and not root: the browser test will be skipped"; fi; \
 	fi
 
-test: setup browser  ## run the test suite
+slurm:  ## Debian's munge + SLURM for the single-node cluster of tests/test_slurm.py (installed when root)
+	@if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null \
+	    || ! command -v sbatch >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq munge slurmctld slurmd slurm-client >/dev/null; \
+	  else echo "SLURM packages missing and not root: the SLURM test will be skipped"; fi; \
+	fi
+
+test: setup browser slurm  ## run the test suite
 	$(BIN)/python -m pytest
 
 clean:  ## remove pipeline outputs (keeps .venv)
