@@ -63,7 +63,9 @@ class Data:
         self.masks = {s: torch.from_numpy(arrays[f"masks_{s}"].astype(np.int64)) for s in SPLITS}
         self.kinds = {s: arrays[f"kinds_{s}"] for s in SPLITS}
         self.has_kinds = bool(self.manifest.get("ship_kinds", False))
-        self.show = arrays["show_tiles"].astype(np.int64)
+        self.show = show_tiles(arrays["masks_test"], arrays["kinds_test"], int(cfg["eval"]["show_tiles"]))
+        names = self.manifest.get("test_names") or []
+        self.show_names = [str(names[i]) if i < len(names) else f"test tile {i}" for i in self.show]
         freq = np.asarray(self.manifest["class_pixels"]["train"], dtype=np.float64)
         freq = np.maximum(freq / freq.sum(), 1e-4)
         power = float(cfg["train"]["class_balance"])
@@ -151,30 +153,22 @@ class Ships(Task):
             split = {k: Tiles(tiles.images[v], tiles.masks[v], tiles.kinds[v], {"inshore": None, "offshore": None})
                      for k, v in parts.items()}
             names = {k: [tile_names[i] for i in v] for k, v in parts.items()}
-        show = self._show_tiles(split["test"], section["eval"]["show_tiles"])
         out_dir.mkdir(parents=True, exist_ok=True)
         arrays = {}
         for k, t in split.items():
             arrays.update({f"images_{k}": t.images, f"masks_{k}": t.masks, f"kinds_{k}": t.kinds})
         with aio.atomic_path(out_dir / "tiles.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, show_tiles=show, **arrays)
+            np.savez_compressed(fh, **arrays)
         manifest = {
             "task": "ships", "source": d["source"], "scale": params["scale"], "tile_size": s, "classes": list(CLASSES),
             "ship_kinds": d["source"] == "synthetic", "kind_ids": list(SHIP_KIND),
             "splits": {k: len(t.masks) for k, t in split.items()},
             "class_pixels": {k: np.bincount(t.masks.ravel(), minlength=len(CLASSES)).tolist() for k, t in split.items()},
             "ships": {k: t.ships for k, t in split.items()},
-            "show_tiles": show.tolist(), "show_names": [names["test"][i] for i in show],
+            "test_names": names["test"],
         }
         aio.write_json(out_dir / "manifest.json", manifest)
         return manifest
-
-    @staticmethod
-    def _show_tiles(test: Tiles, k: int) -> np.ndarray:
-        """The fixed tiles the report shows: most inshore bow/stern pixels first (any bow/stern for real data)."""
-        focus = (test.masks == BOW_STERN) & ((test.kinds == 2) if test.kinds.any() else True)
-        score = focus.reshape(len(test.masks), -1).sum(1)
-        return np.sort(np.argsort(-score, kind="stable")[:min(k, len(score))]).astype(np.int64)
 
     def load(self, prepared: Path, cfg: dict) -> Data:
         return Data(Path(prepared), cfg)
@@ -329,7 +323,7 @@ class Ships(Task):
 
     def _export(self, data: Data, pred: dict, out_dir: Path) -> None:
         show = data.show
-        arrays = {"tiles": show, "image": data.images["test"][torch.as_tensor(show)].numpy(),
+        arrays = {"tiles": show, "tile_names": np.array(data.show_names), "image": data.images["test"][torch.as_tensor(show)].numpy(),
                   "gold": data.masks["test"][torch.as_tensor(show)].numpy().astype(np.int8),
                   "kind": data.kinds["test"][show].astype(np.int8), "classes": pred["classes"][show],
                   "bowstern": pred["bowstern"][show], "prob": pred["prob"][show]}
@@ -346,6 +340,14 @@ class Ships(Task):
                                      "bowstern_iou": _round(binary_iou(g, p)),
                                      "inshore_ship_px": int((data.kinds["test"][i] == 2).sum())}))
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
+
+
+def show_tiles(masks: np.ndarray, kinds: np.ndarray, k: int) -> np.ndarray:
+    """The fixed test tiles the report shows: most inshore bow/stern pixels first (any bow/stern for
+    real data, which has no ship kinds); ties broken by tile order."""
+    focus = (masks == BOW_STERN) & ((kinds == 2) if kinds.any() else True)
+    score = focus.reshape(len(masks), -1).sum(1)
+    return np.sort(np.argsort(-score, kind="stable")[:min(k, len(score))]).astype(np.int64)
 
 
 def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
