@@ -129,3 +129,29 @@ def mask_roc_auc(anomalous: np.ndarray, weights: np.ndarray) -> float | None:
     if labels.all() or not labels.any():
         return None
     return float(roc_auc_score(labels, 1.0 - np.asarray(weights, dtype=float).ravel()))
+
+
+def segmentation_scores(gold: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> dict:
+    """Per-class IoU and mIoU from scikit-learn's confusion matrix C (rows gold, columns predicted):
+    IoU_c = C[c, c] / (row_c + column_c - C[c, c]). A class absent from both gold and prediction
+    has no IoU (None) and is left out of the mean. Also returns the matrix and pixel accuracy."""
+    from sklearn.metrics import confusion_matrix
+
+    labels = list(range(len(classes)))
+    cm = confusion_matrix(np.asarray(gold).ravel(), np.asarray(pred).ravel(), labels=labels)
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = {c: (float(tp[i] / union[i]) if union[i] > 0 else None) for i, c in enumerate(classes)}
+    present = [v for v in iou.values() if v is not None]
+    return {"iou": iou, "miou": float(np.mean(present)) if present else None,
+            "pixel_accuracy": float(tp.sum() / cm.sum()) if cm.sum() else None, "confusion": cm.tolist()}
+
+
+def binary_iou(gold: np.ndarray, pred: np.ndarray) -> float | None:
+    """IoU (Jaccard index, scikit-learn) of the positive class; None when neither side has a positive."""
+    from sklearn.metrics import jaccard_score
+
+    gold, pred = np.asarray(gold, bool).ravel(), np.asarray(pred, bool).ravel()
+    if not gold.any() and not pred.any():
+        return None
+    return float(jaccard_score(gold, pred, zero_division=0.0))

@@ -38,6 +38,7 @@ from .scores import (
     NoAttention,
     ScaledDotAttention,
 )
+from .vision import ChannelSE, SpatialCBAM, TaskPartitionGate  # noqa: F401  (ships: convolutional attention)
 
 __all__ = [
     "REGISTRY",

@@ -1,0 +1,233 @@
+"""The ships section: leaderboard, claim C11 (task partitioning vs the shallow and the deep net on
+bow/stern IoU), per-class IoU, the fixed test tiles with every run's prediction and the attention
+maps as overlays, and training curves.
+
+Everything read from the run folders is returned as plain strings and numbers; the template
+(autoescaped) is the only place they become HTML.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ... import io as aio
+from ... import paths
+from .. import aggregate as agg
+from .. import plots, plots_ships
+from . import cell, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+
+C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
+       "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "
+       "Ship Detection in Optical Remote Sensing Images (IEEE GRSL 2017)")
+PAPER = "the paper reports the task-partitioned net ahead of its shallow and deep parts on real harbour images " \
+        "(no figure copied here: direction only)"
+MIN_IOU = 0.05          # below this bow/stern IoU a net has not learned the class: the comparison is inconclusive
+MARGIN = 0.01           # an IoU gap smaller than this (or than the seeds' spread) is a tie
+METRICS = ("bowstern_iou", "bowstern_iou_inshore", "bowstern_iou_offshore", "bowstern_precision", "bowstern_recall",
+           "miou", "iou_sea", "iou_land", "iou_hull", "iou_bow_stern", "coarse_bowstern_iou",
+           "fine_bowstern_iou_ungated", "region_share", "region_recall", "train_seconds", "parameters")
+
+
+def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
+    runs = []
+    for run, spec in params["tasks"][task]["runs"].items():
+        rows = table[table["run"] == run]
+        ok = rows[rows["status"] == "ok"]
+        status, reason = run_status(rows)
+        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
+                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
+        for column in METRICS:
+            entry[column] = cell(ok[column] if column in ok else [], 3)
+        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+        runs.append(entry)
+    return runs
+
+
+def _leaderboard(runs: list[dict], best: dict | None) -> dict:
+    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
+               ("bow/stern IoU", "IoU of the bow/stern class on all test tiles (higher is better)", True),
+               ("inshore", "bow/stern IoU on pixels within the margin of an inshore ship", True),
+               ("offshore", "bow/stern IoU on pixels within the margin of an offshore ship", True),
+               ("precision", "bow/stern precision", True), ("recall", "bow/stern recall", True),
+               ("mIoU", "mean IoU over the four classes (— for the shallow net: bow/stern only)", True),
+               ("sea", "IoU of sea", True), ("land", "IoU of land", True), ("hull", "IoU of hull", True),
+               ("parameters", "trainable parameters", True), ("training time (s)", "from train_info.json", True),
+               ("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
+
+    def key(r):
+        return (0, -r["mean"]["bowstern_iou"]) if finite(r["mean"]["bowstern_iou"]) else (1, 0.0)
+
+    out = []
+    for r in sorted(runs, key=key):
+        params_cell = r["parameters"] if r["parameters"]["mean"] is None else \
+            {**r["parameters"], "text": f"{int(round(r['parameters']['mean'])):,}"}
+        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
+                 {"text": r["attention"], "sort": r["attention"]}]
+        cells += [r[c] for c in ("bowstern_iou", "bowstern_iou_inshore", "bowstern_iou_offshore", "bowstern_precision",
+                                 "bowstern_recall", "miou", "iou_sea", "iou_land", "iou_hull")]
+        cells += [params_cell, cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1),
+                  {"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))},
+                  {"text": r["status"], "sort": r["status"], "title": r["reason"]}]
+        out.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
+                    "reason": r["reason"], "cells": cells})
+    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": out}
+
+
+def _claim(verdict: str, evidence: str) -> dict:
+    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
+    return {"id": "C11", "claim": C11[0], "source": C11[1], "paper": PAPER, "verdict": verdict, "evidence": evidence,
+            "css": css}
+
+
+def _pick(runs: list[dict], model: str, attention: str | None = None) -> dict | None:
+    cands = [r for r in runs if r["model"] == model and (attention is None or r["attention"] == attention)
+             and finite(r["mean"]["bowstern_iou"])]
+    return max(cands, key=lambda r: r["mean"]["bowstern_iou"]) if cands else None
+
+
+def claim_c11(runs: list[dict]) -> list[dict]:
+    """C11 from the metrics: the task-partitioning run's bow/stern IoU against the shallow run's and the
+    plain deep run's (no attention). Supported: above both by more than the margin and the seeds' spread."""
+    tp, shallow, deep = _pick(runs, "partition"), _pick(runs, "shallow"), _pick(runs, "deep", "none")
+    if tp is None or shallow is None or deep is None:
+        return [_claim("not measurable", "needs a task-partitioning run, a shallow run and a deep run without "
+                                         "attention, all with results")]
+    t, s, d = (r["mean"]["bowstern_iou"] for r in (tp, shallow, deep))
+    evidence = (f"bow/stern IoU: {tp['run']} {t:.3f} vs {shallow['run']} {s:.3f} and {deep['run']} {d:.3f}")
+    ins = [r["mean"]["bowstern_iou_inshore"] for r in (tp, shallow, deep)]
+    if all(finite(v) for v in ins):
+        evidence += f"; inshore ships only: {ins[0]:.3f} vs {ins[1]:.3f} and {ins[2]:.3f}"
+    if finite(tp["mean"]["coarse_bowstern_iou"]) and finite(tp["mean"]["fine_bowstern_iou_ungated"]):
+        evidence += (f"; inside {tp['run']}: its deep half alone {tp['mean']['coarse_bowstern_iou']:.3f}, its shallow "
+                     f"half ungated {tp['mean']['fine_bowstern_iou_ungated']:.3f}")
+    if max(s, d) < MIN_IOU:
+        return [_claim("inconclusive", evidence + f"; neither baseline reaches IoU {MIN_IOU}: too little training to "
+                                                  "compare (smoke scale?)")]
+    spread = max((r["bowstern_iou"]["std"] or 0.0) for r in (tp, shallow, deep))
+    margin = max(MARGIN, spread)
+    evidence += f"; a gap must exceed {margin:.3f} (the larger of {MARGIN} and the seeds' spread)"
+    beats = [t - s > margin, t - d > margin]
+    if all(beats):
+        verdict = "supported"
+    elif any(beats):
+        verdict = "partly supported"
+        evidence += f"; beats only the {'shallow' if beats[0] else 'deep'} net"
+    else:
+        verdict = "not supported"
+    return [_claim(verdict, evidence)]
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _tiles(task: str, runs: list[dict]) -> dict:
+    exports = []
+    for r in runs:
+        if not r["seeds"]:
+            continue
+        z = _load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+        if z is not None:
+            exports.append((r, z))
+    if not exports:
+        return {"grid": None, "overlays": None, "names": []}
+    ref = exports[0][1]
+    names = [str(n) for n in ref["tile_names"]] if "tile_names" in ref else [f"test tile {int(i)}" for i in ref["tiles"]]
+    columns = [{"title": r["run"], "masks": z["classes"], "bowstern": z["bowstern"]} for r, z in exports
+               if z["classes"].shape == ref["gold"].shape]
+    grid = plots_ships.tile_grid(ref["image"], ref["gold"], columns, names)
+    maps = []
+    for r, z in exports:
+        if "map" not in z or z["map"].shape != ref["gold"].shape:
+            continue
+        label = {"task_partition": "deep net's P(bow/stern)", "cbam_spatial": "spatial gate (0–1)"}.get(
+            r["attention"], "mean attention received")
+        maps.append({"title": f"{r['run']}: {label}", "map": z["map"].astype(np.float32), "label": label})
+        if "region" in z:
+            maps.append({"title": f"{r['run']}: gate region", "map": z["region"].astype(np.float32),
+                         "label": "region (1 = inside)", "vmin": 0.0, "vmax": 1.0})
+    overlays = plots_ships.attention_overlays(ref["image"], ref["gold"], maps, names) if maps else None
+    return {"grid": grid, "overlays": overlays, "names": names}
+
+
+def _iou_plot(runs: list[dict]) -> str | None:
+    rows = []
+    labels = {"iou_sea": "sea", "iou_land": "land", "iou_hull": "hull", "iou_bow_stern": "bow/stern",
+              "miou": "mIoU", "bowstern_iou_inshore": "bow/stern, inshore", "bowstern_iou_offshore": "bow/stern, offshore"}
+    for r in runs:
+        for key, label in labels.items():
+            v = r["mean"].get(key)
+            if finite(v):
+                rows.append({"run": r["run"], "measure": label, "iou": float(v)})
+    return plots_ships.iou_bars(pd.DataFrame(rows)) if rows else None
+
+
+def _curves(task: str, runs: list[dict]) -> str | None:
+    frames = []
+    for r in runs:
+        for seed in r["seeds"]:
+            try:
+                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+                continue
+            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
+                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
+    if not frames:
+        return None
+    return plots.loss_curves(pd.concat(frames, ignore_index=True), "deep", "training loss (cross-entropy)",
+                             "validation bow/stern IoU")
+
+
+def _data_facts(params: dict, task: str) -> dict:
+    facts = {"source": params["tasks"][task]["data"]["source"], "manifest": None}
+    try:
+        m = aio.read_json(paths.prepared_dir(task) / "manifest.json")
+    except (OSError, ValueError):
+        return facts
+    if isinstance(m, dict):
+        px = m.get("class_pixels", {}).get("train") or []
+        total = sum(px) or 1
+        facts["manifest"] = {"tile_size": m.get("tile_size"), "splits": m.get("splits", {}),
+                             "shares": [{"name": c, "share": fmt(100 * p / total, 1)} for c, p in
+                                        zip(m.get("classes", []), px)],
+                             "ships": (m.get("ships") or {}).get("test")}
+    return facts
+
+
+def context(params: dict, task: str = "ships", out_dir: Path | str = paths.REPORTS) -> dict:
+    """Everything ships.html.j2 shows, as plain values (strings escaped by the template)."""
+    out_dir = Path(out_dir)
+    table = agg.collect(params, task)
+    counts = status_counts(table)
+    base = {"task": task, "title": "Inshore ship segmentation (task partitioning, CNN attention)",
+            "summary": {**counts, "devices": devices(table)}, "problems": problems(table),
+            "notebook": notebook_link(task, out_dir), "summary_csv": relpath(paths.summary_csv(task), out_dir),
+            "has_results": counts["ok"] > 0, "data": _data_facts(params, task),
+            "margin": params["tasks"][task]["eval"]["ship_margin"], "min_iou": MIN_IOU, "tie": MARGIN}
+    if not counts["ok"]:
+        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
+                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+        return base
+    runs = _per_run(params, task, table)
+    scored = [r for r in runs if finite(r["mean"]["bowstern_iou"])]
+    best = max(scored, key=lambda r: r["mean"]["bowstern_iou"]) if scored else None
+    ok = table[table["status"] == "ok"]
+    return {
+        **base,
+        "multi_seed": len(params["seeds"]) > 1,
+        "seeds": list(params["seeds"]),
+        "leaderboard": _leaderboard(runs, best),
+        "best": best["run"] if best else None,
+        "claims": claim_c11(runs),
+        "tiles": _tiles(task, runs),
+        "iou_plot": _iou_plot(runs),
+        "curves": _curves(task, runs),
+        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
+                          for r, s in zip(ok["run"], ok["seed"])],
+    }
