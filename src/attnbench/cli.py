@@ -33,7 +33,7 @@ def _params(args) -> dict:
     for key in ("scale", "device", "threads"):
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
-    return load_params(args.params, overrides)
+    return load_params(args.params, overrides, task=getattr(args, "task", None))
 
 
 def _run_cfg(params: dict, args) -> dict:

@@ -26,7 +26,7 @@ class ParamsError(ValueError):
     """A params.yaml problem; the message names the file, the key path, the value and what is allowed."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when there
     """SafeLoader that refuses duplicated mapping keys (YAML would silently keep the last one)."""
 
     def construct_mapping(self, node, deep=False):
@@ -131,12 +131,16 @@ def apply_overrides(params: dict, overrides: dict[str, Any]) -> dict:
     return params
 
 
-def validate(params: dict, origin: str = DEFAULT_PARAMS) -> dict:
-    """Check params against the schemas and the registries; return them unchanged or raise ParamsError."""
+def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None) -> dict:
+    """Check params against the schemas and the registries; return them unchanged or raise ParamsError.
+
+    Every task's section is checked against its schema. `task`: a job of that one task — only its
+    module is imported for the checks a schema cannot express (the whole file was validated when the
+    DAG was built; this spares each job importing every task)."""
     from . import attention, tasks  # imported here: the registries fill themselves on import
 
     _check(params, _schema("params.schema.yaml"), [], origin)
-    known = tasks.available()
+    known = tasks.names()
     for name, section in params["tasks"].items():
         if name not in known:
             raise ParamsError(f"{origin}: tasks.{name}: unknown task {name!r}; expected one of: {', '.join(known)}")
@@ -148,7 +152,8 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS) -> dict:
                     f"{origin}: tasks.{name}.runs.{run}.attention: value {mech!r} is not allowed; "
                     f"expected one of: {', '.join(attention.available())}"
                 )
-        tasks.get(name).check_params(section, origin)
+        if task is None or name == task:
+            tasks.get(name).check_params(section, origin)
     if params["device"] == "cuda":
         import torch
 
@@ -165,9 +170,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw)
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> dict:
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None,
+                task: str | None = None) -> dict:
     params = apply_overrides(read_yaml(Path(path)), overrides or {})
-    return validate(params, origin=str(path))
+    return validate(params, origin=str(path), task=task)
 
 
 @dataclass(frozen=True)

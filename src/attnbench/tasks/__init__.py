@@ -21,6 +21,11 @@ def _load_all() -> None:
         import_module(f"{__name__}.{module}")
 
 
+def names() -> list[str]:
+    """Every task name, without importing the task modules."""
+    return sorted(set(_MODULES) | set(_TASKS))
+
+
 def available() -> list[str]:
     _load_all()
     return sorted(_TASKS)
