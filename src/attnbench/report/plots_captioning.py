@@ -25,7 +25,7 @@ def word_attention(image: np.ndarray, words: Sequence[str], alpha: np.ndarray | 
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     with plt.rc_context(_RC):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.62 * nrows + (0.3 if title else 0)), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.78 * nrows + (0.3 if title else 0)), squeeze=False)
         for ax in axes.ravel():
             ax.axis("off")
         axes[0, 0].imshow(image, interpolation="nearest")
