@@ -26,6 +26,7 @@ PAPER = ("Soft and hard attention captioners both beat the no-attention captione
 LOCALISATION_TARGET = 0.7
 MIN_BLEU = 5.0     # every compared run below this BLEU-4: too little learnt to rank them (smoke scale)
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "bleu4_greedy", "localisation", "localisation_chance", "exact_match",
+           "localisation_colour_word", "attention_entropy",
            "shape_words_scored", "parameters", "train_seconds", "epochs_trained", "best_epoch")
 
 
@@ -48,7 +49,7 @@ def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
                  "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
         for column in METRICS:
             digits = 1 if column == "train_seconds" else 0 if column == "shape_words_scored" else 3 if column in (
-                "localisation", "localisation_chance", "exact_match") else 2
+                "localisation", "localisation_chance", "exact_match", "localisation_colour_word", "attention_entropy") else 2
             entry[column] = cell(ok[column] if column in ok else [], digits)
         entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
         still = [int(b) for b, e in zip(ok.get("best_epoch", []), ok.get("epochs_trained", []))
@@ -148,6 +149,12 @@ def _checks(runs: list[dict]) -> list[dict]:
         text = (f"{r['run']}: {r['localisation']['text']} of {r['shape_words_scored']['text']} generated shape words "
                 f"have their attention peak on the named object (chance {r['localisation_chance']['text']})")
         met = None if target is None else bool(loc > target)
+        if finite(r["mean"]["localisation_colour_word"]):
+            text += (f"; at the step that emitted the object's colour word the peak is on the object for "
+                     f"{r['localisation_colour_word']['text']}")
+        if finite(r["mean"]["attention_entropy"]):
+            text += (f"; attention entropy at the shape words {r['attention_entropy']['text']} of the uniform "
+                     "distribution's (1 = uniform)")
         if target is not None:
             text += f"; target > {target:g}: " + ("met" if met else "NOT met")
         out.append({"run": r["run"], "check": "localisation", "met": met, "text": text, "above_chance":

@@ -109,7 +109,8 @@ class Captioning(Task):
     name = "captioning"
     valid_metric = "valid_bleu4"
     headline = "bleu4"
-    metric_columns = ("bleu4", "bleu1", "bleu2", "bleu3", "localisation", "localisation_chance", "bleu4_greedy")
+    metric_columns = ("bleu4", "bleu1", "bleu2", "bleu3", "localisation", "localisation_chance", "bleu4_greedy",
+                      "localisation_colour_word", "attention_entropy")
 
     # ---- parameters and data ------------------------------------------------------------
     def check_params(self, section: dict, origin: str) -> None:
@@ -261,8 +262,11 @@ class Captioning(Task):
                 coverage = (alphas.float() * mask.unsqueeze(-1)).sum(1)
                 loss = loss + lam * ((1.0 - coverage) ** 2).mean()
         elif model.kind == "hard":
-            lengths = mask.sum(1)
-            reward = -((nll_tok * mask).sum(1) / lengths).detach()          # mean log-likelihood of each caption
+            # REINFORCE (Xu et al. eq. 12): reward log p(y | s, a) of each caption (its summed log-likelihood), a
+            # moving-average baseline, the summed log-probabilities of its sampled locations; normalised by the
+            # batch's tokens like the cross-entropy, so the weights `reinforce` and `entropy` are per token
+            tokens = mask.sum()
+            reward = -(nll_tok * mask).sum(1).detach()
             if model.training:
                 with torch.no_grad():
                     decay = float(options.get("baseline_decay", 0.9))
@@ -272,8 +276,8 @@ class Captioning(Task):
                     else:
                         model.baseline.mul_(decay).add_((1 - decay) * reward.mean())
             advantage = reward - model.baseline
-            policy = -(advantage * (logps.float() * mask).sum(1) / lengths).mean()
-            entropy = ((ents.float() * mask).sum(1) / lengths).mean()
+            policy = -(advantage * (logps.float() * mask).sum(1)).sum() / tokens
+            entropy = (ents.float() * mask).sum() / tokens
             loss = loss + float(options.get("reinforce", 1.0)) * policy - float(options.get("entropy", 0.01)) * entropy
         return loss, int(mask.sum().item())
 
@@ -316,7 +320,8 @@ class Captioning(Task):
         if loc is not None:
             metrics.update(loc["summary"])
         else:
-            metrics.update({"localisation": None, "localisation_chance": None, "shape_words_scored": 0})
+            metrics.update({"localisation": None, "localisation_chance": None, "localisation_colour_word": None,
+                            "attention_entropy": None, "shape_words_scored": 0})
         if data.objects is not None:
             n_obj = [len(o) for o in data.objects["test"]]
             metrics["bleu4_by_objects"] = {
@@ -382,6 +387,7 @@ def localisation(hyps: list[str], alphas: list[np.ndarray | None], data: Data, g
     size = data.masks.shape[-1]
     cell = size // grid
     hits, images, chance, per_image = [], [], [], {}
+    colour_hits, entropy = [], []
     for i, (h, a) in enumerate(zip(hyps, alphas)):
         if a is None:
             continue
@@ -394,17 +400,21 @@ def localisation(hyps: list[str], alphas: list[np.ndarray | None], data: Data, g
             if j is None:
                 continue
             # cells a mask touches: max-pool of the mask over the grid cells
-            covered = data.masks[i, j, : grid * cell, : grid * cell].reshape(grid, cell, grid, cell).any(axis=(1, 3))
-            peak = int(np.argmax(a[t]))
-            hit = bool(covered.reshape(-1)[peak])
+            covered = data.masks[i, j, : grid * cell, : grid * cell].reshape(grid, cell, grid, cell).any(axis=(1, 3)).reshape(-1)
+            hit = bool(covered[int(np.argmax(a[t]))])
             hits.append(hit)
             images.append(i)
             chance.append(float(covered.mean()))
+            entropy.append(float(-(a[t] * np.log(np.clip(a[t], 1e-12, None))).sum() / np.log(a.shape[-1])))
+            if t > 0 and tokens[t - 1] in scenes.COLOURS:     # the step that emitted the object's colour word
+                colour_hits.append(bool(covered[int(np.argmax(a[t - 1]))]))
             n, m = n + 1, m + hit
         if n:
             per_image[i] = (n, m)
     summary = {"localisation": round(float(np.mean(hits)), 4) if hits else None,
                "localisation_chance": round(float(np.mean(chance)), 4) if chance else None,
+               "localisation_colour_word": round(float(np.mean(colour_hits)), 4) if colour_hits else None,
+               "attention_entropy": round(float(np.mean(entropy)), 4) if entropy else None,
                "shape_words_scored": len(hits)}
     return {"summary": summary, "hits": hits, "images": images, "chance": chance, "per_image": per_image}
 
