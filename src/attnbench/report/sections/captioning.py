@@ -24,6 +24,7 @@ PAPER = ("Soft and hard attention captioners both beat the no-attention captione
          "Flickr8k BLEU-1/2/3/4: soft 67 / 44.8 / 29.9 / 19.5; hard 67 / 45.7 / 31.4 / 21.3; Show and Tell 63 / 41 / 27 / – "
          "— real photographs, not our scenes")
 LOCALISATION_TARGET = 0.7
+FLAT_ENTROPY = 0.95  # attention entropy (share of the uniform distribution's) above which attention is called near uniform
 MIN_BLEU = 5.0     # every compared run below this BLEU-4: too little learnt to rank them (smoke scale)
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "bleu4_greedy", "localisation", "localisation_chance", "exact_match",
            "localisation_colour_word", "attention_entropy",
@@ -127,6 +128,13 @@ def _claims(runs: list[dict]) -> list[dict]:
         ahead = hard["mean"]["bleu4"] - soft["mean"]["bleu4"]
         evidence += (f"; hard vs soft: {ahead:+.2f} BLEU-4 ("
                      + ("hard ahead, as in the paper" if ahead > 0 else "soft ahead, unlike the paper's ordering") + ")")
+    flat = [r for r in attended if finite(r["mean"]["attention_entropy"]) and r["mean"]["attention_entropy"] > FLAT_ENTROPY]
+    if flat:
+        evidence += ("; caution: " + ", ".join(f"{r['run']}'s attention at the shape words is near uniform (entropy "
+                                               f"{r['attention_entropy']['text']} of the uniform distribution's, localisation "
+                                               f"{r['localisation']['text']})" for r in flat)
+                     + ", so its gain over Show and Tell comes from the image context it reads at every word, not from "
+                       "looking at the object it names")
     still = [r["run"] for r in compared if r["still_improving"]]
     if still:
         evidence += (f"; note: {', '.join(still)} still improved on the validation set in the last epoch of the budget, "
