@@ -133,8 +133,9 @@ def _claims(runs: list[dict]) -> list[dict]:
         evidence += ("; caution: " + ", ".join(f"{r['run']}'s attention at the shape words is near uniform (entropy "
                                                f"{r['attention_entropy']['text']} of the uniform distribution's, localisation "
                                                f"{r['localisation']['text']})" for r in flat)
-                     + ", so its gain over Show and Tell comes from the image context it reads at every word, not from "
-                       "looking at the object it names")
+                     + (", so their gain" if len(flat) > 1 else ", so its gain")
+                     + " over Show and Tell comes from the image context read at every word, not from looking at the "
+                       "object a word names")
     still = [r["run"] for r in compared if r["still_improving"]]
     if still:
         evidence += (f"; note: {', '.join(still)} still improved on the validation set in the last epoch of the budget, "
@@ -164,7 +165,7 @@ def _checks(runs: list[dict]) -> list[dict]:
             text += (f"; attention entropy at the shape words {r['attention_entropy']['text']} of the uniform "
                      "distribution's (1 = uniform)")
         if target is not None:
-            text += f"; target > {target:g}: " + ("met" if met else "NOT met")
+            text += f"; target > {target:g}:"
         out.append({"run": r["run"], "check": "localisation", "met": met, "text": text, "above_chance":
                     finite(chance) and loc > chance})
     return out
