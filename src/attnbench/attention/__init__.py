@@ -64,3 +64,5 @@ __all__ = [
     "register",
     "resolve_positions",
 ]
+
+from .reinforce import ReinforceHardAttention  # noqa: E402,F401  (captioning: Show-Attend-Tell hard attention)

@@ -6,7 +6,7 @@ from importlib import import_module
 from .base import Task
 
 _TASKS: dict[str, Task] = {}
-_MODULES = ("translation", "intent", "documents", "recsys", "load", "glimpse", "ships")  # a new task: one module here and its section in params.yaml
+_MODULES = ("translation", "intent", "documents", "recsys", "load", "glimpse", "ships", "captioning")  # a new task: one module here and its section in params.yaml
 
 
 def register(task: Task) -> Task:

@@ -1,0 +1,217 @@
+"""CNN encoder + LSTM decoder captioners: Show and Tell (no attention) and Show, Attend and Tell (soft or hard).
+
+Encoder: a small CNN (3x3 conv + ReLU + 2x2 max-pool per stage) whose last feature map, with two
+coordinate channels appended (x and y in [-1, 1]), gives L = grid x grid annotation vectors a_i.
+
+Decoder (one LSTM cell), at step t with the previous word y_{t-1} and state h_{t-1}:
+  none (Show and Tell, Vinyals et al. 2015): the image vector (a linear map of the flattened feature
+        map, like a CNN's fully connected layer) is the initial state; the input is E y_{t-1}.
+  soft (Xu et al. 2015): alpha_t = softmax(score(h_{t-1}, a_i)), z_t = beta_t * sum_i alpha_ti a_i with
+        the gating scalar beta_t = sigmoid(f_beta(h_{t-1})); the input is [E y_{t-1}; z_t].
+  hard: the location s_t ~ Categorical(alpha_t) in training (its argmax in eval), z_t = beta_t * a_{s_t}.
+The initial state of the attention models is a linear map of the mean annotation vector (as in the
+paper). Output (deep output layer): p(y_t) = softmax(W_o tanh(W [h_t; z_t; E y_{t-1}])).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .. import attention as attn_registry
+from ..attention.scores import AdditiveAttention
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+
+
+class Encoder(nn.Module):
+    def __init__(self, channels: list[int], image_size: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c
+        self.net = nn.Sequential(*layers)
+        self.grid = image_size // 2 ** len(channels)
+        if self.grid < 1:
+            raise ValueError(f"image size {image_size} is too small for {len(channels)} pooling stages")
+        self.dim = c_in + 2
+        g = torch.linspace(-1.0, 1.0, self.grid)
+        yy, xx = torch.meshgrid(g, g, indexing="ij")
+        self.register_buffer("coords", torch.stack([xx, yy]).reshape(2, -1).t().contiguous(), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """uint8 [B, H, W, 3] -> annotation vectors [B, L, D] (row-major over the grid)."""
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        f = self.net(x)                                     # [B, C, g, g]
+        f = f.flatten(2).transpose(1, 2)                    # [B, L, C]
+        return torch.cat([f, self.coords.expand(f.shape[0], -1, -1)], dim=-1)
+
+
+class Captioner(nn.Module):
+    def __init__(self, vocab_size: int, *, attention: str = "none", attention_options: dict | None = None,
+                 channels: list[int] = (16, 32, 48), image_size: int = 64, emb_dim: int = 48, hidden: int = 128,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = Encoder(list(channels), image_size)
+        D, L = self.encoder.dim, self.encoder.grid ** 2
+        self.kind = {"none": "none", "hard_reinforce": "hard"}.get(attention, "soft")
+        self.hidden = hidden
+        self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
+        if self.kind == "none":
+            self.attn = None
+            self.init = nn.Linear(D * L, 2 * hidden)
+            self.cell = nn.LSTMCell(emb_dim, hidden)
+            z_dim = 0
+        else:
+            self.attn = attn_registry.build(attention, hidden, D, D, **(attention_options or {}))
+            self.init = nn.Linear(D, 2 * hidden)
+            self.beta = nn.Linear(hidden, 1)
+            self.cell = nn.LSTMCell(emb_dim + D, hidden)
+            z_dim = D
+        self.deep = nn.Linear(hidden + z_dim + emb_dim, emb_dim)
+        self.out = nn.Linear(emb_dim, vocab_size)
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("baseline", torch.zeros(()))          # REINFORCE moving-average baseline (hard)
+        self.register_buffer("baseline_set", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def grid(self) -> int:
+        return self.encoder.grid
+
+    # ---- pieces -----------------------------------------------------------------------
+    def encode(self, images: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """(annotation vectors [B, L, D], or (them, their key projections) for additive scores; initial state)."""
+        feats = self.encoder(images)
+        v = feats.flatten(1) if self.kind == "none" else feats.mean(1)
+        h, c = torch.tanh(self.init(self.drop(v))).chunk(2, dim=-1)
+        if isinstance(self.attn, AdditiveAttention):
+            # W_k a_i does not change over the steps: project once per image, not once per step and caption
+            feats = torch.cat([feats, self.attn.w_k(feats)], dim=-1)
+        return feats, (h.contiguous(), c.contiguous())
+
+    def _additive(self, h: Tensor, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(values, alpha) of the additive score v^T tanh(W_q h + W_k a_i) with precomputed W_k a_i."""
+        D = self.encoder.dim
+        values, keys = feats[..., :D], feats[..., D:]
+        scores = self.attn.v(torch.tanh(self.attn.w_q(h).unsqueeze(1) + keys)).squeeze(-1)
+        return values, scores
+
+    def step(self, token: Tensor, state: tuple[Tensor, Tensor], feats: Tensor):
+        """One decoding step -> (logits [B, V], state, alpha [B, L] | None, log p(location) [B] | None, entropy | None)."""
+        h, c = state
+        e = self.embed(token)
+        alpha = logp = ent = None
+        if self.kind == "none":
+            x = e
+        else:
+            if isinstance(self.attn, AdditiveAttention):
+                values, scores = self._additive(h, feats)
+                if self.kind == "hard":
+                    ctx, alpha, logp, ent = self.attn.choose(scores, values)
+                else:
+                    alpha = torch.softmax(scores, dim=-1)
+                    ctx = torch.bmm(alpha.unsqueeze(1), values).squeeze(1)
+            else:
+                ctx, alpha = self.attn(h, feats, feats)
+            z = torch.sigmoid(self.beta(h)) * ctx
+            x = torch.cat([e, z], dim=-1)
+        h, c = self.cell(x, (h, c))
+        parts = [h, e] if self.kind == "none" else [h, z, e]
+        logits = self.out(self.drop(torch.tanh(self.deep(self.drop(torch.cat(parts, dim=-1))))))
+        return logits, (h, c), alpha, logp, ent
+
+    # ---- teacher forcing ----------------------------------------------------------------
+    def forward(self, images: Tensor, inputs: Tensor, image_index: Tensor, lengths: Tensor | None = None):
+        """images [B, H, W, 3], inputs [N, T] (BOS + caption), image_index [N] (row -> image), lengths [N] (steps
+        of each row, non-increasing: at step t only the rows still running are computed).
+        Returns logits [N, T, V], alphas [N, T, L] | None, log p(locations) [N, T] | None, entropies | None
+        (zeros past a row's length)."""
+        feats, (h, c) = self.encode(images)
+        feats, h, c = feats[image_index], h[image_index], c[image_index]
+        N, T = inputs.shape
+        active = [N] * T if lengths is None else [int((lengths > t).sum()) for t in range(T)]
+        logits, alphas, logps, ents = [], [], [], []
+
+        def pad(x: Tensor | None, n: int) -> Tensor | None:
+            return None if x is None or n == N else torch.cat([x, x.new_zeros((N - n, *x.shape[1:]))])
+
+        for t in range(T):
+            n = active[t]
+            lg, (h_n, c_n), a, lp, en = self.step(inputs[:n, t], (h[:n], c[:n]), feats[:n])
+            h, c = h_n, c_n
+            logits.append(lg if n == N else pad(lg, n))
+            alphas.append(a if n == N else pad(a, n))
+            logps.append(lp if n == N else pad(lp, n))
+            ents.append(en if n == N else pad(en, n))
+        stack = (lambda xs: None if xs[0] is None else torch.stack(xs, 1))
+        return torch.stack(logits, 1), stack(alphas), stack(logps), stack(ents)
+
+    # ---- decoding -----------------------------------------------------------------------
+    @torch.no_grad()
+    def greedy(self, images: Tensor, max_len: int) -> tuple[list[list[int]], list[Tensor | None]]:
+        """Most probable word at every step: token ids (EOS excluded) and alphas [T, L] per image."""
+        feats, state = self.encode(images)
+        B = images.shape[0]
+        token = torch.full((B,), BOS, dtype=torch.long, device=images.device)
+        done = torch.zeros(B, dtype=torch.bool, device=images.device)
+        out, alphas = [[] for _ in range(B)], [[] for _ in range(B)]
+        for _ in range(max_len):
+            logits, state, alpha, _, _ = self.step(token, state, feats)
+            token = logits.log_softmax(-1).argmax(-1)
+            for b in range(B):
+                if done[b]:
+                    continue
+                if alpha is not None:
+                    alphas[b].append(alpha[b])
+                if token[b].item() == EOS:
+                    done[b] = True
+                else:
+                    out[b].append(int(token[b]))
+            if bool(done.all()):
+                break
+        return out, [torch.stack(a) if a else None for a in alphas]
+
+    @torch.no_grad()
+    def beam_search(self, image: Tensor, beam_size: int, max_len: int) -> tuple[list[int], Tensor | None, float]:
+        """Beam search for one image [H, W, 3]: (token ids without EOS, alphas [T, L] of the steps that emitted
+        them and EOS, total log-probability). Hypotheses that emit EOS leave the beam, which then shrinks
+        (as in Xu et al.'s code); the best finished one wins, else the best unfinished after max_len."""
+        feats, (h, c) = self.encode(image.unsqueeze(0))
+        alive_tokens: list[list[int]] = [[]]
+        alive_alphas: list[list[Tensor]] = [[]]
+        scores = torch.zeros(1, device=image.device)
+        token = torch.full((1,), BOS, dtype=torch.long, device=image.device)
+        finished: list[tuple[float, list[int], list[Tensor]]] = []
+        k = beam_size
+        for _ in range(max_len):
+            n = len(alive_tokens)
+            logits, (h, c), alpha, _, _ = self.step(token, (h, c), feats.expand(n, -1, -1))
+            total = (scores[:, None] + logits.log_softmax(-1)).flatten()
+            top, idx = total.topk(k)
+            V = logits.shape[-1]
+            keep_rows, new_tokens, new_alphas, new_scores, next_tokens = [], [], [], [], []
+            for s, i in zip(top.tolist(), idx.tolist()):
+                row, word = divmod(i, V)
+                a = alive_alphas[row] + ([alpha[row]] if alpha is not None else [])
+                if word == EOS:
+                    finished.append((s, alive_tokens[row], a))
+                    k -= 1
+                else:
+                    keep_rows.append(row)
+                    new_tokens.append(alive_tokens[row] + [word])
+                    new_alphas.append(a)
+                    new_scores.append(s)
+                    next_tokens.append(word)
+            if k <= 0 or not keep_rows:
+                break
+            rows = torch.tensor(keep_rows, device=image.device)
+            h, c = h[rows], c[rows]
+            alive_tokens, alive_alphas = new_tokens, new_alphas
+            scores = torch.tensor(new_scores, device=image.device)
+            token = torch.tensor(next_tokens, dtype=torch.long, device=image.device)
+        else:
+            finished += [(float(s), t, a) for s, t, a in zip(scores.tolist(), alive_tokens, alive_alphas)]
+        best = max(finished, key=lambda f: f[0]) if finished else (float(scores[0]), alive_tokens[0], alive_alphas[0])
+        s, tokens, a = best
+        return tokens, (torch.stack(a) if a else None), float(s)

@@ -1,0 +1,284 @@
+"""Captioning: scene generator, captions reader, decoding (beam 1 = greedy), losses, metrics, CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from attnbench import tasks
+from attnbench.config import ParamsError, resolve_run, validate
+from attnbench.errors import DataError
+from attnbench.models.captioner import EOS, Captioner
+from attnbench.tasks.captioning import Data, bleu_scores, localisation, reader, scenes
+
+from .conftest import ROOT, load_params, run, write_params
+
+TASK = tasks.get("captioning")
+
+
+# ---- scenes ---------------------------------------------------------------------------------------
+def test_scenes_know_their_objects_masks_and_relations():
+    made = scenes.generate(60, seed=3)
+    assert {len(s.objects) for s in made} == {1, 2, 3}
+    for s in made:
+        assert s.image.shape == (64, 64, 3) and s.image.dtype == np.uint8
+        assert len(s.captions) == scenes.REFERENCES
+        union = np.zeros((64, 64), dtype=int)
+        for o in s.objects:
+            assert o.mask.any() and o.mask[o.cy, o.cx]
+            union += o.mask
+            colour = np.array(scenes.COLOURS[o.colour])
+            # the pixels under the mask carry the object's colour (up to the noise)
+            assert np.abs(s.image[o.mask].mean(0) - colour).max() < 12
+            for cap in s.captions:
+                assert f"{o.colour} {o.shape}" in cap
+        assert union.max() == 1                       # objects never overlap
+        if len(s.objects) == 2:
+            a, b = sorted(s.objects, key=lambda o: (o.cx, o.cy))
+            rel = scenes.relation(a, b)
+            assert f"{a.colour} {a.shape} {rel} " in s.captions[2]
+            if rel == "left of":
+                assert a.cx < b.cx
+            if rel == "above":
+                assert a.cy < b.cy and abs(a.cy - b.cy) > abs(a.cx - b.cx)
+    again = scenes.generate(60, seed=3)
+    assert all((x.image == y.image).all() and x.captions == y.captions for x, y in zip(made, again))
+
+
+def test_referent_uses_the_colour_before_the_shape():
+    objs = [{"shape": "circle", "colour": "red"}, {"shape": "circle", "colour": "blue"}, {"shape": "square", "colour": "red"}]
+    assert scenes.referent("a blue circle left of a red circle".split(), 2, objs) == 1
+    assert scenes.referent("a blue circle left of a red circle".split(), 7, objs) == 0
+    assert scenes.referent("a green square".split(), 2, objs) == 2          # wrong colour, the only square
+    assert scenes.referent("a green circle".split(), 2, objs) is None       # two circles, neither green
+
+
+# ---- the captions reader --------------------------------------------------------------------------
+def _folder(tmp_path, captions, images=("a.png", "b.png")):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in images:
+        Image.fromarray(np.full((20, 30, 3), 128, dtype=np.uint8)).save(folder / name)
+    path = tmp_path / "captions.json"
+    path.write_text(captions if isinstance(captions, str) else json.dumps(captions))
+    return folder, path
+
+
+def test_reader_reads_a_folder(tmp_path):
+    folder, path = _folder(tmp_path, {"a.png": ["A dog runs.", "A brown dog"], "b.png": ["Two cats!"]})
+    names, images, caps = reader.read_folder(folder, path, 32)
+    assert names == ["a.png", "b.png"] and images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    assert caps[1] == ["Two cats!"] and reader.tokenize(caps[0][0]) == ["a", "dog", "runs"]
+
+
+@pytest.mark.parametrize("captions, expected", [
+    ({"a.png": ["a dog"], "missing.png": ["a cat"]}, ["'missing.png'", "does not exist"]),
+    ({"a.png": ["a dog"], "b.png": []}, ["'b.png'", "empty list of captions"]),
+    ({"a.png": ["a dog", "  ... "]}, ["'a.png'", "caption 2", "empty caption"]),
+    ({"a.png": "a dog", "b.png": {"text": "x"}}, ["'b.png'", "expected a list of captions"]),
+    ({"a.png": ["a dog", 3]}, ["'a.png'", "caption 2", "expected a string"]),
+    ('{"a.png": ["a dog"],\n "b.png": ["a cat"', ["not valid JSON", "line 2"]),
+    ('["a.png", "b.png"]', ["expected a JSON object"]),
+    ({}, ["no entries"]),
+])
+def test_reader_bad_inputs_name_the_entry(tmp_path, captions, expected):
+    folder, path = _folder(tmp_path, captions)
+    with pytest.raises(DataError) as err:
+        reader.read_folder(folder, path, 16)
+    message = str(err.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message
+
+
+def test_reader_unreadable_image_names_the_entry(tmp_path):
+    folder, path = _folder(tmp_path, {"a.png": ["a dog"], "b.png": ["a cat"]})
+    (folder / "b.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"'b.png'.*cannot be read"):
+        reader.read_folder(folder, path, 16)
+
+
+def test_prepare_from_a_folder(tmp_path, monkeypatch):
+    names = [f"{i}.png" for i in range(12)]
+    folder, path = _folder(tmp_path, {n: [f"a picture number {i}", "a picture"] for i, n in enumerate(names)}, names)
+    params = load_params()
+    params["scale"] = "smoke"
+    params["tasks"] = {"captioning": params["tasks"]["captioning"]}
+    params["tasks"]["captioning"]["data"] = {"source": "folder", "folder": {"images": str(folder), "captions": str(path),
+                                                                           "split": {"valid": 0.2, "test": 0.2}}}
+    validate(params)
+    out = tmp_path / "prepared"
+    manifest = TASK.prepare(params, out)
+    assert manifest["images"] == {"train": 8, "valid": 2, "test": 2}
+    data = Data(out)
+    assert data.masks is None and data.objects is None
+    assert sorted(sum(data.names.values(), [])) == sorted(names)
+
+
+# ---- model and decoding ---------------------------------------------------------------------------
+def _model(attention: str, seed: int = 0) -> Captioner:
+    torch.manual_seed(seed)
+    return Captioner(12, attention=attention, attention_options={"attn_dim": 16} if attention in ("additive", "hard_reinforce") else {},
+                     channels=[8, 8], image_size=32, emb_dim=8, hidden=16, dropout=0.0).eval()
+
+
+@pytest.mark.parametrize("attention", ["none", "additive", "hard_reinforce", "general"])
+def test_beam_one_equals_greedy(attention):
+    model = _model(attention)
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 255, size=(6, 32, 32, 3), dtype=np.uint8))
+    ids, alphas = model.greedy(images, max_len=9)
+    lengths = set()
+    for i in range(len(images)):
+        beam_ids, beam_alpha, _ = model.beam_search(images[i], beam_size=1, max_len=9)
+        assert beam_ids == ids[i]
+        lengths.add(len(beam_ids))
+        if attention == "none":
+            assert beam_alpha is None and alphas[i] is None
+        else:
+            assert torch.allclose(beam_alpha, alphas[i])
+            assert beam_alpha.shape == (min(len(ids[i]) + 1, 9), 64)
+            assert torch.allclose(beam_alpha.sum(-1), torch.ones(len(beam_alpha)))
+
+
+def test_beam_search_scores_a_wider_beam_at_least_as_high_on_average():
+    model = _model("additive", seed=5)
+    images = torch.from_numpy(np.random.default_rng(2).integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8))
+    one = [model.beam_search(img, 1, 9)[2] for img in images]
+    four = [model.beam_search(img, 4, 9)[2] for img in images]
+    assert np.mean(four) >= np.mean(one) - 1e-6
+    assert any(f > o + 1e-6 for f, o in zip(four, one))
+
+
+def test_beam_search_stops_at_eos():
+    model = _model("none")
+    with torch.no_grad():
+        model.out.bias.fill_(-10.0)
+        model.out.bias[EOS] = 10.0                    # EOS is (nearly) certain at every step
+    ids, _, score = model.beam_search(torch.zeros(32, 32, 3, dtype=torch.uint8), beam_size=3, max_len=9)
+    assert ids == [] and score > -1e-3
+
+
+# ---- losses ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    params = load_params()
+    params["scale"] = "smoke"
+    section = params["tasks"]["captioning"]
+    section["scales"]["smoke"] = {"train_size": 24, "valid_size": 6, "test_size": 8, "epochs": 1}
+    section["models"]["cnn_lstm"] = {"channels": [8, 8, 8], "image_size": 64, "emb_dim": 8, "hidden": 16, "dropout": 0.0}
+    out = tmp_path_factory.mktemp("prepared")
+    TASK.prepare(params, out)
+    return params, Data(out)
+
+
+def _batch_loss(params, data, run, **options):
+    cfg = resolve_run(params, "captioning", run, 0)
+    cfg["attention_options"] = {**cfg["attention_options"], **options}
+    torch.manual_seed(0)
+    model = TASK.build_model(cfg, data).train()
+    batch = next(iter(TASK.batches(data, cfg, torch.Generator().manual_seed(0))))
+    torch.manual_seed(1)
+    loss, n = TASK.loss(model, batch, torch.device("cpu"))
+    return model, loss, n
+
+
+def test_doubly_stochastic_regulariser_adds_to_the_loss(tiny):
+    params, data = tiny
+    _, plain, n = _batch_loss(params, data, "soft-attend", doubly_stochastic=0.0)
+    _, reg, _ = _batch_loss(params, data, "soft-attend", doubly_stochastic=1.0)
+    assert n > 0 and reg.item() > plain.item()
+
+
+def test_hard_attention_reinforce_trains_the_location_scores_and_moves_the_baseline(tiny):
+    params, data = tiny
+    model, loss, _ = _batch_loss(params, data, "hard-attend")
+    assert bool(model.baseline_set) and model.baseline.item() < 0       # mean log-likelihood of the first batch
+    loss.backward()
+    assert model.attn.w_q.weight.grad is not None and model.attn.w_q.weight.grad.abs().sum() > 0
+    # without the REINFORCE and entropy terms the location scores get no gradient (the sample is discrete)
+    model2, loss2, _ = _batch_loss(params, data, "hard-attend", reinforce=0.0, entropy=0.0)
+    loss2.backward()
+    assert model2.attn.w_q.weight.grad is None or model2.attn.w_q.weight.grad.abs().sum() == 0
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+def test_bleu_scores_against_all_references():
+    refs = [["a red circle left of a blue square", "a blue square right of a red circle"], ["a green triangle"]]
+    perfect, signature = bleu_scores(["a blue square right of a red circle", "a green triangle"], refs)
+    assert all(v == 100.0 for v in perfect.values()) and "nrefs:var" in signature   # 2 and 1 references
+    partial, _ = bleu_scores(["a red circle right of a green square", "a green circle"], refs)
+    assert 0 < partial["bleu4"] < partial["bleu3"] < partial["bleu2"] < partial["bleu1"] < 100
+
+
+def test_localisation_hits_when_the_peak_is_on_the_named_object(tiny):
+    _, data = tiny
+    objs = data.objects["test"]
+    i = next(k for k, o in enumerate(objs) if len(o) == 1)
+    o = objs[i][0]
+    caption = f"a {o['colour']} {o['shape']}"
+    grid = 8
+    on = np.full((4, grid * grid), 1e-3)
+    on[2, (o["cy"] // 8) * grid + o["cx"] // 8] = 1.0               # step 2 emitted the shape word
+    off = np.full((4, grid * grid), 1e-3)
+    corner = 0 if o["cx"] > 16 or o["cy"] > 16 else grid * grid - 1
+    off[2, corner] = 1.0
+    hit = localisation([caption], [on], _only(data, i), grid)["summary"]
+    miss = localisation([caption], [off], _only(data, i), grid)["summary"]
+    assert hit["localisation"] == 1.0 and miss["localisation"] == 0.0 and hit["shape_words_scored"] == 1
+    assert 0 < hit["localisation_chance"] < 0.5
+
+
+def _only(data: Data, i: int) -> Data:
+    clone = object.__new__(Data)
+    clone.__dict__.update(data.__dict__)
+    clone.objects = {"test": [data.objects["test"][i]]}
+    clone.masks = data.masks[i:i + 1]
+    return clone
+
+
+# ---- params -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("edit, expected", [
+    (lambda s: s["runs"]["show-tell"].__setitem__("options", {"attn_dim": 8}), ["runs.show-tell.options.attn_dim", "unknown option"]),
+    (lambda s: s["runs"]["soft-attend"].__setitem__("options", {"attn_size": 8}), ["runs.soft-attend.options", "attn_size"]),
+    (lambda s: s["eval"].__setitem__("beam_size", 0), ["tasks.captioning.eval.beam_size", ">= 1"]),
+    (lambda s: s["models"]["cnn_lstm"].__setitem__("channels", [4, 4, 4, 4, 4, 4]), ["models.cnn_lstm.channels", "too many"]),
+    (lambda s: s["data"].__setitem__("source", "folder"), ["tasks.captioning.data", "folder"]),
+])
+def test_bad_params_name_the_key(edit, expected):
+    params = load_params()
+    edit(params["tasks"]["captioning"])
+    with pytest.raises(ParamsError) as err:
+        validate(params)
+    for part in expected:
+        assert part in str(err.value)
+
+
+# ---- end to end through the CLI -------------------------------------------------------------------
+def test_cli_prepare_train_evaluate(tmp_path):
+    params = load_params()
+    params["scale"] = "smoke"
+    params["tasks"] = {"captioning": params["tasks"]["captioning"]}
+    section = params["tasks"]["captioning"]
+    section["scales"]["smoke"] = {"train_size": 40, "valid_size": 10, "test_size": 12, "epochs": 1}
+    section["models"]["cnn_lstm"].update(channels=[8, 8, 8], emb_dim=8, hidden=16)
+    section["eval"]["show_images"] = 2
+    write_params(tmp_path / "params.yaml", params)
+    run(["attnbench", "prepare", "--task", "captioning"], tmp_path)
+    for name in ("soft-attend", "show-tell"):
+        run(["attnbench", "--threads", "1", "train", "--task", "captioning", "--run", name, "--seed", "0"], tmp_path)
+        run(["attnbench", "--threads", "1", "evaluate", "--task", "captioning", "--run", name, "--seed", "0"], tmp_path)
+    out = tmp_path / "data/results/captioning/soft-attend/seed0"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"bleu1", "bleu4", "bleu_signature", "localisation", "localisation_chance"} <= set(metrics)
+    assert metrics["test_images"] == 12 and "nrefs:4" in metrics["bleu_signature"]
+    with np.load(out / "attention.npz") as z:
+        assert z["image_0"].shape == (64, 64, 3)
+        if len(z["caption_0"]) and z["caption_0"][0]:
+            assert z["alpha_0"].shape[1:] == (8, 8) and z["alpha_0"].shape[0] >= len(z["caption_0"])
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 and len(samples[0]["references"]) == 4
+    none = json.loads((tmp_path / "data/results/captioning/show-tell/seed0/metrics.json").read_text())
+    assert none["localisation"] is None
