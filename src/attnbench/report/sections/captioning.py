@@ -17,7 +17,7 @@ from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots, plots_captioning
-from . import cell, devices, finite, notebook_link, problems, relpath, run_status, status_counts
+from . import cell, devices, finite, load_npz, notebook_link, problems, relpath, run_status, status_counts
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
          "Xu et al. 2015, Table 1",
@@ -171,14 +171,6 @@ def _checks(runs: list[dict]) -> list[dict]:
     return out
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
 def _examples(task: str, runs: list[dict]) -> dict:
     """The exported test images: per image, its references and per run the caption and word overlays."""
     exports = []
@@ -186,7 +178,7 @@ def _examples(task: str, runs: list[dict]) -> dict:
         if r["seeds"]:
             seed = min(r["seeds"])
             exports.append({"run": r["run"], "kind": r["kind_label"], "seed": seed,
-                            "z": _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")})
+                            "z": load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")})
     reference = next((e["z"] for e in exports if e["z"] is not None and "image_0" in e["z"]), None)
     if reference is None:
         return {"images": [], "note": "no run has exported test images yet"}

@@ -18,7 +18,7 @@ from ... import paths
 from .. import aggregate as agg
 from .. import plots
 from .. import plots_glimpse
-from . import cell, curves, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+from . import cell, curves, devices, finite, fmt, load_npz, notebook_link, problems, relpath, run_status, status_counts
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict
@@ -146,14 +146,6 @@ def _acceptance(runs: list[dict]) -> dict:
             "evidence": evidence}
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
 def _figures(task: str, runs: list[dict]) -> list[dict]:
     """Glimpse paths of each RAM run and attention maps of each soft run, on its first test canvases."""
     out = []
@@ -161,7 +153,7 @@ def _figures(task: str, runs: list[dict]) -> list[dict]:
         if r["model"] not in ("ram", "soft") or not r["seeds"]:
             continue
         seed = min(r["seeds"])
-        z = _load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
+        z = load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
         if z is None or "shown_images" not in z or not len(z["shown_images"]):
             continue
         n = len(z["shown_images"])

@@ -16,7 +16,7 @@ from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots, plots_ships
-from . import cell, devices, finite, fmt, notebook_link, problems, relpath, run_status, status_counts
+from . import cell, collect_runs, devices, finite, fmt, load_npz, notebook_link, problems, relpath, status_counts
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "
@@ -31,18 +31,7 @@ METRICS = ("bowstern_iou", "bowstern_iou_inshore", "bowstern_iou_offshore", "bow
 
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    runs = []
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
-                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
-        for column in METRICS:
-            entry[column] = cell(ok[column] if column in ok else [], 3)
-        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
-        runs.append(entry)
-    return runs
+    return collect_runs(params, task, table, {column: 3 for column in METRICS})
 
 
 def _leaderboard(runs: list[dict], best: dict | None) -> dict:
@@ -119,20 +108,12 @@ def claim_c11(runs: list[dict]) -> list[dict]:
     return [_claim(verdict, evidence)]
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
 def _tiles(task: str, runs: list[dict]) -> dict:
     exports = []
     for r in runs:
         if not r["seeds"]:
             continue
-        z = _load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+        z = load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
         if z is not None:
             exports.append((r, z))
     if not exports:
