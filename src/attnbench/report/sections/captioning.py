@@ -17,7 +17,7 @@ from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots, plots_captioning
-from . import cell, devices, finite, load_npz, notebook_link, problems, relpath, run_status, status_counts
+from . import cell, curves, devices, finite, load_npz, notebook_link, problems, relpath, run_status, status_counts
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
          "Xu et al. 2015, Table 1",
@@ -209,21 +209,9 @@ def _examples(task: str, runs: list[dict]) -> dict:
 
 
 def _curves(task: str, runs: list[dict]) -> str | None:
-    frames = []
-    for r in runs:
-        for seed in r["seeds"]:
-            try:
-                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-                continue
-            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
-                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
-    if not frames:
-        return None
     baseline = next((r["run"] for r in runs if r["kind"] == "none"), None)
-    return plots.loss_curves(pd.concat(frames, ignore_index=True), baseline,
-                             "training loss (cross-entropy + regulariser / REINFORCE terms)",
-                             "validation BLEU-4 (greedy, 0-1)")
+    return curves(task, runs, baseline, "validation BLEU-4 (greedy, 0-1)",
+                  loss_label="training loss (cross-entropy + regulariser / REINFORCE terms)")
 
 
 def _bleu_plot(runs: list[dict]) -> str | None:

@@ -16,7 +16,7 @@ from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots, plots_ships
-from . import cell, collect_runs, devices, finite, fmt, load_npz, notebook_link, problems, relpath, status_counts
+from . import cell, collect_runs, curves, devices, finite, fmt, load_npz, notebook_link, problems, relpath, status_counts
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "
@@ -150,19 +150,7 @@ def _iou_plot(runs: list[dict]) -> str | None:
 
 
 def _curves(task: str, runs: list[dict]) -> str | None:
-    frames = []
-    for r in runs:
-        for seed in r["seeds"]:
-            try:
-                log = pd.read_csv(paths.run_dir(task, r["run"], seed) / "train_log.csv")
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-                continue
-            if {"epoch", "train_loss", "valid_metric"} <= set(log.columns):
-                frames.append(log[["epoch", "train_loss", "valid_metric"]].assign(run=r["run"], seed=seed))
-    if not frames:
-        return None
-    return plots.loss_curves(pd.concat(frames, ignore_index=True), "deep", "training loss (cross-entropy)",
-                             "validation bow/stern IoU")
+    return curves(task, runs, "deep", "validation bow/stern IoU", loss_label="training loss (cross-entropy)")
 
 
 def _data_facts(params: dict, task: str) -> dict:
