@@ -52,16 +52,31 @@ def params() -> dict:
     return load_params()
 
 
-@pytest.fixture
-def tiny_params() -> dict:
-    """Smoke scale, shrunk further: a whole train+evaluate in a few seconds."""
-    p = load_params()
+def shrink(p: dict) -> dict:
+    """Smoke scale with translation shrunk further: a whole train+evaluate in a few seconds."""
     p["scale"] = "smoke"
     t = p["tasks"]["translation"]
     t["scales"]["smoke"] = {"train_size": 200, "valid_size": 20, "test_size": 30, "max_len": 12, "epochs": 2}
     t["models"]["rnn"] = {"emb_dim": 16, "hidden": 16, "dropout": 0.1}
     t["models"]["transformer"] = {"d_model": 16, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 32, "dropout": 0.1}
     return p
+
+
+def tiny_translation_copy(dest: Path, runs: tuple[str, ...]) -> Path:
+    """A copy of the pipeline whose params.yaml holds translation only, the given runs, shrunk sizes."""
+    copy_pipeline(dest)
+    p = shrink(yaml.safe_load((dest / "params.yaml").read_text()))
+    t = p["tasks"]["translation"]
+    t["runs"] = {name: t["runs"][name] for name in runs}
+    p["tasks"] = {"translation": t}
+    (dest / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    return dest
+
+
+@pytest.fixture
+def tiny_params() -> dict:
+    """Smoke scale, shrunk further: a whole train+evaluate in a few seconds."""
+    return shrink(load_params())
 
 
 def smoke_copy(workdir: Path, edit=None) -> Path:

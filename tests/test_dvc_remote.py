@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import BIN, ROOT, copy_pipeline, run
+from .conftest import BIN, ROOT, run, tiny_translation_copy
 
 pytestmark = pytest.mark.slow
 RUNS = ("rnn-additive", "transformer")
@@ -32,19 +32,9 @@ def git(workdir: Path, *args: str):
 
 
 def _tiny_grid(dest: Path) -> Path:
-    copy_pipeline(dest)
+    tiny_translation_copy(dest, RUNS)
     for name in (".gitignore", ".dvcignore"):
         shutil.copy2(ROOT / name, dest / name)
-    p = yaml.safe_load((dest / "params.yaml").read_text())
-    p["scale"] = "smoke"
-    t = p["tasks"]["translation"]
-    t["scales"]["smoke"] = {"train_size": 200, "valid_size": 20, "test_size": 30, "max_len": 12, "epochs": 2}
-    t["models"]["rnn"] = {"emb_dim": 16, "hidden": 16, "dropout": 0.1}
-    t["models"]["transformer"] = {"d_model": 16, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 32,
-                                  "dropout": 0.1}
-    t["runs"] = {name: t["runs"][name] for name in RUNS}
-    p["tasks"] = {"translation": t}
-    (dest / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     # dvc.yaml has a train/evaluate block per task; the other tasks' blocks go with their params
     stages = yaml.safe_load((dest / "dvc.yaml").read_text())
     others = [task for task in yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"] if task != "translation"]

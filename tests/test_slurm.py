@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import BIN, copy_pipeline, run
+from .conftest import BIN, run, tiny_translation_copy
 
 pytestmark = pytest.mark.slow
 
@@ -193,18 +193,7 @@ def cluster(tmp_path_factory):
 
 def _tiny_grid(dest: Path) -> Path:
     """Translation only, two runs, the conftest's tiny sizes: every SLURM job takes seconds."""
-    copy_pipeline(dest)
-    p = yaml.safe_load((dest / "params.yaml").read_text())
-    p["scale"] = "smoke"
-    t = p["tasks"]["translation"]
-    t["scales"]["smoke"] = {"train_size": 200, "valid_size": 20, "test_size": 30, "max_len": 12, "epochs": 2}
-    t["models"]["rnn"] = {"emb_dim": 16, "hidden": 16, "dropout": 0.1}
-    t["models"]["transformer"] = {"d_model": 16, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 32,
-                                  "dropout": 0.1}
-    t["runs"] = {name: t["runs"][name] for name in RUNS}
-    p["tasks"] = {"translation": t}
-    (dest / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    return dest
+    return tiny_translation_copy(dest, RUNS)
 
 
 METRICS = [f"data/results/translation/{r}/seed0/metrics.json" for r in RUNS]

@@ -67,3 +67,18 @@ def ordered_batches(order: Sequence[int], batch_size: int,
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         yield index, batch(index)
+
+
+def round_floats(value: Any, digits: int) -> Any:
+    """`value` (nested dicts/lists of numbers) with floats rounded to `digits`; NaN/inf become None
+    (metrics.json stays valid JSON and identical across runs up to float noise)."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: round_floats(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [round_floats(v, digits) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    value = float(value)
+    return None if not math.isfinite(value) else round(value, digits)

@@ -32,21 +32,13 @@ from ...config import ParamsError
 from ...errors import DataError
 from ...models.ram import RAM, FullViewCNN, FullViewMLP, SoftSpatial
 from .. import register
+from ..common import round_floats
 from ..base import Task
 from .data import SPLITS, VARIANTS, compose, image_groups, read_npz, sklearn_digits, split_images, upsample
 
 EVAL_BATCH = 512
 MODELS = ("ram", "soft", "cnn", "mlp")
 RUN_KEYS = ("variant",)        # run options that are not the mechanism's
-
-
-def _round(value: Any, digits: int = 5) -> Any:
-    if isinstance(value, dict):
-        return {k: _round(v, digits) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    value = float(value)
-    return None if not np.isfinite(value) else round(value, digits)
 
 
 class Data:
@@ -337,7 +329,7 @@ class GlimpseTask(Task):
                 item["glimpses_px"] = np.round(arrays["locations_px"][i], 2).tolist()
             lines.append(json.dumps(item))
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
-        return _round(metrics)
+        return round_floats(metrics, 5)
 
 
 register(GlimpseTask())

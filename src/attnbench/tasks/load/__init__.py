@@ -34,6 +34,7 @@ from ...config import ParamsError
 from ...metrics import forecast_scores, mask_roc_auc
 from ...models.forecaster import RecurrentForecaster, RidgeForecaster, SeasonalNaive, TransformerForecaster
 from .. import register
+from ..common import round_floats
 from ..base import Task
 from .generator import KINDS, Series, corrupt, generate
 from .reader import read_csv
@@ -129,15 +130,6 @@ class Data:
     def unscale(self, y: torch.Tensor | np.ndarray) -> np.ndarray:
         y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
         return y.astype(np.float64) * self.std[0] + self.mean[0]
-
-
-def _round(value: Any, digits: int = 4) -> Any:
-    if isinstance(value, dict):
-        return {k: _round(v, digits) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    value = float(value)
-    return None if not np.isfinite(value) else round(value, digits)
 
 
 class LoadForecasting(Task):
@@ -422,7 +414,7 @@ class LoadForecasting(Task):
         metrics["test_anomalous_input_share"] = float((gold > 0).mean())
 
         self._export(model, data, device, out_dir, mean_fw, extras.get("temporal_weights"))
-        return _round(metrics, 4)
+        return round_floats(metrics, 4)
 
     # ---- exports for the report -------------------------------------------------------
     @staticmethod
