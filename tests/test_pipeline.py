@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from attnbench import tasks
+
 from .conftest import BIN, copy_pipeline, run, smoke_copy as _smoke
 
 pytestmark = pytest.mark.slow
@@ -53,12 +55,16 @@ def test_snakemake_smoke_pipeline_produces_the_report_and_every_metrics_file(sna
     files = _outputs(workdir)
     missing = _expected_run_files(workdir) - files
     assert not missing, missing
-    for path in (workdir / "data/results").rglob("metrics.json"):
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    for task in params["tasks"]:  # every task's metrics carry its headline metric
+        headline = tasks.get(task).headline
+        for path in (workdir / "data/results" / task).rglob("metrics.json"):
+            assert headline in json.loads(path.read_text()), path
+    for path in (workdir / "data/results/translation").rglob("metrics.json"):
         metrics = json.loads(path.read_text())
         assert {"bleu", "chrf", "aer", "bleu_by_length", "bleu_signature"} <= set(metrics)
         assert metrics["bleu_signature"].startswith("nrefs:1|")
     html = (workdir / "reports/index.html").read_text()
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
     for run_name in params["tasks"]["translation"]["runs"]:
         assert run_name in html
     assert (workdir / "reports/notebooks/translation.html").stat().st_size > 0
