@@ -95,6 +95,6 @@ def snakemake_run(tmp_path_factory):
     """The whole smoke pipeline through Snakemake, once per test session."""
     workdir = smoke_copy(tmp_path_factory.mktemp("snakemake"))
     t0 = time.perf_counter()
-    proc = run([str(BIN / "snakemake"), "--cores", "2", "--resources", "gpu=1"], workdir, timeout=900)
+    proc = run([str(BIN / "snakemake"), "--cores", "2", "--resources", "gpu=1"], workdir, timeout=1500)  # ~7 min idle on 2 cores
     print(f"smoke pipeline through Snakemake: {time.perf_counter() - t0:.1f}s")
     return workdir, proc
