@@ -70,6 +70,7 @@ def tiny_translation_copy(dest: Path, runs: tuple[str, ...]) -> Path:
     t["runs"] = {name: t["runs"][name] for name in runs}
     p["tasks"] = {"translation": t}
     (dest / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    prune_dvc_stages(dest)
     return dest
 
 
@@ -79,14 +80,27 @@ def tiny_params() -> dict:
     return shrink(load_params())
 
 
+def prune_dvc_stages(workdir: Path) -> None:
+    """dvc.yaml has a train/evaluate block per task: drop the blocks of tasks the copy's params.yaml
+    no longer has (their `${tasks.<task>.runs}` would not resolve)."""
+    kept = set(yaml.safe_load((workdir / "params.yaml").read_text())["tasks"])
+    gone = set(yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]) - kept
+    dvc = yaml.safe_load((workdir / "dvc.yaml").read_text())
+    dvc["stages"] = {name: stage for name, stage in dvc["stages"].items()
+                     if not any(name in (f"train-{t}", f"evaluate-{t}") for t in gone)}
+    (workdir / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+
+
 def smoke_copy(workdir: Path, edit=None) -> Path:
-    """A copy of the pipeline at smoke scale, optionally with params edited by `edit(params)`."""
+    """A copy of the pipeline at smoke scale, optionally with params edited by `edit(params)`
+    (an edit may drop tasks: their dvc.yaml stages go too)."""
     copy_pipeline(workdir)
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["scale"] = "smoke"
     if edit:
         edit(params)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    prune_dvc_stages(workdir)
     return workdir
 
 

@@ -35,12 +35,6 @@ def _tiny_grid(dest: Path) -> Path:
     tiny_translation_copy(dest, RUNS)
     for name in (".gitignore", ".dvcignore"):
         shutil.copy2(ROOT / name, dest / name)
-    # dvc.yaml has a train/evaluate block per task; the other tasks' blocks go with their params
-    stages = yaml.safe_load((dest / "dvc.yaml").read_text())
-    others = [task for task in yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"] if task != "translation"]
-    stages["stages"] = {name: stage for name, stage in stages["stages"].items()
-                        if not any(name in (f"train-{o}", f"evaluate-{o}") for o in others)}
-    (dest / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
     return dest
 
 

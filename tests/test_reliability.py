@@ -80,9 +80,11 @@ def test_output_error_is_raised_for_an_unwritable_folder(tmp_path):
 
 
 def _two_runs(p):
+    """Translation only (the other tasks would multiply every pipeline run here), two runs."""
     t = p["tasks"]["translation"]
     t["runs"] = {"rnn-none": t["runs"]["rnn-none"], "rnn-dot": t["runs"]["rnn-dot"]}
     t["scales"]["smoke"].update(train_size=600, epochs=4)
+    p["tasks"] = {"translation": t}
 
 
 def _start(workdir: Path, *args: str) -> subprocess.Popen:
@@ -268,6 +270,7 @@ def _failing_grid(p):
     t["runs"] = {"rnn-none": t["runs"]["rnn-none"], "rnn-dot": t["runs"]["rnn-dot"]}
     t["scales"]["smoke"] = {"train_size": 200, "valid_size": 20, "test_size": 30, "max_len": 12, "epochs": 2}
     t["models"]["rnn"] = {"emb_dim": 16, "hidden": 16, "dropout": 0.1}
+    p["tasks"] = {"translation": t}
 
 
 @pytest.mark.slow
