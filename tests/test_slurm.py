@@ -223,7 +223,7 @@ def test_slurm_profile_runs_the_pipeline_and_matches_a_local_run(slurm_run, tmp_
     assert (workdir / "reports/notebooks/translation.html").stat().st_size > 0
     # every rule ran as a SLURM job (only the target-only rule `all` is local)
     submitted = {line.split("rule ", 1)[1].rstrip(":") for line in out.splitlines() if line.startswith("rule ")}
-    assert submitted == {"prepare", "train", "evaluate", "aggregate", "notebook", "report"}, submitted
+    assert submitted == {"prepare", "train", "evaluate", "aggregate", "notebook", "report", "bench_attention"}, submitted
     local = _tiny_grid(tmp_path / "local")
     t0 = time.perf_counter()
     run([str(BIN / "snakemake"), *METRICS, "--cores", "2", "--resources", "gpu=1"], local)
@@ -248,7 +248,7 @@ def _job_fields(job_id: str) -> dict[str, str]:
 
 def test_each_rule_got_the_profiles_partition_gpu_runtime_and_memory(slurm_run):
     workdir, proc, jobs = slurm_run
-    assert set(jobs) == {"prepare", "train", "evaluate", "aggregate", "notebook", "report"}, jobs
+    assert set(jobs) == {"prepare", "train", "evaluate", "aggregate", "notebook", "report", "bench_attention"}, jobs
     assert len(jobs["train"]) == len(RUNS) and len(jobs["evaluate"]) == len(RUNS)
     prof = _profile()
     for rule, records in jobs.items():
