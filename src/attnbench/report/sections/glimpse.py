@@ -18,7 +18,7 @@ from ... import paths
 from .. import aggregate as agg
 from .. import plots
 from .. import plots_glimpse
-from . import cell, curves, devices, finite, fmt, load_npz, notebook_link, problems, relpath, run_status, status_counts
+from . import base_context, cell, curves, finite, fmt, load_npz, relpath, run_status
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict
@@ -220,14 +220,8 @@ def context(params: dict, task: str = "glimpse", out_dir: Path | str = paths.REP
     """Everything glimpse.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
-    base = {"task": task, "title": "Visual attention: RAM glimpses on cluttered digits",
-            "summary": {**counts, "devices": devices(table)}, "problems": problems(table),
-            "notebook": notebook_link(task, out_dir), "summary_csv": relpath(paths.summary_csv(task), out_dir),
-            "has_results": counts["ok"] > 0, "data": _data_facts(task)}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    base = {**base_context(task, "Visual attention: RAM glimpses on cluttered digits", table, out_dir), "data": _data_facts(task)}
+    if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
     ok = table[table["status"] == "ok"]

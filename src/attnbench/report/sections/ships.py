@@ -16,7 +16,7 @@ from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots, plots_ships
-from . import cell, collect_runs, curves, devices, finite, fmt, load_npz, notebook_link, problems, relpath, status_counts
+from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, relpath
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "
@@ -173,15 +173,9 @@ def context(params: dict, task: str = "ships", out_dir: Path | str = paths.REPOR
     """Everything ships.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
-    base = {"task": task, "title": "Inshore ship segmentation (task partitioning, CNN attention)",
-            "summary": {**counts, "devices": devices(table)}, "problems": problems(table),
-            "notebook": notebook_link(task, out_dir), "summary_csv": relpath(paths.summary_csv(task), out_dir),
-            "has_results": counts["ok"] > 0, "data": _data_facts(params, task),
+    base = {**base_context(task, "Inshore ship segmentation (task partitioning, CNN attention)", table, out_dir), "data": _data_facts(params, task),
             "margin": params["tasks"][task]["eval"]["ship_margin"], "min_iou": MIN_IOU, "tie": MARGIN}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
     scored = [r for r in runs if finite(r["mean"]["bowstern_iou"])]
