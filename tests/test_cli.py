@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +43,10 @@ def _steps(path, run):
                  ["train", "--task", "translation", "--run", run, "--seed", "0"],
                  ["evaluate", "--task", "translation", "--run", run, "--seed", "0"]):
         assert cli.main(["-q", "--params", str(path), *argv]) == 0, argv
+    for step in ("train", "evaluate"):  # each job records its start-up for the report's throughput table
+        timing = json.loads(Path("logs/timing/translation", run, f"seed0.{step}.json").read_text())
+        assert timing["step"] == step and timing["started_at"] <= timing["ready_at"] <= timing["finished_at"]
+        assert 0 < timing["startup_s"] <= timing["wall_s"]
 
 
 def test_a_new_mechanism_is_one_class_and_one_registry_line(toy_mechanism, tiny_params, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from attnbench import paths
-from attnbench.config import REPO_ROOT, load_params
+from attnbench.config import REPO_ROOT, load_params, run_list
 from attnbench.report import render_report
 from attnbench.report.aggregate import aggregate
 
@@ -203,3 +203,42 @@ def test_task_without_section_module_gets_the_generic_section(tmp_path, monkeypa
     params["tasks"]["toy"] = {"runs": {"toy-a": {"model": "m", "attention": "none"}}}
     html = _report(params)
     assert 'id="toy"' in html and "toy-a" in html and "No results yet for toy" in html
+
+
+def _timing(run: str, seed: int, step: str, started: float, startup: float, wall: float) -> None:
+    path = paths.timing_json("translation", run, seed, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"step": step, "started_at": started, "ready_at": started + startup,
+                                "startup_s": startup, "finished_at": started + wall, "wall_s": wall}))
+
+
+def test_throughput_reads_job_timings_and_ranks_the_slowest_runs(tree, params):
+    from attnbench.report import throughput
+
+    assert throughput.context(params)["has_results"] is False  # no timing file yet: said, not invented
+    t0 = 1_800_000_000.0
+    _timing("rnn-additive", 0, "train", t0, 2.0, 10.0)
+    _timing("rnn-additive", 0, "evaluate", t0 + 10, 1.0, 3.0)
+    _timing("rnn-dot", 0, "train", t0 + 5, 4.0, 20.0)   # ends last, at t0 + 25
+    path = paths.timing_json("translation", "rnn-dot", 0, "evaluate")
+    path.write_text("{not json")                        # unreadable: skipped, not fatal
+    q = throughput.context(params)
+    assert q["jobs"] == 3 and q["expected_jobs"] == 2 * len(run_list(params))
+    assert q["median"] == "2.00" and q["max"] == "4.00" and q["met"] is True and q["over"] == 1
+    assert q["span_min"] == f"{25 / 60:.1f}" and q["job_min"] == f"{33 / 60:.1f}"
+    assert q["share"] == f"{100 * 7 / 33:.0f}"
+    row = q["rows"][0]
+    assert row["task"] == "translation" and row["train"]["n"] == 2 and row["train"]["median"] == "3.00"
+    assert row["evaluate"]["n"] == 1 and row["evaluate"]["max"] == "1.00"
+    # the slowest runs come from the Snakemake benchmark files (only rnn-additive seed 0 has one)
+    assert [(r["run"], r["train"]) for r in q["slowest"]] == [("rnn-additive", "7.2")]
+    html = _report(params)
+    assert "Pipeline throughput" in html and "25 / 60" not in html and f"{25 / 60:.1f} min" in html
+
+
+def test_summary_names_the_machine(tree, params):
+    from attnbench.report import machine
+
+    m = machine()
+    assert m["cpus"] >= 1 and m["cpu"] and m["system"]
+    assert m["cpu"] in _report(params)

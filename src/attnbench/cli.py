@@ -65,31 +65,60 @@ def cmd_prepare(args) -> int:
     return 0
 
 
-def _setup(params: dict, args):
+class _JobClock:
+    """Per-job overhead, for the report's throughput table: the process's start (from the OS), the moment
+    the job is ready to work (imports, parameters, data loaded) and its end, written to
+    logs/timing/<task>/<run>/seed<S>.<step>.json when the job succeeds. Not a pipeline output."""
+
+    def __init__(self, args, step: str):
+        import psutil
+
+        self.path = paths.timing_json(args.task, args.run, args.seed, step)
+        self.times = {"step": step, "started_at": psutil.Process().create_time()}
+
+    def ready(self) -> None:
+        self.times["ready_at"] = time.time()
+        self.times["startup_s"] = round(self.times["ready_at"] - self.times["started_at"], 3)
+        log.info("job start-up (process, imports, parameters, data): %.2fs", self.times["startup_s"])
+
+    def done(self) -> None:
+        self.times["finished_at"] = time.time()
+        self.times["wall_s"] = round(self.times["finished_at"] - self.times["started_at"], 3)
+        aio.write_json(self.path, self.times)
+
+
+def _setup(params: dict, args, step: str):
     from . import tasks
     from .training import pick_device, set_threads
 
+    clock = _JobClock(args, step)
     set_threads(params["threads"])
     cfg = _run_cfg(params, args)
     task = tasks.get(args.task)
     device = pick_device(params["device"])
     data = task.load(paths.prepared_dir(args.task), cfg)
-    return task, cfg, device, data
+    if step == "train":
+        # torch's optimizers import torch._dynamo (about 1.3 s on CPU) on first use; importing it here
+        # counts it as the start-up it is, not as training time
+        import torch._dynamo  # noqa: F401
+    clock.ready()
+    return task, cfg, device, data, clock
 
 
 def cmd_train(args) -> int:
     params = _params(args)
-    task, cfg, device, data = _setup(params, args)
+    task, cfg, device, data, clock = _setup(params, args, "train")
     log.info("training %s/%s seed %d on %s with %d thread(s)", args.task, args.run, args.seed, device, params["threads"])
     info = task.fit(data, cfg, paths.run_dir(args.task, args.run, args.seed),
                paths.state_dir(args.task, args.run, args.seed), device)
     log.info("done: %s", info)
+    clock.done()
     return 0
 
 
 def cmd_evaluate(args) -> int:
     params = _params(args)
-    task, cfg, device, data = _setup(params, args)
+    task, cfg, device, data, clock = _setup(params, args, "evaluate")
     out = paths.run_dir(args.task, args.run, args.seed)
     model = task.load_trained(data, cfg, out, device)
     metrics = task.evaluate(model, data, cfg, device, out)
@@ -98,6 +127,7 @@ def cmd_evaluate(args) -> int:
     aio.write_json(out / "metrics.json", metrics)
     log.info("%s/%s seed %d: %s", args.task, args.run, args.seed,
              {k: metrics.get(k) for k in task.metric_columns})
+    clock.done()
     return 0
 
 

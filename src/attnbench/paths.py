@@ -43,5 +43,10 @@ def notebook(task: str, ext: str = "ipynb") -> Path:
     return REPORTS / "notebooks" / f"{task}.{ext}"
 
 
+def timing_json(task: str, run: str, seed: int, step: str) -> Path:
+    """When a train/evaluate job's process started, was ready to work, and finished (see cli._JobClock)."""
+    return LOGS / "timing" / task / run / f"seed{seed}.{step}.json"
+
+
 def report_html() -> Path:
     return REPORTS / "index.html"

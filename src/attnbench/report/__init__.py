@@ -45,6 +45,29 @@ def _git(*args: str, where: Path | None = None) -> tuple[str | None, Path | None
     return None, None
 
 
+def machine() -> dict:
+    """CPU model, logical CPU count, NVIDIA GPUs (by nvidia-smi, without importing torch) and OS."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus: list[str] = []
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+        if done.returncode == 0:
+            gpus = [g.strip() for g in done.stdout.splitlines() if g.strip()]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "gpus": gpus, "system": f"{platform.system()} {platform.release()}"}
+
+
 def provenance(params: dict) -> dict:
     """What ran and with what: scale, seeds, commit, parameter hashes, time, software versions."""
     params_file = Path("params.yaml")
@@ -65,7 +88,7 @@ def provenance(params: dict) -> dict:
         "params_sha256": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "versions": [("Python", platform.python_version())] + versions,
-        "devices": [],
+        "devices": [], "machine": machine(),
     }
 
 
@@ -91,12 +114,12 @@ def render_report(params: dict, out_path: Path) -> None:
         t1 = time.perf_counter()
         sections.append(section(params, task, out_path.parent))
         log.info("report section %s in %.1fs", task, time.perf_counter() - t1)
-    from . import overview, performance
+    from . import overview, performance, throughput
 
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
     html = environment().get_template("index.html.j2").render(
         run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections),
-        performance=performance.context(params, out_path.parent))
+        performance=performance.context(params, out_path.parent), throughput=throughput.context(params))
     aio.write_text(out_path, html)
     log.info("wrote %s (%.0f kB) in %.1fs", out_path, len(html.encode()) / 1024, time.perf_counter() - t0)
