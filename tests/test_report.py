@@ -242,3 +242,14 @@ def test_summary_names_the_machine(tree, params):
     m = machine()
     assert m["cpus"] >= 1 and m["cpu"] and m["system"]
     assert m["cpu"] in _report(params)
+
+
+def test_sections_drawn_in_parallel_match_the_serial_report(tree, params):
+    def body(html: str) -> str:  # the generation time is the only line allowed to differ
+        return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "TIME", html)
+
+    aggregate(params, "translation")
+    serial = body(_report(params))
+    render_report(params, paths.report_html(), workers=2)
+    parallel = body(paths.report_html().read_text(encoding="utf-8"))
+    assert parallel == serial and "rnn-additive" in parallel

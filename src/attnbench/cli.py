@@ -148,7 +148,10 @@ def cmd_notebook(args) -> int:
 def cmd_report(args) -> int:
     from .report import render_report
 
-    render_report(_params(args), paths.report_html())
+    import os
+
+    # --threads as given (Snakemake passes its job's threads), else every CPU (dvc repro, by hand)
+    render_report(_params(args), paths.report_html(), workers=args.threads or os.cpu_count() or 1)
     return 0
 
 
@@ -170,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--scale", choices=["smoke", "default", "full"], help="override params.yaml's scale")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override params.yaml's device")
-    parser.add_argument("--threads", type=int, help="torch threads for this job (default: params.yaml's threads)")
+    parser.add_argument("--threads", type=int, help="torch threads for this job; for `report`, the processes drawing task sections "
+                             "side by side (default: params.yaml's threads; every CPU for `report`)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any params.yaml key by its dotted path, e.g. tasks.translation.train.lr=0.001")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")

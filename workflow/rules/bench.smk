@@ -3,14 +3,6 @@
 # waits for it; it asks for every core it is given to keep other jobs off them while it times.
 
 
-def _every_core():
-    """The cores Snakemake was given (--cores); 1 where there is no such total (a cluster executor)."""
-    try:
-        return workflow.cores
-    except WorkflowError:
-        return 1
-
-
 rule bench_attention:
     input:
         SRC,

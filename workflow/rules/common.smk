@@ -52,6 +52,14 @@ SRC = [str(p) for p in _PKG if "report" not in p.parts]
 SCHEMAS = sorted(str(p) for p in Path("workflow/schemas").rglob("*.yaml"))
 
 
+def _every_core():
+    """The cores Snakemake was given (--cores); 1 where there is no such total (a cluster executor)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 def run_files(task, names):
     return [str(paths.run_dir(r.task, r.run, r.seed) / n) for r in RUNS if r.task == task for n in names]
 

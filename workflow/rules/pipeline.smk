@@ -98,7 +98,8 @@ rule report:
         "data/bench/attention.csv",
     output:
         "reports/index.html",
+    threads: _every_core()  # the last step: its task sections are drawn side by side, one process per core
     log:
         "logs/report.log",
     shell:
-        "{CLI} report > {log} 2>&1"
+        "{CLI} --threads {threads} report > {log} 2>&1"
