@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -234,3 +236,35 @@ def test_full_report_has_the_performance_section_before_and_after_the_benchmark(
     html = out.read_text()
     assert "Not run yet" not in html and "Time relative to scaled_dot" in html
     assert 'href="../data/bench/attention.csv"' in html
+
+
+def test_cpu_memory_cap_turns_an_oversized_entry_into_an_error_not_a_kill():
+    # in a child process: the cap is process-wide and permanent
+    code = ("import psutil, torch\n"
+            "from attnbench import bench\n"
+            "assert bench.cap_cpu_memory(0.5)\n"
+            "try:\n"
+            "    torch.empty(int(psutil.virtual_memory().total * 0.8) // 4)\n"
+            "except (RuntimeError, MemoryError) as exc:\n"
+            "    print('refused:', type(exc).__name__)\n"
+            "torch.empty(1000).sum()\n"
+            "print('still alive')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "still alive" in done.stdout
+
+
+def test_hard_reinforce_makes_no_per_query_copies_of_keys_and_values():
+    # all queries at once: its memory grows like additive's scores, not with Tq copies of [Tk, D]
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 16)
+    hard = build("hard_reinforce", 16, 16, 16, attn_dim=8).eval()
+    context, weights = hard(x, x, x)
+    assert context.shape == (2, 64, 16) and weights.shape == (2, 64, 64)
+    picked = weights.argmax(-1)  # eval: the most probable location's value, per query
+    assert torch.equal(context, x[torch.arange(2)[:, None], picked])
+    additive = build("additive", 16, 16, 16, attn_dim=8).train()
+    xg = x.clone().requires_grad_(True)
+    saved = {name: bench.saved_bytes(bench.Entry(name, "ours", "quadratic", m, lambda v, m=m: m(v, v, v)[0]), xg)
+             for name, m in (("hard", hard.train()), ("additive", additive))}
+    assert saved["hard"] < 1.5 * saved["additive"], saved  # per-query copies would add 2*B*Tq*Tk*D floats

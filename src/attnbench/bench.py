@@ -289,7 +289,7 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
                 inner[e.name] = max(1, min(1000, math.ceil(min_time / max(t1, 1e-7))))
                 slow[e.name] = first > 1.0
                 status[e.name] = "ok"
-            except (RuntimeError, ValueError) as exc:  # out of memory, a shape the mechanism refuses
+            except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, a shape the mechanism refuses
                 status[e.name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         timed = [e for e in es if status.get(e.name) == "ok"]
         times: dict[str, list[float]] = {e.name: [] for e in timed}
@@ -425,6 +425,27 @@ def summarise(df: pd.DataFrame, cfg: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- entry point
+def cap_cpu_memory(fraction: float = 0.75) -> int | None:
+    """Limit this process's address space to `fraction` of the machine's memory (CPU runs only), so an
+    entry that would need more fails with an allocation error, recorded as that entry's status, instead
+    of the kernel's OOM killer ending the whole benchmark. Returns the limit in bytes, None if not set."""
+    import resource
+
+    import psutil
+
+    limit = int(psutil.virtual_memory().total * fraction)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft != resource.RLIM_INFINITY and soft <= limit:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError):
+        return None
+    return limit
+
+
 def main(params: dict, out: Path = CSV, device: str = "cpu", lengths: list[int] | None = None,
          only: list[str] | None = None, threads: int = 1) -> dict:
     """Run the benchmark, write ``out`` (CSV) and its summary beside it (``.json``); return the summary."""
@@ -432,6 +453,10 @@ def main(params: dict, out: Path = CSV, device: str = "cpu", lengths: list[int] 
     torch.set_num_threads(int(threads))
     allocator = tune_malloc()
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    if dev.type == "cpu":  # not on CUDA: its driver maps far more address space than it uses
+        cap = cap_cpu_memory()
+        if cap:
+            log.info("address space capped at %.1f GiB: an entry needing more fails instead of the run", cap / 2**30)
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load_before = _loadavg()
     t0 = time.perf_counter()

@@ -34,31 +34,36 @@ class ReinforceHardAttention(AdditiveAttention):
 
     def choose(self, scores: Tensor, values: Tensor, mask: Tensor | None = None
                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The same from scores [B, Tk] already computed (a caller that caches the key projections)."""
+        """The same from scores already computed (a caller that caches the key projections): scores
+        [B, Tk] (one query per row) or [B, Tq, Tk] (every query of a sequence at once, values and mask
+        shared by the row's queries) -> context [B, (Tq,) Dv], alpha, log p(location), entropy."""
+        many = scores.dim() == 3
+        if many and mask is not None:
+            mask = mask.unsqueeze(1)
         alpha = masked_softmax(scores, mask)
         real = alpha.detach().sum(-1) > 0                      # a row with no unmasked position chooses nothing
         pick = torch.where(real.unsqueeze(-1), alpha.detach().float(), torch.ones_like(alpha, dtype=torch.float))
         if self.training:
-            index = torch.multinomial(pick, 1).squeeze(1)
+            index = torch.multinomial(pick.reshape(-1, pick.shape[-1]), 1).reshape(pick.shape[:-1])
         else:
             index = pick.argmax(dim=-1)
-        rows = torch.arange(values.shape[0], device=values.device)
-        context = values[rows, index] * real.unsqueeze(-1).to(values.dtype)
+        # values[b, index[b, ...]]: one gather, no per-query copy of the values
+        flat = index.reshape(index.shape[0], -1, 1).expand(-1, -1, values.shape[-1])
+        context = torch.gather(values, 1, flat).reshape(*index.shape, values.shape[-1])
+        context = context * real.unsqueeze(-1).to(values.dtype)
         log_alpha = torch.log(alpha.clamp_min(1e-12))
-        log_prob = torch.where(real, log_alpha[rows, index], torch.zeros_like(log_alpha[:, 0]))
+        chosen = torch.gather(log_alpha, -1, index.unsqueeze(-1)).squeeze(-1)
+        log_prob = torch.where(real, chosen, torch.zeros_like(chosen))
         entropy = -(alpha * log_alpha).sum(-1)
         return context, alpha, log_prob, entropy
 
     def attend(self, query, keys, values, mask, positions):
-        B, Tq, _ = query.shape
-        q = query.reshape(B * Tq, -1)
-        k = keys.repeat_interleave(Tq, dim=0)
-        v = values.repeat_interleave(Tq, dim=0)
-        m = None if mask is None else mask.repeat_interleave(Tq, dim=0)
-        context, alpha, log_prob, _ = self.sample(q, k, v, m)
+        # every query at once: the additive scores [B, Tq, Tk] (chunked by chunk_size like `additive`),
+        # never a per-query copy of the keys and values
+        context, alpha, log_prob, _ = self.choose(self.score(query, keys), values, mask)
         if self.training:
             # Called through the generic interface, no caller collects the log-probabilities: a score-function
             # surrogate ("magic box", Foerster et al. 2018) keeps the forward value and gives the scores the
             # gradient (dL/dcontext . a_s) * grad log p(s), REINFORCE with the local signal as the reward.
             context = context * (1.0 + log_prob - log_prob.detach()).unsqueeze(-1)
-        return context.reshape(B, Tq, -1), alpha.reshape(B, Tq, -1)
+        return context, alpha
