@@ -137,16 +137,30 @@ def _git(workdir: Path, *args: str):
     return run(["git", "-c", "user.email=ci@attnbench", "-c", "user.name=ci", *args], workdir)
 
 
+def _two_runs_per_task(p):
+    """Two runs of every task (translation's rnn-additive among them): DVC runs stages one at a time,
+    so the whole grid took it ~20 min here; every task's stages are still exercised."""
+    for name, section in p["tasks"].items():
+        runs = list(section["runs"])
+        keep = (["rnn-additive"] + [r for r in runs if r != "rnn-additive"])[:2] if name == "translation" else runs[:2]
+        section["runs"] = {r: section["runs"][r] for r in keep}
+
+
+def _run_folders(workdir: Path) -> set[str]:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    return {f"data/results/{t}/{r}/" for t, sec in params["tasks"].items() for r in sec["runs"]}
+
+
 @pytest.fixture(scope="module")
 def dvc_run(tmp_path_factory):
-    workdir = _smoke(tmp_path_factory.mktemp("dvc"))
+    workdir = _smoke(tmp_path_factory.mktemp("dvc"), _two_runs_per_task)
     _git(workdir, "init", "-q")
     run([str(BIN / "dvc"), "init", "-q"], workdir)
     run([str(BIN / "dvc"), "config", "core.analytics", "false"], workdir)
     _git(workdir, "add", "-A")
     _git(workdir, "commit", "-qm", "smoke")
     t0 = time.perf_counter()
-    proc = run([str(BIN / "dvc"), "repro"], workdir, timeout=2400)  # DVC runs the ~140 smoke stages one at a time: ~17 min here
+    proc = run([str(BIN / "dvc"), "repro"], workdir, timeout=1500)
     print(f"smoke pipeline through dvc repro: {time.perf_counter() - t0:.1f}s")
     return workdir, proc
 
@@ -156,6 +170,10 @@ def test_dvc_repro_produces_the_same_outputs_as_snakemake(dvc_run, snakemake_run
     snake_dir, _ = snakemake_run
     dvc_files, snake_files = _outputs(dvc_dir), _outputs(snake_dir)
     assert _expected_run_files(dvc_dir) <= dvc_files
+    # Snakemake ran every run; compare on the runs DVC's grid kept (and everything outside run folders)
+    kept = _run_folders(dvc_dir)
+    snake_files = {f for f in snake_files if not f.startswith("data/results/")
+                   or any(f.startswith(k) for k in kept)}
     assert dvc_files == snake_files, (dvc_files ^ snake_files)
 
 
