@@ -316,8 +316,8 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
                 try:
                     row["peak_bytes"] = peak_bytes(e, x, grad, device)
                     row["saved_bytes"] = saved_bytes(e, x)
-                except RuntimeError as exc:
-                    row["status"] = f"memory failed: {str(exc).splitlines()[0][:200]}"
+                except (RuntimeError, MemoryError) as exc:  # the profiler's own event buffer can outgrow the cap
+                    row["status"] = f"memory failed: {type(exc).__name__}: {(str(exc) or '-').splitlines()[0][:200]}"
                 ref = PAIRS.get(e.name)
                 if ref in times and len(times[ref]) == len(ts):
                     ratios = [a / c for a, c in zip(ts, times[ref])]
