@@ -239,19 +239,32 @@ def test_full_report_has_the_performance_section_before_and_after_the_benchmark(
 
 
 def test_cpu_memory_cap_turns_an_oversized_entry_into_an_error_not_a_kill():
-    # in a child process: the cap is process-wide and permanent
-    code = ("import psutil, torch\n"
+    # in a child process: an allocation beyond the cap is refused and the process goes on; after the
+    # block the previous limit is back (processes started later, e.g. a browser, must not inherit it)
+    code = ("import resource, psutil, torch\n"
             "from attnbench import bench\n"
-            "assert bench.cap_cpu_memory(0.5)\n"
-            "try:\n"
-            "    torch.empty(int(psutil.virtual_memory().total * 0.8) // 4)\n"
-            "except (RuntimeError, MemoryError) as exc:\n"
-            "    print('refused:', type(exc).__name__)\n"
-            "torch.empty(1000).sum()\n"
+            "before = resource.getrlimit(resource.RLIMIT_AS)\n"
+            "with bench.capped_cpu_memory(0.5) as cap:\n"
+            "    assert cap and resource.getrlimit(resource.RLIMIT_AS)[0] == cap\n"
+            "    try:\n"
+            "        torch.empty(int(psutil.virtual_memory().total * 0.8) // 4)\n"
+            "    except (RuntimeError, MemoryError) as exc:\n"
+            "        print('refused:', type(exc).__name__)\n"
+            "    torch.empty(1000).sum()\n"
+            "assert resource.getrlimit(resource.RLIMIT_AS) == before\n"
             "print('still alive')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "refused:" in done.stdout and "still alive" in done.stdout
+
+
+def test_the_benchmark_leaves_the_address_space_limit_as_it_found_it(tmp_path):
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    assert cli.main(["--scale", "smoke", "--threads", "1", "-q", "bench-attention", "--out", str(tmp_path / "b.csv"),
+                     "--lengths", "8", "--only", "scaled_dot"]) == 0
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
 
 
 def test_hard_reinforce_makes_no_per_query_copies_of_keys_and_values():

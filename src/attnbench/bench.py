@@ -39,6 +39,7 @@ import os
 import platform
 import statistics
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -425,25 +426,33 @@ def summarise(df: pd.DataFrame, cfg: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- entry point
-def cap_cpu_memory(fraction: float = 0.75) -> int | None:
-    """Limit this process's address space to `fraction` of the machine's memory (CPU runs only), so an
+@contextmanager
+def capped_cpu_memory(fraction: float = 0.75):
+    """Within the block, limit this process's address space to `fraction` of the machine's memory, so an
     entry that would need more fails with an allocation error, recorded as that entry's status, instead
-    of the kernel's OOM killer ending the whole benchmark. Returns the limit in bytes, None if not set."""
+    of the kernel's OOM killer ending the whole benchmark. Yields the limit in bytes (None if not set);
+    the previous limit is restored on exit (children started meanwhile, e.g. a browser, inherit it)."""
     import resource
 
     import psutil
 
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    soft, hard = before
     limit = int(psutil.virtual_memory().total * fraction)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     if soft != resource.RLIM_INFINITY and soft <= limit:
-        return soft
+        yield soft
+        return
     try:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     except (ValueError, OSError):
-        return None
-    return limit
+        yield None
+        return
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, before)
 
 
 def main(params: dict, out: Path = CSV, device: str = "cpu", lengths: list[int] | None = None,
@@ -453,14 +462,14 @@ def main(params: dict, out: Path = CSV, device: str = "cpu", lengths: list[int] 
     torch.set_num_threads(int(threads))
     allocator = tune_malloc()
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
-    if dev.type == "cpu":  # not on CUDA: its driver maps far more address space than it uses
-        cap = cap_cpu_memory()
-        if cap:
-            log.info("address space capped at %.1f GiB: an entry needing more fails instead of the run", cap / 2**30)
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load_before = _loadavg()
     t0 = time.perf_counter()
-    df = run(cfg, dev, lengths=lengths, only=only)
+    # on CPU only: the CUDA driver maps far more address space than it uses
+    with (capped_cpu_memory() if dev.type == "cpu" else nullcontext()) as cap:
+        if cap:
+            log.info("address space capped at %.1f GiB: an entry needing more fails instead of the run", cap / 2**30)
+        df = run(cfg, dev, lengths=lengths, only=only)
     wall = time.perf_counter() - t0
     out = Path(out)
     with aio.atomic_path(out) as tmp:
