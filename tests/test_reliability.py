@@ -89,8 +89,11 @@ def _two_runs(p):
 
 def _start(workdir: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # as from a terminal: Ctrl-C enabled even when the tests themselves run in a background job (bash starts
+    # those with SIGINT ignored, and the child would inherit that and never see the Ctrl-C below)
     return subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", *args], cwd=workdir, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -121,9 +124,9 @@ def test_ctrl_c_then_rerun_incomplete_finishes_without_retraining_finished_runs(
     _wait_for(workdir / "logs/translation/rnn-none/seed0.evaluate.log", first)
     model = workdir / "data/results/translation/rnn-none/seed0/model.pt"
     stamp = model.stat().st_mtime_ns
-    # Ctrl-C in the terminal reaches the whole process group. Snakemake's logger swallows a KeyboardInterrupt
-    # raised while it is writing (seen twice: the first Snakemake then finished with exit 0), so, like a
-    # user whose Ctrl-C did nothing, press it again until Snakemake stops
+    # Ctrl-C in the terminal reaches the whole process group. Snakemake's log handler swallows a
+    # KeyboardInterrupt raised while it writes, so, like a user whose Ctrl-C did nothing, press it again
+    # until Snakemake stops
     time.sleep(1.0)
     for _ in range(10):
         os.killpg(first.pid, signal.SIGINT)
