@@ -133,6 +133,20 @@ def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path, caplog):
     assert "'lr': 0.01" in caplog.text and "'lr': 0.02" in caplog.text
 
 
+def test_checkpoint_with_an_older_optimizer_state_restarts_from_scratch(tmp_path, caplog):
+    """A last.pt written before attnbench.optim.Adam holds torch.optim.Adam's state: not resumable, not a crash."""
+    with pytest.raises(Interrupt):
+        fit(ToyTask(interrupt_at=3), None, cfg(), tmp_path, tmp_path / "state", CPU)
+    last = tmp_path / "state/last.pt"
+    state = load_checkpoint(last)
+    state["optimizer"] = torch.optim.Adam(ToyTask().build_model(None, None).parameters(), lr=0.01).state_dict()
+    torch.save(state, last)
+    task = ToyTask()
+    fit(task, None, cfg(), tmp_path, tmp_path / "state", CPU)
+    assert task.epoch == 6, "trained from epoch 1 again"
+    assert "older attnbench" in caplog.text and (tmp_path / "state/last.stale").exists()
+
+
 def test_weights_of_another_configuration_are_refused_naming_both(tmp_path):
     fit(ToyTask(), None, cfg(lr=0.01), tmp_path, tmp_path / "state", CPU)
     with pytest.raises(TrainingError, match=r"another configuration[\s\S]*'lr': 0.01[\s\S]*'lr': 0.02"):

@@ -89,18 +89,15 @@ class _JobClock:
 
 def _setup(params: dict, args, step: str):
     from . import tasks
-    from .training import pick_device, set_threads
+    from .training import deterministic_kernels, pick_device, set_threads
 
     clock = _JobClock(args, step)
     set_threads(params["threads"])
     cfg = _run_cfg(params, args)
     task = tasks.get(args.task)
     device = pick_device(params["device"])
+    deterministic_kernels(device)
     data = task.load(paths.prepared_dir(args.task), cfg)
-    if step == "train":
-        # torch's optimizers import torch._dynamo (about 1.3 s on CPU) on first use; importing it here
-        # counts it as the start-up it is, not as training time
-        import torch._dynamo  # noqa: F401
     clock.ready()
     return task, cfg, device, data, clock
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from . import io as aio
 from .config import config_hash
+from .optim import Adam
 from .tasks.base import Task
 
 log = logging.getLogger("attnbench.train")
@@ -54,7 +55,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def deterministic_kernels(device: torch.device) -> None:
+    """Ask for deterministic CUDA kernels (warning where an op has none). Only on CUDA: the CPU kernels this
+    project runs are deterministic already (tests/test_training.py checks byte-identical reruns on CPU), and
+    `torch.use_deterministic_algorithms` imports torch._inductor and with it torch._dynamo, about 1.2 s of a
+    CPU job's start-up."""
+    if device.type == "cuda":
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -109,15 +118,21 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
     seed_everything(seed)
 
     model = task.build_model(cfg, data).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
+    optimizer = Adam(model.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
     use_amp = device.type == "cuda"
 
     rows: list[dict] = []
     start_epoch, best, best_state, bad_epochs, elapsed = 1, -math.inf, None, 0, 0.0
     state = _resume(state_path, cfg_hash, cfg)
     if state is not None:
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            log.warning("%s: %s; starting this run from scratch", state_path, exc)
+            state_path.rename(state_path.with_suffix(".stale"))
+            state = None
+    if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         rows, best, best_state = state["rows"], state["best"], state["best_model"]
         bad_epochs, elapsed, start_epoch = state["bad_epochs"], state["elapsed"], state["epoch"] + 1

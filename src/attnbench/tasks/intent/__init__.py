@@ -29,6 +29,7 @@ from ...config import ParamsError, config_hash
 from ...metrics import attention_mass_ratio, attention_top1_hit
 from ...models.bert import PAD, SPECIALS, UNK, mask_tokens
 from ...models.classifier import POOLINGS, IntentClassifier
+from ...optim import Adam
 from .. import register
 from ..base import Task
 from ..common import TokenVocab
@@ -287,7 +288,7 @@ class Intent(Task):
         seed_everything(seed + 7919)
         model = self.build_model(cfg, data).to(device)
         params = [p for n, p in model.named_parameters() if not n.startswith("out.")]
-        optimizer = torch.optim.Adam(params, lr=opts.get("lr", cfg["train"]["lr"]))
+        optimizer = Adam(params, lr=opts.get("lr", cfg["train"]["lr"]))
         corpus = data.ids["train"] + data.unlabelled
         size, rows, t0 = cfg["train"]["batch_size"], [], time.perf_counter()
         for epoch in range(1, epochs + 1):
