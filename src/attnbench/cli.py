@@ -164,6 +164,24 @@ def cmd_bench_attention(args) -> int:
     return 0
 
 
+def cmd_run_costs(args) -> int:
+    from . import schedule
+
+    costs = schedule.measured_costs()
+    if not costs:
+        log.error("no Snakemake benchmark files with both a train and an evaluate job under %s", schedule.BENCHMARKS)
+        return 1
+    if args.write:
+        params = _params(args)
+        schedule.write_costs(costs, note=f"Measured at scale {params['scale']} from {schedule.BENCHMARKS}/ "
+                                         f"({len(costs)} runs).")
+        log.info("wrote %s (%d runs)", schedule.COSTS_TSV, len(costs))
+    else:
+        for (task, run), seconds in sorted(costs.items(), key=lambda kv: -kv[1]):
+            print(f"{task}\t{run}\t{seconds:.0f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"attnbench {__version__}")
@@ -194,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("aggregate", cmd_aggregate, "collect a task's runs into summary.csv / summary.json", task=True)
     add("notebook", cmd_notebook, "execute a task's analysis notebook with papermill and export it to HTML", task=True)
     add("report", cmd_report, "render reports/index.html from every task's results")
+    p = sub.add_parser("run-costs", help="each run's train + evaluate seconds from logs/benchmarks/ (the order "
+                                         "Snakemake starts runs in: longest first)",
+                       description="Print each run's train + evaluate seconds (mean over seeds) from this "
+                                   "checkout's Snakemake benchmark files; with --write, replace "
+                                   "workflow/run_costs.tsv, from which Snakemake orders the runs longest first.")
+    p.add_argument("--write", action="store_true", help="write workflow/run_costs.tsv instead of printing")
+    p.set_defaults(func=cmd_run_costs)
     p = sub.add_parser("bench-attention", help="time forward+backward and peak memory of every attention mechanism",
                        description="Time forward+backward and measure peak memory of every registered attention "
                                    "mechanism and torch's SDPA / nn.MultiheadAttention, per length "

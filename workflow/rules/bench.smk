@@ -13,6 +13,8 @@ rule bench_attention:
         bench=lambda w: json.dumps(PARAMS.get("bench", {}), sort_keys=True),
         scale=PARAMS["scale"],
     threads: _every_core()
+    # before the runs: started after them it would wait for every core while the last run keeps one
+    priority: 1_000_000
     log:
         "logs/bench/attention.log",
     shell:

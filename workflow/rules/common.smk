@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from attnbench import paths
+from attnbench import paths, schedule
 from attnbench.config import ParamsError, resolve_run, run_list, training_config, validate
 
 try:
@@ -58,6 +58,15 @@ def _every_core():
         return workflow.cores
     except WorkflowError:
         return 1
+
+
+# Longest runs first (attnbench/schedule.py): a run's train and evaluate jobs get its expected seconds
+# as their priority, so short runs fill the cores at the end instead of a long one running alone.
+RUN_PRIORITY = schedule.priorities(schedule.read_costs(), RUNS)
+
+
+def run_priority(w):
+    return RUN_PRIORITY.get((w.task, w.run), 1)
 
 
 def run_files(task, names):

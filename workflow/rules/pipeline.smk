@@ -27,6 +27,7 @@ rule train:
     params:
         cfg=train_config,
     threads: PARAMS["threads"]
+    priority: run_priority
     resources:
         gpu=GPU,
     log:
@@ -49,6 +50,7 @@ rule evaluate:
     params:
         cfg=run_config,
     threads: PARAMS["threads"]
+    priority: run_priority
     resources:
         gpu=GPU,
     log:
