@@ -6,6 +6,7 @@ real translation job with SIGKILL.
 from __future__ import annotations
 
 import csv
+import sys
 import zipfile
 
 import pytest
@@ -104,11 +105,50 @@ def test_early_stopping_on_a_flat_validation_metric(tmp_path):
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(TrainingError, match=r"loss became nan at epoch 3, step 1.*epoch 2.*last.pt"):
+    with pytest.raises(TrainingError, match=r"loss became nan or infinite at epoch 3, step 1.*epoch 2.*last.pt"):
         fit(ToyTask(nan_at=3), None, cfg(), tmp_path, tmp_path / "state", CPU)
     state = load_checkpoint(tmp_path / "state/last.pt")
     assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_the_loop_reads_device_values_once_per_epoch_not_once_per_step(tmp_path, monkeypatch):
+    """Every .item() / bool() of a device tensor makes the host wait for the GPU; the loop must not do it per
+    step. Counted on CPU by wrapping the Tensor methods that read a value, when called from attnbench's code
+    (torch's Adam reads its step counters, which it keeps on the CPU for this reason). 8 steps per epoch."""
+    reads = {"n": 0}
+    for name in ("item", "__bool__", "__float__", "__int__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **k):
+            if "attnbench" in sys._getframe(1).f_code.co_filename:
+                reads["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    class QuietToy(ToyTask):
+        def validate(self, model, data, cfg, device):   # the toy's own metric read is not the loop's
+            return 0.0
+
+    fit(QuietToy(), None, cfg(epochs=3), tmp_path, tmp_path / "state", CPU, progress=False)
+    monkeypatch.undo()
+    assert reads["n"] <= 3 * 3, f"{reads['n']} reads of device values in 3 epochs of 8 steps"
+
+
+def test_a_step_that_fails_after_a_non_finite_loss_reports_the_loss(tmp_path):
+    """Checked once per epoch, a non-finite loss can make a later step fail first (sampling from NaN
+    probabilities): the error still names the loss and the step where it went bad."""
+    class Crashes(ToyTask):
+        def loss(self, model, idx, device):
+            loss, n = super().loss(model, idx, device)
+            if self.epoch == 2 and not torch.isfinite(model[0].weight).all():
+                raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+            return loss, n
+
+    with pytest.raises(TrainingError, match=r"loss became nan or infinite at epoch 2, step 1") as err:
+        fit(Crashes(nan_at=2), None, cfg(), tmp_path, tmp_path / "state", CPU)
+    assert "probability tensor" in str(err.value.__cause__)
 
 
 def test_truncated_checkpoint_is_named_and_training_restarts_from_scratch(tmp_path, caplog):

@@ -106,6 +106,16 @@ def _resume(state_path: Path, cfg_hash: str, cfg: dict) -> dict | None:
     return state
 
 
+def _raise_if_not_finite(first_bad: torch.Tensor, cfg: dict, epoch: int, state_path: Path,
+                         cause: BaseException | None = None) -> None:
+    step = int(first_bad.item())
+    if step:
+        raise TrainingError(
+            f"{cfg['task']}/{cfg['run']} seed {cfg['seed']}: loss became nan or infinite at epoch {epoch}, step {step}; "
+            f"stopped. The last good checkpoint (epoch {epoch - 1}) is kept at {state_path}"
+        ) from cause
+
+
 def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device: torch.device, *,
         progress: bool | None = None) -> dict:
     """Train one run into `run_dir` (model.pt, train_log.csv, train_info.json), resuming from
@@ -144,26 +154,35 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         if done:
             break
         model.train()
-        t0, total, count, step = time.perf_counter(), 0.0, 0, 0
+        t0, step = time.perf_counter(), 0
+        # The loss sum, the example count and the first step whose loss was not finite stay on the device and
+        # are read once per epoch: reading them every step would make the host wait for the GPU every step.
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        count = torch.zeros((), dtype=torch.float64, device=device)
+        first_bad = torch.zeros((), dtype=torch.long, device=device)   # 0: none yet
         bar = tqdm(task.batches(data, cfg, _epoch_generator(seed, epoch)), desc=f"{cfg['run']} epoch {epoch}/{epochs}",
                    unit="batch", disable=not show, leave=False, file=sys.stderr)
-        for batch in bar:
-            step += 1
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss, n = task.loss(model, batch, device)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"{cfg['task']}/{cfg['run']} seed {seed}: loss became {loss.item()} at epoch {epoch}, step {step}; "
-                    f"stopped. The last good checkpoint (epoch {epoch - 1}) is kept at {state_path}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["clip_norm"])
-            optimizer.step()
-            total += loss.item() * n
-            count += n
-            if show:
-                bar.set_postfix(loss=f"{total / max(count, 1):.3f}", ex_s=f"{count / (time.perf_counter() - t0):.0f}")
+        try:
+            for batch in bar:
+                step += 1
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss, n = task.loss(model, batch, device)
+                loss_value = loss.detach().double()
+                first_bad = torch.where((first_bad == 0) & ~torch.isfinite(loss_value), step, first_bad)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["clip_norm"])
+                optimizer.step()
+                total += loss_value * n
+                count += n
+                if show and step % 10 == 1:
+                    seen = count.item()
+                    bar.set_postfix(loss=f"{total.item() / max(seen, 1):.3f}", ex_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        except Exception as exc:  # a non-finite loss can make a later step fail (e.g. sampling from NaN probabilities)
+            _raise_if_not_finite(first_bad, cfg, epoch, state_path, exc)
+            raise
+        _raise_if_not_finite(first_bad, cfg, epoch, state_path)
+        total, count = total.item(), count.item()
         model.eval()
         metric = float(task.validate(model, data, cfg, device))
         seconds = time.perf_counter() - t0

@@ -295,22 +295,24 @@ class Intent(Task):
             model.train()
             gen = torch.Generator().manual_seed(seed * 100_003 + 50_000 + epoch)
             perm = torch.randperm(len(corpus), generator=gen).tolist()
-            total = count = 0.0
+            total = torch.zeros((), dtype=torch.float64, device=device)   # read once per epoch, not per step
+            count = torch.zeros((), dtype=torch.float64, device=device)
             for start in range(0, len(perm), size):
                 inputs, targets = mask_tokens(_pad([corpus[i] for i in perm[start:start + size]]),
                                               len(data.vocab), prob, gen)
                 logits = model.mlm_logits(inputs.to(device))
                 loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.to(device).flatten(),
                                                    ignore_index=-100)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"intent/{cfg['run']} seed {seed}: masked-LM loss became {loss.item()} "
-                                        f"at pre-training epoch {epoch}; lower models.{cfg['model']}.mlm.lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg["train"]["clip_norm"])
                 optimizer.step()
-                n = int((targets != -100).sum())
-                total, count = total + loss.item() * n, count + n
+                n = (targets != -100).sum()
+                total, count = total + loss.detach().double() * n, count + n
+            if not torch.isfinite(total):
+                raise TrainingError(f"intent/{cfg['run']} seed {seed}: masked-LM loss became nan or infinite "
+                                    f"in pre-training epoch {epoch}; lower models.{cfg['model']}.mlm.lr")
+            total, count = total.item(), count.item()
             acc = self._mlm_accuracy(model, data, data.ids["valid"], prob, device)
             rows.append({"epoch": epoch, "mlm_loss": round(total / max(count, 1), 6), "valid_mlm_accuracy": round(acc, 6)})
             log.info("%s seed %d pre-training epoch %d/%d: masked-LM loss %.4f, valid masked-LM accuracy %.4f",
