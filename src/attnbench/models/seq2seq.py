@@ -57,12 +57,14 @@ class RNNSeq2Seq(nn.Module):
         return self._predict(dec_out, memory, mask, positions)
 
     @torch.no_grad()
-    def greedy(self, src, src_len, max_len: int):
-        """Greedy decoding: tokens [B, T] (EOS then PAD) and weights [B, T, Ts]."""
+    def greedy(self, src, src_len, max_len: int, stop_early: bool | None = None):
+        """Greedy decoding: tokens [B, T] (EOS then PAD) and weights [B, T, Ts]. See `stops_early` for when
+        it stops before max_len; the result is the same either way."""
         memory, mask, h = self.encode(src, src_len)
         batch = src.size(0)
         token = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
+        stop_early = stops_early(src.device) if stop_early is None else stop_early
         tokens, weights = [], []
         for t in range(max_len):
             dec_out, h = self.decoder(self.tgt_emb(token), h)
@@ -72,6 +74,23 @@ class RNNSeq2Seq(nn.Module):
             tokens.append(token)
             weights.append(w)
             finished |= token.squeeze(1) == EOS
-            if bool(finished.all()):
+            if stop_early and bool(finished.all()):
                 break
-        return torch.cat(tokens, dim=1), torch.cat(weights, dim=1)
+        tokens, weights = torch.cat(tokens, dim=1), torch.cat(weights, dim=1)
+        keep = decoded_length(tokens, finished)
+        return tokens[:, :keep], weights[:, :keep]
+
+
+def stops_early(device: torch.device) -> bool:
+    """Whether greedy decoding checks after every token that the whole batch has emitted EOS. On the CPU the
+    check is free and saves the remaining steps; on a GPU reading `finished.all()` makes the host wait for the
+    device at every token, so there the decoder runs to max_len and trims once at the end."""
+    return device.type == "cpu"
+
+
+def decoded_length(tokens: torch.Tensor, finished: torch.Tensor) -> int:
+    """Columns of greedy output [B, T] up to the step at which the last sequence emitted EOS (all T when some
+    sequence never did): what decoding with an early stop returns. One read of the device."""
+    if not bool(finished.all()):
+        return tokens.size(1)
+    return int((tokens == EOS).int().argmax(1).max()) + 1

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..attention import build
-from .seq2seq import BOS, EOS, PAD
+from .seq2seq import BOS, EOS, PAD, decoded_length, stops_early
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -105,17 +105,19 @@ class TransformerSeq2Seq(nn.Module):
         return self.decode(tgt_in, memory, mask, need_weights=need_weights)
 
     @torch.no_grad()
-    def greedy(self, src, src_len, max_len: int):
+    def greedy(self, src, src_len, max_len: int, stop_early: bool | None = None):
         memory, mask = self.encode(src)
         batch = src.size(0)
         ys = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
+        stop_early = stops_early(src.device) if stop_early is None else stop_early
         for _ in range(max_len):
             logits, _ = self.decode(ys, memory, mask)
             token = logits[:, -1].argmax(-1).masked_fill(finished, PAD)
             ys = torch.cat([ys, token.unsqueeze(1)], dim=1)
             finished |= token == EOS
-            if bool(finished.all()):
+            if stop_early and bool(finished.all()):
                 break
+        ys = ys[:, :1 + decoded_length(ys[:, 1:], finished)]
         _, weights = self.decode(ys[:, :-1], memory, mask, need_weights=True)
         return ys[:, 1:], weights
