@@ -155,22 +155,25 @@ class Captioner(nn.Module):
         B = images.shape[0]
         token = torch.full((B,), BOS, dtype=torch.long, device=images.device)
         done = torch.zeros(B, dtype=torch.bool, device=images.device)
-        out, alphas = [[] for _ in range(B)], [[] for _ in range(B)]
+        stop_early = images.device.type == "cpu"   # on a GPU, reading `done` every word would stall it
+        tokens, step_alphas = [], []
         for _ in range(max_len):
             logits, state, alpha, _, _ = self.step(token, state, feats)
             token = logits.log_softmax(-1).argmax(-1)
-            for b in range(B):
-                if done[b]:
-                    continue
-                if alpha is not None:
-                    alphas[b].append(alpha[b])
-                if token[b].item() == EOS:
-                    done[b] = True
-                else:
-                    out[b].append(int(token[b]))
-            if bool(done.all()):
+            tokens.append(token)
+            step_alphas.append(alpha)
+            done |= token == EOS
+            if stop_early and bool(done.all()):
                 break
-        return out, [torch.stack(a) if a else None for a in alphas]
+        # one read of the device for the whole batch: each caption ends before its first EOS, its
+        # alphas run to the step that emitted the EOS (to max_len when there is none)
+        ids = torch.stack(tokens, 1).cpu()
+        ends = torch.where((ids == EOS).any(1), (ids == EOS).int().argmax(1), ids.size(1)).tolist()
+        out = [ids[b, :ends[b]].tolist() for b in range(B)]
+        if step_alphas[0] is None:
+            return out, [None] * B
+        alphas = torch.stack(step_alphas, 1)
+        return out, [alphas[b, :min(ends[b] + 1, ids.size(1))] for b in range(B)]
 
     @torch.no_grad()
     def beam_search(self, image: Tensor, beam_size: int, max_len: int) -> tuple[list[int], Tensor | None, float]:
