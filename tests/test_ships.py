@@ -235,6 +235,17 @@ def test_c11_verdict_is_computed_from_the_metrics(tp, shallow, deep, std, verdic
     assert f"{tp:.3f}" in claim["evidence"] and "0.990" not in claim["evidence"]   # deep-se is not "the deep net"
 
 
+def test_c11_names_the_recipe_and_says_plainly_what_partitioning_does_not_beat():
+    runs = _runs(0.445, 0.44, 0.30)
+    runs[0]["deep_first"] = 3
+    claim = claim_c11(runs)[0]
+    assert claim["verdict"] == "partly supported"
+    assert "deep net trained alone for its first 3 epochs" in claim["evidence"]
+    assert "gaps +0.005 and +0.145" in claim["evidence"] and "beats only the deep net, not the shallow one" in claim["evidence"]
+    claim = claim_c11(_runs(0.30, 0.44, 0.40))[0]
+    assert "trained together from the first step" in claim["evidence"] and "beats neither net alone" in claim["evidence"]
+
+
 def test_c11_without_the_runs_is_not_measurable():
     assert claim_c11(_runs(0.5, 0.4, 0.3)[1:])[0]["verdict"] == "not measurable"
 

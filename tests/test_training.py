@@ -206,3 +206,45 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
     with pytest.raises(TrainingError, match="unreadable checkpoint.*Unpickl|unreadable checkpoint.*weights_only"):
         load_checkpoint(path)
     assert zipfile.is_zipfile(path)  # a real torch file, refused for what it carries
+
+
+class WarmupTask(ToyTask):
+    """A task with `warmup` warm-up epochs whose validation score is a tempting 100 during them."""
+
+    def __init__(self, warmup, **kw):
+        super().__init__(**kw)
+        self.warmup, self.started = warmup, []
+
+    def warmup_epochs(self, cfg):
+        return self.warmup
+
+    def start_epoch(self, model, cfg, epoch):
+        self.started.append(epoch)
+
+    def validate(self, model, data, cfg, device):
+        epoch = self.started[-1]                   # the loop's epoch number, also after a resume
+        return 100.0 if epoch <= self.warmup else 1.0 / epoch   # only worse after the warm-up
+
+
+def test_warm_up_epochs_neither_pick_the_best_checkpoint_nor_use_up_the_patience(tmp_path):
+    task = WarmupTask(3)
+    info = fit(task, None, cfg(epochs=10, patience=2), tmp_path, tmp_path / "state", CPU)
+    # epochs 1-3 warm-up, 4 the first that counts (best), 5 and 6 worse: stop after 6
+    assert task.started == [1, 2, 3, 4, 5, 6]
+    assert info["epochs_trained"] == 6 and info["best_epoch"] == 4 and info["best_valid"] == pytest.approx(0.25)
+    rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    assert [r["best_valid"] for r in rows[:3]] == ["", "", ""] and float(rows[3]["best_valid"]) == 0.25
+    # a warm-up as long as the run is cut to epochs - 1: the last epoch is the model
+    info = fit(WarmupTask(10), None, cfg(epochs=3, patience=1), tmp_path / "b", tmp_path / "b/state", CPU)
+    assert info["epochs_trained"] == 3 and info["best_epoch"] == 3
+
+
+def test_a_run_resumed_inside_the_warm_up_gets_its_phase_from_the_epoch(tmp_path):
+    fit(WarmupTask(3), None, cfg(epochs=6), tmp_path / "ref", tmp_path / "ref/state", CPU)
+    with pytest.raises(Interrupt):
+        fit(WarmupTask(3, interrupt_at=3), None, cfg(epochs=6), tmp_path / "run", tmp_path / "run/state", CPU)
+    task = WarmupTask(3)
+    info = fit(task, None, cfg(epochs=6), tmp_path / "run", tmp_path / "run/state", CPU)
+    assert task.started == [3, 4, 5, 6] and info["best_epoch"] == 4 and info["best_valid"] == pytest.approx(0.25)
+    ref, resumed = weights(tmp_path / "ref/model.pt"), weights(tmp_path / "run/model.pt")
+    assert all(torch.equal(ref[k], resumed[k]) for k in ref)

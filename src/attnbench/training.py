@@ -1,8 +1,8 @@
 """The one training loop every task shares.
 
 Device choice, torch threads, seeds, AMP on CUDA, a checkpoint after every epoch with resume after a
-kill, early stopping on the validation metric, a progress bar, a per-epoch CSV log, and a clean stop
-when the loss stops being finite. Same config + seed on CPU => byte-identical weights and metrics,
+kill, early stopping on the validation metric (after the warm-up epochs a task may ask for), a
+progress bar, a per-epoch CSV log, and a clean stop when the loss stops being finite. Same config + seed on CPU => byte-identical weights and metrics,
 whether or not the run was interrupted and resumed.
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
     use_amp = device.type == "cuda"
 
     rows: list[dict] = []
-    start_epoch, best, best_state, bad_epochs, elapsed = 1, -math.inf, None, 0, 0.0
+    start_epoch, best, best_state, best_epoch, bad_epochs, elapsed = 1, -math.inf, None, 0, 0, 0.0
     state = _resume(state_path, cfg_hash, cfg)
     if state is not None:
         try:
@@ -146,13 +146,23 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         torch.set_rng_state(state["rng"])
         rows, best, best_state = state["rows"], state["best"], state["best_model"]
         bad_epochs, elapsed, start_epoch = state["bad_epochs"], state["elapsed"], state["epoch"] + 1
+        # checkpoints written before best_epoch was stored: the first epoch with the best metric
+        best_epoch = state.get("best_epoch") or next((r["epoch"] for r in rows if r["valid_metric"] == round(best, 6)), 0)
         log.info("resuming %s from epoch %d (best %s so far %.4f)", cfg_hash, state["epoch"], task.valid_metric, best)
 
+    # warm-up epochs (a task's own schedule, e.g. ships' deep-first task partitioning): logged, but
+    # never the best checkpoint and not counted against the patience; at least the last epoch counts
+    asked = int(task.warmup_epochs(cfg))
+    warmup = max(0, min(asked, epochs - 1))
+    if warmup < asked:
+        log.warning("%s: %d warm-up epoch(s) asked for, %d epoch(s) in all: warm-up shortened to %d",
+                    cfg["run"], asked, epochs, warmup)
     show = sys.stderr.isatty() if progress is None else progress
     done = state is not None and (state["epoch"] >= epochs or state["bad_epochs"] >= train_cfg["patience"])
     for epoch in range(start_epoch, epochs + 1):
         if done:
             break
+        task.start_epoch(model, cfg, epoch)
         model.train()
         t0, step = time.perf_counter(), 0
         # The loss sum, the example count and the first step whose loss was not finite stay on the device and
@@ -187,28 +197,30 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         metric = float(task.validate(model, data, cfg, device))
         seconds = time.perf_counter() - t0
         elapsed += seconds
-        if metric > best:
-            best, bad_epochs = metric, 0
+        if epoch <= warmup:
+            pass
+        elif metric > best:
+            best, best_epoch, bad_epochs = metric, epoch, 0
             best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
         rows.append({
             "epoch": epoch, "train_loss": round(total / max(count, 1), 6), "valid_metric": round(metric, 6),
-            "best_valid": round(best, 6), "seconds": round(seconds, 3),
+            "best_valid": round(best, 6) if math.isfinite(best) else None, "seconds": round(seconds, 3),
             "examples_per_s": round(count / max(seconds, 1e-9), 1), "lr": train_cfg["lr"],
         })
-        log.info("%s seed %d epoch %d/%d: train loss %.4f, valid %s %.4f (best %.4f), %.1fs",
-                 cfg["run"], seed, epoch, epochs, rows[-1]["train_loss"], task.valid_metric, metric, best, seconds)
+        log.info("%s seed %d epoch %d/%d%s: train loss %.4f, valid %s %.4f (best %.4f), %.1fs",
+                 cfg["run"], seed, epoch, epochs, " (warm-up)" if epoch <= warmup else "", rows[-1]["train_loss"],
+                 task.valid_metric, metric, best, seconds)
         aio.torch_save({
             "config_hash": cfg_hash, "config": cfg, "epoch": epoch, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "rows": rows, "best": best,
-            "best_model": best_state, "bad_epochs": bad_epochs, "elapsed": elapsed,
+            "best_model": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "elapsed": elapsed,
         }, state_path)
         if bad_epochs >= train_cfg["patience"]:
             log.info("early stop after epoch %d: no %s improvement for %d epochs", epoch, task.valid_metric, bad_epochs)
             break
 
-    best_epoch = max(rows, key=lambda r: r["valid_metric"])["epoch"] if rows else 0
     model.load_state_dict(best_state)
     return save_trained(model, cfg, run_dir, rows, device=device, best_epoch=best_epoch, best_valid=best,
                         train_seconds=elapsed)

@@ -133,6 +133,7 @@ class TaskPartition(nn.Module):
     def __init__(self, deep: DeepFCN, shallow: ShallowFCN, threshold: float, dilation: int) -> None:
         super().__init__()
         self.deep, self.shallow = deep, shallow
+        self.train_shallow = True   # False during a deep-first warm-up (set per epoch by the ships task)
         self.gate = attention.build("task_partition", 1, 1, 1, threshold=threshold, dilation=dilation)
 
     def forward(self, x: Tensor) -> tuple[dict, dict]:

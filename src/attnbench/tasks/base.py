@@ -51,6 +51,16 @@ class Task:
         """Training batches for one epoch, in an order drawn from `generator` only."""
         raise NotImplementedError
 
+    def warmup_epochs(self, cfg: dict) -> int:
+        """Epochs at the start of a run whose validation score is logged but neither picks the best
+        checkpoint nor counts against the patience (a schedule that trains part of the model first).
+        The shared loop caps it at epochs - 1."""
+        return 0
+
+    def start_epoch(self, model: nn.Module, cfg: dict, epoch: int) -> None:
+        """Called by the shared loop before each training epoch (1-based), also after a resume: the
+        place to switch a schedule's phase. Phase state must follow from `epoch` alone."""
+
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
         """Mean loss of a batch and the number of examples (or tokens) it covers."""
         raise NotImplementedError

@@ -31,7 +31,10 @@ METRICS = ("bowstern_iou", "bowstern_iou_inshore", "bowstern_iou_offshore", "bow
 
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    return collect_runs(params, task, table, {column: 3 for column in METRICS})
+    runs = collect_runs(params, task, table, {column: 3 for column in METRICS})
+    for r in runs:   # the task-partitioning recipe, for the claim's text
+        r["deep_first"] = int((params["tasks"][task]["runs"][r["run"]].get("options") or {}).get("deep_first_epochs", 0))
+    return runs
 
 
 def _leaderboard(runs: list[dict], best: dict | None) -> dict:
@@ -84,7 +87,11 @@ def claim_c11(runs: list[dict]) -> list[dict]:
         return [_claim("not measurable", "needs a task-partitioning run, a shallow run and a deep run without "
                                          "attention, all with results")]
     t, s, d = (r["mean"]["bowstern_iou"] for r in (tp, shallow, deep))
-    evidence = (f"bow/stern IoU: {tp['run']} {t:.3f} vs {shallow['run']} {s:.3f} and {deep['run']} {d:.3f}")
+    k = int(tp.get("deep_first") or 0)
+    recipe = (f"deep net trained alone for its first {k} epoch{'s' if k != 1 else ''}, then both" if k else
+              "both nets trained together from the first step")
+    evidence = (f"bow/stern IoU: {tp['run']} ({recipe}) {t:.3f} vs {shallow['run']} {s:.3f} and {deep['run']} {d:.3f} "
+                f"(gaps {t - s:+.3f} and {t - d:+.3f})")
     ins = [r["mean"]["bowstern_iou_inshore"] for r in (tp, shallow, deep)]
     if all(finite(v) for v in ins):
         evidence += f"; inshore ships only: {ins[0]:.3f} vs {ins[1]:.3f} and {ins[2]:.3f}"
@@ -102,9 +109,11 @@ def claim_c11(runs: list[dict]) -> list[dict]:
         verdict = "supported"
     elif any(beats):
         verdict = "partly supported"
-        evidence += f"; beats only the {'shallow' if beats[0] else 'deep'} net"
+        evidence += (f"; task partitioning beats only the {'shallow' if beats[0] else 'deep'} net, not the "
+                     f"{'deep' if beats[0] else 'shallow'} one")
     else:
         verdict = "not supported"
+        evidence += "; task partitioning beats neither net alone"
     return [_claim(verdict, evidence)]
 
 

@@ -18,6 +18,23 @@ Runs (params.yaml tasks.ships.runs):
   shared loop apply unchanged, and the deep run stays an independent baseline. The cost is training a
   second deep net (the grid's budget counts it).
 
+  Deep first (run option `deep_first_epochs: K`, default 0 = both nets from the first step): the
+  paper's order, in which the coarse map must be meaningful before it gates anything. For the first K
+  epochs only the deep net's four-class loss is trained; the shallow net is not even run, so its
+  weights, BatchNorm statistics and Adam state stay untouched; from epoch K+1 both losses, as above.
+  Without it the early gate is noise (an untrained deep net's dilated region) and the shallow net's
+  first updates are spent on random regions. The phase follows from the epoch number alone
+  (`Task.start_epoch`), so a resumed run lands in the right phase. The warm-up epochs are the task's
+  `warmup_epochs`: the shared loop logs their validation score (the gated map of a shallow net that has
+  not trained yet) but neither takes their checkpoint as the best nor counts them against the patience,
+  so early stopping cannot end a run inside the warm-up nor return a model with an untrained shallow
+  net; the loop caps K at epochs - 1 (at smoke scale the warm-up shrinks rather than eating the run).
+  After the warm-up the deep net keeps training at the same learning rate, neither frozen nor slowed:
+  its loss does not depend on the shallow net (the gate is detached), so further training only
+  sharpens the gate, and it keeps the deep half's budget equal to the `deep` run's. Measured (README,
+  ships): at the default 10 epochs the warm-up only takes epochs from the shallow half and loses; at 20
+  epochs it beats joint training on two seeds but ties the shallow net, so params.yaml keeps K=0.
+
 Metrics: per-class IoU and mIoU from scikit-learn's confusion matrix; bow/stern IoU (plus precision
 and recall); bow/stern IoU on inshore ships only (pixels within `eval.ship_margin` px of an inshore
 ship; offshore likewise), from the generator's per-pixel ship kinds (not available for real data).
@@ -126,6 +143,9 @@ class Ships(Task):
             if mech not in allowed:
                 raise ParamsError(f"{origin}: tasks.ships.runs.{run}.attention: value {mech!r} is not allowed for model "
                                   f"{model!r}; expected one of: {', '.join(allowed)}")
+            if model != "partition" and "deep_first_epochs" in spec.get("options", {}):
+                raise ParamsError(f"{origin}: tasks.ships.runs.{run}.options.deep_first_epochs: not allowed for model "
+                                  f"{model!r}; expected only on a task-partitioning run (model 'partition')")
 
     def prepare(self, params: dict, out_dir: Path) -> dict:
         section = params["tasks"]["ships"]
@@ -197,6 +217,13 @@ class Ships(Task):
                                  threshold=a["threshold"], dilation=a["dilation"])
         raise ValueError(f"unknown ships model {kind!r}")
 
+    def warmup_epochs(self, cfg: dict) -> int:
+        return int(cfg["attention_options"].get("deep_first_epochs", 0)) if cfg["model"] == "partition" else 0
+
+    def start_epoch(self, model: nn.Module, cfg: dict, epoch: int) -> None:
+        if isinstance(model, TaskPartition):
+            model.train_shallow = epoch > self.warmup_epochs(cfg)
+
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
         size = cfg["train"]["batch_size"]
         n = len(data.masks["train"])
@@ -217,6 +244,9 @@ class Ships(Task):
         if isinstance(model, ShallowFCN):
             logit, _ = model(x)
             return F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=pos_weight), int(x.shape[0])
+        if isinstance(model, TaskPartition) and not model.train_shallow:   # deep-first warm-up
+            logits, _ = model.deep(x)
+            return F.cross_entropy(logits.float(), y, weight=class_weights), int(x.shape[0])
         if isinstance(model, TaskPartition):
             out, _ = model(x)
             coarse = F.cross_entropy(out["logits"].float(), y, weight=class_weights)
