@@ -29,8 +29,9 @@ from . import reader, scenes
 
 SPLITS = ("train", "valid", "test")
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-LOSS_OPTIONS = {"none": (), "hard_reinforce": ("reinforce", "entropy", "baseline_decay")}
-SOFT_LOSS_OPTIONS = ("doubly_stochastic",)
+MODEL_RUN_OPTIONS = ("init_state",)     # run options given to the Captioner, not to the attention mechanism
+LOSS_OPTIONS = {"none": (), "hard_reinforce": ("reinforce", "entropy", "baseline_decay", "semi_sampling") + MODEL_RUN_OPTIONS}
+SOFT_LOSS_OPTIONS = ("doubly_stochastic",) + MODEL_RUN_OPTIONS
 BLEU_ORDERS = (1, 2, 3, 4)
 
 
@@ -136,8 +137,12 @@ class Captioning(Task):
                                       "(additive, general, dot, scaled_dot, hard_reinforce, ...)")
         models = section["models"]
         for name, m in models.items():
-            if m["image_size"] // 2 ** len(m["channels"]) < 2:
-                raise ParamsError(f"{where}.models.{name}.channels: {len(m['channels'])} stages are too many for image_size "
+            pools = m.get("pools", len(m["channels"]))
+            if pools > len(m["channels"]):
+                raise ParamsError(f"{where}.models.{name}.pools: value {pools} exceeds the {len(m['channels'])} stages of "
+                                  "channels; expected at most one pooling per stage")
+            if m["image_size"] // 2 ** pools < 2:
+                raise ParamsError(f"{where}.models.{name}.channels: {pools} pooling stages are too many for image_size "
                                   f"{m['image_size']}; expected image_size / 2^stages >= 2 (an attention grid of at least 2x2)")
         data = section["data"]
         if data["source"] == "folder":
@@ -232,7 +237,8 @@ class Captioning(Task):
     # ---- model and training -----------------------------------------------------------
     def build_model(self, cfg: dict, data: Data) -> nn.Module:
         own, loss_options = split_options(cfg["attention"], cfg["attention_options"])
-        model = Captioner(len(data.itos), attention=cfg["attention"], attention_options=own, **cfg["model_options"])
+        extra = {k: loss_options[k] for k in ("semi_sampling",) + MODEL_RUN_OPTIONS if k in loss_options}
+        model = Captioner(len(data.itos), attention=cfg["attention"], attention_options=own, **cfg["model_options"], **extra)
         model.loss_options = loss_options     # read by `loss`: regulariser and REINFORCE weights of the run
         return model
 
