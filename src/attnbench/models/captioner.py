@@ -1,7 +1,8 @@
 """CNN encoder + LSTM decoder captioners: Show and Tell (no attention) and Show, Attend and Tell (soft or hard).
 
-Encoder: a small CNN (3x3 conv + ReLU + 2x2 max-pool per stage) whose last feature map, with two
-coordinate channels appended (x and y in [-1, 1]), gives L = grid x grid annotation vectors a_i.
+Encoder: a small CNN (3x3 conv + ReLU per stage, a 2x2 max-pool after each of the first `pools` stages, all by
+default) whose last feature map, with two coordinate channels appended (x and y in [-1, 1]), gives
+L = grid x grid annotation vectors a_i (grid = image_size / 2^pools; pools = stages - 1 doubles the grid).
 
 Decoder (one LSTM cell), at step t with the previous word y_{t-1} and state h_{t-1}:
   none (Show and Tell, Vinyals et al. 2015): the image vector (a linear map of the flattened feature
@@ -13,7 +14,7 @@ Decoder (one LSTM cell), at step t with the previous word y_{t-1} and state h_{t
         expected context sum_i alpha_ti a_i (trained by backpropagation) for all its steps (Xu et al. 2015 §4.1:
         "with probability 0.5 for a given image, we set the sampled attention location to its expected value").
 The initial state of the attention models is a linear map of the mean annotation vector (as in the
-paper). Output (deep output layer): p(y_t) = softmax(W_o tanh(W [h_t; z_t; E y_{t-1}])).
+paper), or zeros with init_state="zeros" (the image then reaches the decoder only through attention). Output (deep output layer): p(y_t) = softmax(W_o tanh(W [h_t; z_t; E y_{t-1}])).
 """
 from __future__ import annotations
 

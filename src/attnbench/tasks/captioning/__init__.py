@@ -3,12 +3,17 @@
 Data: synthetic 64x64 scenes (scenes.py) of one to three objects with reference captions from a
 grammar and every object's mask, or a real folder of images with a captions JSON (reader.py). Runs:
 a small CNN encoder and an LSTM decoder (models/captioner.py) with no attention (image vector as the
-initial state), soft attention (deterministic, with the doubly stochastic regulariser) or hard
-attention (a sampled location, REINFORCE with a moving-average baseline and an entropy bonus).
+initial state), soft attention (deterministic; run option `doubly_stochastic`: the weight λ of Xu et
+al.'s regulariser, 0 by default because on these scenes it keeps the attention off the objects) or hard
+attention (a sampled location, REINFORCE with a moving-average baseline and an entropy bonus; run
+option `semi_sampling`: the share of captions that sample, the others use the expected context).
+Run option `init_state: zeros` (attention runs) starts the decoder from a zero state instead of the
+mean annotation vector, so the image reaches it only through attention.
 Decoding: greedy (validation) and beam search (test; beam size in params). Metrics: sacreBLEU
 BLEU-1..4 against all references (signature kept), and attention localisation: the share of
 generated shape words whose attention peak (the most-attended grid cell at the step that emitted the
-word) overlaps the mask of the object the word names.
+word: alpha_t is computed from h_{t-1} and gives the context from which word t is predicted) overlaps
+the mask of the object the word names (a cell overlaps when any of its pixels is in the mask).
 """
 from __future__ import annotations
 
