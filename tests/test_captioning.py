@@ -194,14 +194,19 @@ def test_doubly_stochastic_regulariser_adds_to_the_loss(tiny):
 
 def test_hard_attention_reinforce_trains_the_location_scores_and_moves_the_baseline(tiny):
     params, data = tiny
-    model, loss, _ = _batch_loss(params, data, "hard-attend")
+    model, loss, _ = _batch_loss(params, data, "hard-attend", semi_sampling=1.0)
     assert bool(model.baseline_set) and model.baseline.item() < 0       # mean log-likelihood of the first batch
     loss.backward()
     assert model.attn.w_q.weight.grad is not None and model.attn.w_q.weight.grad.abs().sum() > 0
-    # without the REINFORCE and entropy terms the location scores get no gradient (the sample is discrete)
-    model2, loss2, _ = _batch_loss(params, data, "hard-attend", reinforce=0.0, entropy=0.0)
+    # without the REINFORCE and entropy terms the location scores get no gradient (the sample is discrete)...
+    model2, loss2, _ = _batch_loss(params, data, "hard-attend", reinforce=0.0, entropy=0.0, semi_sampling=1.0)
     loss2.backward()
     assert model2.attn.w_q.weight.grad is None or model2.attn.w_q.weight.grad.abs().sum() == 0
+    # ...unless some captions use the expected context (the default semi_sampling 0.5): those backpropagate
+    model3, loss3, _ = _batch_loss(params, data, "hard-attend", reinforce=0.0, entropy=0.0)
+    assert model3.semi_sampling == 0.5
+    loss3.backward()
+    assert model3.attn.w_q.weight.grad is not None and model3.attn.w_q.weight.grad.abs().sum() > 0
 
 
 # ---- metrics --------------------------------------------------------------------------------------
@@ -229,6 +234,12 @@ def test_localisation_hits_when_the_peak_is_on_the_named_object(tiny):
     miss = localisation([caption], [off], _only(data, i), grid)["summary"]
     assert hit["localisation"] == 1.0 and miss["localisation"] == 0.0 and hit["shape_words_scored"] == 1
     assert 0 < hit["localisation_chance"] < 0.5
+    # the step rule: the peak on the object one step early (at the colour word) is a miss for the shape word
+    early = np.full((4, grid * grid), 1e-3)
+    early[1, (o["cy"] // 8) * grid + o["cx"] // 8] = 1.0
+    early[2, corner] = 1.0
+    shifted = localisation([caption], [early], _only(data, i), grid)["summary"]
+    assert shifted["localisation"] == 0.0 and shifted["localisation_colour_word"] == 1.0
 
 
 def _only(data: Data, i: int) -> Data:
