@@ -257,6 +257,9 @@ def _only(data: Data, i: int) -> Data:
     (lambda s: s["eval"].__setitem__("beam_size", 0), ["tasks.captioning.eval.beam_size", ">= 1"]),
     (lambda s: s["models"]["cnn_lstm"].__setitem__("channels", [4, 4, 4, 4, 4, 4]), ["models.cnn_lstm.channels", "too many"]),
     (lambda s: s["data"].__setitem__("source", "folder"), ["tasks.captioning.data", "folder"]),
+    (lambda s: s["models"]["cnn_lstm"].__setitem__("pools", 4), ["models.cnn_lstm.pools", "exceeds the 3 stages"]),
+    (lambda s: s["runs"]["soft-attend"]["options"].__setitem__("semi_sampling", 0.5), ["runs.soft-attend.options", "semi_sampling"]),
+    (lambda s: s["runs"]["hard-attend"]["options"].__setitem__("semi_sampling", 1.5), ["hard-attend.options.semi_sampling"]),
 ])
 def test_bad_params_name_the_key(edit, expected):
     params = load_params()
