@@ -194,14 +194,19 @@ def test_doubly_stochastic_regulariser_adds_to_the_loss(tiny):
 
 def test_hard_attention_reinforce_trains_the_location_scores_and_moves_the_baseline(tiny):
     params, data = tiny
-    model, loss, _ = _batch_loss(params, data, "hard-attend")
+    model, loss, _ = _batch_loss(params, data, "hard-attend", semi_sampling=1.0)
     assert bool(model.baseline_set) and model.baseline.item() < 0       # mean log-likelihood of the first batch
     loss.backward()
     assert model.attn.w_q.weight.grad is not None and model.attn.w_q.weight.grad.abs().sum() > 0
-    # without the REINFORCE and entropy terms the location scores get no gradient (the sample is discrete)
-    model2, loss2, _ = _batch_loss(params, data, "hard-attend", reinforce=0.0, entropy=0.0)
+    # without the REINFORCE and entropy terms the location scores get no gradient (the sample is discrete)...
+    model2, loss2, _ = _batch_loss(params, data, "hard-attend", reinforce=0.0, entropy=0.0, semi_sampling=1.0)
     loss2.backward()
     assert model2.attn.w_q.weight.grad is None or model2.attn.w_q.weight.grad.abs().sum() == 0
+    # ...unless some captions use the expected context (the default semi_sampling 0.5): those backpropagate
+    model3, loss3, _ = _batch_loss(params, data, "hard-attend", reinforce=0.0, entropy=0.0)
+    assert model3.semi_sampling == 0.5
+    loss3.backward()
+    assert model3.attn.w_q.weight.grad is not None and model3.attn.w_q.weight.grad.abs().sum() > 0
 
 
 # ---- metrics --------------------------------------------------------------------------------------
@@ -229,6 +234,12 @@ def test_localisation_hits_when_the_peak_is_on_the_named_object(tiny):
     miss = localisation([caption], [off], _only(data, i), grid)["summary"]
     assert hit["localisation"] == 1.0 and miss["localisation"] == 0.0 and hit["shape_words_scored"] == 1
     assert 0 < hit["localisation_chance"] < 0.5
+    # the step rule: the peak on the object one step early (at the colour word) is a miss for the shape word
+    early = np.full((4, grid * grid), 1e-3)
+    early[1, (o["cy"] // 8) * grid + o["cx"] // 8] = 1.0
+    early[2, corner] = 1.0
+    shifted = localisation([caption], [early], _only(data, i), grid)["summary"]
+    assert shifted["localisation"] == 0.0 and shifted["localisation_colour_word"] == 1.0
 
 
 def _only(data: Data, i: int) -> Data:
@@ -246,6 +257,9 @@ def _only(data: Data, i: int) -> Data:
     (lambda s: s["eval"].__setitem__("beam_size", 0), ["tasks.captioning.eval.beam_size", ">= 1"]),
     (lambda s: s["models"]["cnn_lstm"].__setitem__("channels", [4, 4, 4, 4, 4, 4]), ["models.cnn_lstm.channels", "too many"]),
     (lambda s: s["data"].__setitem__("source", "folder"), ["tasks.captioning.data", "folder"]),
+    (lambda s: s["models"]["cnn_lstm"].__setitem__("pools", 4), ["models.cnn_lstm.pools", "exceeds the 3 stages"]),
+    (lambda s: s["runs"]["soft-attend"]["options"].__setitem__("semi_sampling", 0.5), ["runs.soft-attend.options", "semi_sampling"]),
+    (lambda s: s["runs"]["hard-attend"]["options"].__setitem__("semi_sampling", 1.5), ["hard-attend.options.semi_sampling"]),
 ])
 def test_bad_params_name_the_key(edit, expected):
     params = load_params()
@@ -282,3 +296,60 @@ def test_cli_prepare_train_evaluate(tmp_path):
     assert len(samples) == 12 and len(samples[0]["references"]) == 4
     none = json.loads((tmp_path / "data/results/captioning/show-tell/seed0/metrics.json").read_text())
     assert none["localisation"] is None
+
+
+# ---- encoder grid, initial state, hard attention's expected-context captions (issue 6) ---------------
+def test_pools_sets_the_attention_grid_and_the_cells_follow_the_image():
+    torch.manual_seed(0)
+    coarse = Captioner(12, attention="additive", channels=[8, 8, 8], image_size=64, emb_dim=8, hidden=16)
+    fine = Captioner(12, attention="additive", channels=[8, 8, 8], image_size=64, pools=2, emb_dim=8, hidden=16)
+    assert coarse.grid == 8 and fine.grid == 16
+    images = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    images[0, 40:48, 8:16] = 255                          # a bright patch in grid row 10-11, column 2-3 of the 16x16 grid
+    feats = fine.encoder(images)
+    assert feats.shape == (1, 256, fine.encoder.dim)
+    plain = fine.encoder(torch.zeros_like(images))
+    changed = (feats - plain).abs().sum(-1).reshape(16, 16)
+    assert changed[10, 2] > 0 and changed[0, 15] == 0     # row-major (y, x) cells: far cells do not see the patch
+    with pytest.raises(ValueError, match="pools"):
+        Captioner(12, attention="additive", channels=[8, 8], image_size=64, pools=3)
+
+
+def test_zero_initial_state_hides_the_image_from_the_initial_state_only():
+    torch.manual_seed(0)
+    model = Captioner(12, attention="additive", attention_options={"attn_dim": 8}, channels=[8, 8], image_size=32,
+                      emb_dim=8, hidden=16, dropout=0.0, init_state="zeros").eval()
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, size=(2, 32, 32, 3), dtype=np.uint8))
+    _, (h, c) = model.encode(images)
+    assert h.abs().sum() == 0 and c.abs().sum() == 0
+    logits, *_ = model(images, torch.full((2, 3), 1), torch.arange(2))
+    assert not torch.allclose(logits[0], logits[1])        # the image still reaches the words through attention
+    with pytest.raises(ValueError, match="needs attention"):
+        Captioner(12, attention="none", init_state="zeros")
+
+
+def test_hard_attention_semi_sampling_uses_the_expected_context_for_unsampled_captions():
+    torch.manual_seed(0)
+    model = Captioner(12, attention="hard_reinforce", attention_options={"attn_dim": 8}, channels=[8, 8], image_size=32,
+                      emb_dim=8, hidden=16, dropout=0.0, semi_sampling=0.5).train()
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, size=(1, 32, 32, 3), dtype=np.uint8))
+    feats, state = model.encode(images)
+    token = torch.full((4,), 1)
+    feats, state = feats.expand(4, -1, -1), (state[0].expand(4, -1), state[1].expand(4, -1))
+    sampled = torch.tensor([True, False, True, False])
+    logits, _, alpha, logp, _ = model.step(token, state, feats, sampled)
+    assert (logp[~sampled] == 0).all() and (logp[sampled] < 0).all()
+    # unsampled rows: the expected context, identical (no sampling noise) and differentiable in the scores
+    assert torch.allclose(logits[1], logits[3])
+    logits[1].sum().backward()
+    assert model.attn.v.weight.grad.abs().sum() > 0
+    # in forward, about half of the captions sample (one draw per caption); with 1.0 all do, as before
+    N = 400
+    _, _, logps, _ = model(images, torch.full((N, 2), 1), torch.zeros(N, dtype=torch.long))
+    share = float((logps[:, 0] != 0).float().mean())
+    assert 0.4 < share < 0.6 and ((logps[:, 0] != 0) == (logps[:, 1] != 0)).all()
+    model.semi_sampling = 1.0
+    _, _, logps, _ = model(images, torch.full((N, 2), 1), torch.zeros(N, dtype=torch.long))
+    assert (logps != 0).all()
+    with pytest.raises(ValueError, match="semi_sampling"):
+        Captioner(12, attention="hard_reinforce", semi_sampling=1.5)

@@ -1,16 +1,20 @@
 """CNN encoder + LSTM decoder captioners: Show and Tell (no attention) and Show, Attend and Tell (soft or hard).
 
-Encoder: a small CNN (3x3 conv + ReLU + 2x2 max-pool per stage) whose last feature map, with two
-coordinate channels appended (x and y in [-1, 1]), gives L = grid x grid annotation vectors a_i.
+Encoder: a small CNN (3x3 conv + ReLU per stage, a 2x2 max-pool after each of the first `pools` stages, all by
+default) whose last feature map, with two coordinate channels appended (x and y in [-1, 1]), gives
+L = grid x grid annotation vectors a_i (grid = image_size / 2^pools; pools = stages - 1 doubles the grid).
 
 Decoder (one LSTM cell), at step t with the previous word y_{t-1} and state h_{t-1}:
   none (Show and Tell, Vinyals et al. 2015): the image vector (a linear map of the flattened feature
         map, like a CNN's fully connected layer) is the initial state; the input is E y_{t-1}.
   soft (Xu et al. 2015): alpha_t = softmax(score(h_{t-1}, a_i)), z_t = beta_t * sum_i alpha_ti a_i with
         the gating scalar beta_t = sigmoid(f_beta(h_{t-1})); the input is [E y_{t-1}; z_t].
-  hard: the location s_t ~ Categorical(alpha_t) in training (its argmax in eval), z_t = beta_t * a_{s_t}.
+  hard: the location s_t ~ Categorical(alpha_t) in training (its argmax in eval), z_t = beta_t * a_{s_t}; with
+        semi_sampling = p < 1, a caption samples its locations with probability p and otherwise uses the
+        expected context sum_i alpha_ti a_i (trained by backpropagation) for all its steps (Xu et al. 2015 §4.1:
+        "with probability 0.5 for a given image, we set the sampled attention location to its expected value").
 The initial state of the attention models is a linear map of the mean annotation vector (as in the
-paper). Output (deep output layer): p(y_t) = softmax(W_o tanh(W [h_t; z_t; E y_{t-1}])).
+paper), or zeros with init_state="zeros" (the image then reaches the decoder only through attention). Output (deep output layer): p(y_t) = softmax(W_o tanh(W [h_t; z_t; E y_{t-1}])).
 """
 from __future__ import annotations
 
@@ -24,17 +28,22 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 
 class Encoder(nn.Module):
-    def __init__(self, channels: list[int], image_size: int) -> None:
+    def __init__(self, channels: list[int], image_size: int, pools: int | None = None) -> None:
         super().__init__()
+        pools = len(channels) if pools is None else int(pools)
+        if not 0 <= pools <= len(channels):
+            raise ValueError(f"pools must be between 0 and the number of stages ({len(channels)}), got {pools}")
         layers: list[nn.Module] = []
         c_in = 3
-        for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        for k, c in enumerate(channels):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU()]
+            if k < pools:
+                layers.append(nn.MaxPool2d(2))
             c_in = c
         self.net = nn.Sequential(*layers)
-        self.grid = image_size // 2 ** len(channels)
+        self.grid = image_size // 2 ** pools
         if self.grid < 1:
-            raise ValueError(f"image size {image_size} is too small for {len(channels)} pooling stages")
+            raise ValueError(f"image size {image_size} is too small for {pools} pooling stages")
         self.dim = c_in + 2
         g = torch.linspace(-1.0, 1.0, self.grid)
         yy, xx = torch.meshgrid(g, g, indexing="ij")
@@ -50,10 +59,18 @@ class Encoder(nn.Module):
 
 class Captioner(nn.Module):
     def __init__(self, vocab_size: int, *, attention: str = "none", attention_options: dict | None = None,
-                 channels: list[int] = (16, 32, 48), image_size: int = 64, emb_dim: int = 48, hidden: int = 128,
-                 dropout: float = 0.1) -> None:
+                 channels: list[int] = (16, 32, 48), image_size: int = 64, pools: int | None = None, emb_dim: int = 48,
+                 hidden: int = 128, dropout: float = 0.1, semi_sampling: float = 1.0, init_state: str = "mean") -> None:
         super().__init__()
-        self.encoder = Encoder(list(channels), image_size)
+        if init_state not in ("mean", "zeros"):
+            raise ValueError(f"init_state must be 'mean' or 'zeros', got {init_state!r}")
+        if init_state == "zeros" and attention == "none":
+            raise ValueError("init_state 'zeros' needs attention: without it the decoder would never see the image")
+        self.init_state = init_state
+        if not 0.0 <= semi_sampling <= 1.0:
+            raise ValueError(f"semi_sampling must be a probability in [0, 1], got {semi_sampling}")
+        self.semi_sampling = float(semi_sampling)
+        self.encoder = Encoder(list(channels), image_size, pools)
         D, L = self.encoder.dim, self.encoder.grid ** 2
         self.kind = {"none": "none", "hard_reinforce": "hard"}.get(attention, "soft")
         self.hidden = hidden
@@ -85,6 +102,8 @@ class Captioner(nn.Module):
         feats = self.encoder(images)
         v = feats.flatten(1) if self.kind == "none" else feats.mean(1)
         h, c = torch.tanh(self.init(self.drop(v))).chunk(2, dim=-1)
+        if self.init_state == "zeros":
+            h, c = torch.zeros_like(h), torch.zeros_like(c)
         if isinstance(self.attn, AdditiveAttention):
             # W_k a_i does not change over the steps: project once per image, not once per step and caption
             feats = torch.cat([feats, self.attn.w_k(feats)], dim=-1)
@@ -97,8 +116,10 @@ class Captioner(nn.Module):
         scores = self.attn.v(torch.tanh(self.attn.w_q(h).unsqueeze(1) + keys)).squeeze(-1)
         return values, scores
 
-    def step(self, token: Tensor, state: tuple[Tensor, Tensor], feats: Tensor):
-        """One decoding step -> (logits [B, V], state, alpha [B, L] | None, log p(location) [B] | None, entropy | None)."""
+    def step(self, token: Tensor, state: tuple[Tensor, Tensor], feats: Tensor, sampled: Tensor | None = None):
+        """One decoding step -> (logits [B, V], state, alpha [B, L] | None, log p(location) [B] | None, entropy | None).
+        Hard attention with `sampled` (bool [B]): the rows where it is False take the expected context instead of
+        the sampled location, and their log p(location) is 0 (no REINFORCE term)."""
         h, c = state
         e = self.embed(token)
         alpha = logp = ent = None
@@ -109,6 +130,10 @@ class Captioner(nn.Module):
                 values, scores = self._additive(h, feats)
                 if self.kind == "hard":
                     ctx, alpha, logp, ent = self.attn.choose(scores, values)
+                    if sampled is not None:
+                        expected = torch.bmm(alpha.unsqueeze(1), values).squeeze(1)
+                        ctx = torch.where(sampled.unsqueeze(-1), ctx, expected)
+                        logp = logp * sampled.to(logp.dtype)
                 else:
                     alpha = torch.softmax(scores, dim=-1)
                     ctx = torch.bmm(alpha.unsqueeze(1), values).squeeze(1)
@@ -131,6 +156,9 @@ class Captioner(nn.Module):
         feats, h, c = feats[image_index], h[image_index], c[image_index]
         N, T = inputs.shape
         active = [N] * T if lengths is None else [int((lengths > t).sum()) for t in range(T)]
+        sampled = None
+        if self.kind == "hard" and self.training and self.semi_sampling < 1.0:
+            sampled = torch.rand(N, device=inputs.device) < self.semi_sampling     # one draw per caption
         logits, alphas, logps, ents = [], [], [], []
 
         def pad(x: Tensor | None, n: int) -> Tensor | None:
@@ -138,7 +166,8 @@ class Captioner(nn.Module):
 
         for t in range(T):
             n = active[t]
-            lg, (h_n, c_n), a, lp, en = self.step(inputs[:n, t], (h[:n], c[:n]), feats[:n])
+            lg, (h_n, c_n), a, lp, en = self.step(inputs[:n, t], (h[:n], c[:n]), feats[:n],
+                                                  None if sampled is None else sampled[:n])
             h, c = h_n, c_n
             logits.append(lg if n == N else pad(lg, n))
             alphas.append(a if n == N else pad(a, n))

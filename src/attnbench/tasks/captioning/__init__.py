@@ -3,12 +3,17 @@
 Data: synthetic 64x64 scenes (scenes.py) of one to three objects with reference captions from a
 grammar and every object's mask, or a real folder of images with a captions JSON (reader.py). Runs:
 a small CNN encoder and an LSTM decoder (models/captioner.py) with no attention (image vector as the
-initial state), soft attention (deterministic, with the doubly stochastic regulariser) or hard
-attention (a sampled location, REINFORCE with a moving-average baseline and an entropy bonus).
+initial state), soft attention (deterministic; run option `doubly_stochastic`: the weight λ of Xu et
+al.'s regulariser, 0 by default because on these scenes it keeps the attention off the objects) or hard
+attention (a sampled location, REINFORCE with a moving-average baseline and an entropy bonus; run
+option `semi_sampling`: the share of captions that sample, the others use the expected context).
+Run option `init_state: zeros` (attention runs) starts the decoder from a zero state instead of the
+mean annotation vector, so the image reaches it only through attention.
 Decoding: greedy (validation) and beam search (test; beam size in params). Metrics: sacreBLEU
 BLEU-1..4 against all references (signature kept), and attention localisation: the share of
 generated shape words whose attention peak (the most-attended grid cell at the step that emitted the
-word) overlaps the mask of the object the word names.
+word: alpha_t is computed from h_{t-1} and gives the context from which word t is predicted) overlaps
+the mask of the object the word names (a cell overlaps when any of its pixels is in the mask).
 """
 from __future__ import annotations
 
@@ -29,8 +34,9 @@ from . import reader, scenes
 
 SPLITS = ("train", "valid", "test")
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-LOSS_OPTIONS = {"none": (), "hard_reinforce": ("reinforce", "entropy", "baseline_decay")}
-SOFT_LOSS_OPTIONS = ("doubly_stochastic",)
+MODEL_RUN_OPTIONS = ("init_state",)     # run options given to the Captioner, not to the attention mechanism
+LOSS_OPTIONS = {"none": (), "hard_reinforce": ("reinforce", "entropy", "baseline_decay", "semi_sampling") + MODEL_RUN_OPTIONS}
+SOFT_LOSS_OPTIONS = ("doubly_stochastic",) + MODEL_RUN_OPTIONS
 BLEU_ORDERS = (1, 2, 3, 4)
 
 
@@ -136,8 +142,12 @@ class Captioning(Task):
                                       "(additive, general, dot, scaled_dot, hard_reinforce, ...)")
         models = section["models"]
         for name, m in models.items():
-            if m["image_size"] // 2 ** len(m["channels"]) < 2:
-                raise ParamsError(f"{where}.models.{name}.channels: {len(m['channels'])} stages are too many for image_size "
+            pools = m.get("pools", len(m["channels"]))
+            if pools > len(m["channels"]):
+                raise ParamsError(f"{where}.models.{name}.pools: value {pools} exceeds the {len(m['channels'])} stages of "
+                                  "channels; expected at most one pooling per stage")
+            if m["image_size"] // 2 ** pools < 2:
+                raise ParamsError(f"{where}.models.{name}.channels: {pools} pooling stages are too many for image_size "
                                   f"{m['image_size']}; expected image_size / 2^stages >= 2 (an attention grid of at least 2x2)")
         data = section["data"]
         if data["source"] == "folder":
@@ -232,7 +242,8 @@ class Captioning(Task):
     # ---- model and training -----------------------------------------------------------
     def build_model(self, cfg: dict, data: Data) -> nn.Module:
         own, loss_options = split_options(cfg["attention"], cfg["attention_options"])
-        model = Captioner(len(data.itos), attention=cfg["attention"], attention_options=own, **cfg["model_options"])
+        extra = {k: loss_options[k] for k in ("semi_sampling",) + MODEL_RUN_OPTIONS if k in loss_options}
+        model = Captioner(len(data.itos), attention=cfg["attention"], attention_options=own, **cfg["model_options"], **extra)
         model.loss_options = loss_options     # read by `loss`: regulariser and REINFORCE weights of the run
         return model
 
