@@ -282,16 +282,15 @@ class Captioning(Task):
             if model.training:
                 with torch.no_grad():
                     decay = float(options.get("baseline_decay", 0.9))
-                    if not bool(model.baseline_set):
-                        model.baseline.fill_(reward.mean())
-                        model.baseline_set.fill_(True)
-                    else:
-                        model.baseline.mul_(decay).add_((1 - decay) * reward.mean())
+                    # the first batch sets the baseline, later ones move it; chosen on the device, not read
+                    mean = reward.mean()
+                    model.baseline.copy_(torch.where(model.baseline_set, decay * model.baseline + (1 - decay) * mean, mean))
+                    model.baseline_set.fill_(True)
             advantage = reward - model.baseline
             policy = -(advantage * (logps.float() * mask).sum(1) / lengths).mean()
             entropy = ((ents.float() * mask).sum(1) / lengths).mean()
             loss = loss + float(options.get("reinforce", 1.0)) * policy - float(options.get("entropy", 0.01)) * entropy
-        return loss, int(mask.sum().item())
+        return loss, mask.sum()   # words in the batch, left on the device (the loop reads it once an epoch)
 
     # ---- evaluation -------------------------------------------------------------------
     def greedy_captions(self, model: Captioner, data: Data, split: str, device, max_len: int, batch_size: int = 128):
