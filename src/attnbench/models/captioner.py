@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .. import attention as attn_registry
 from ..attention.scores import AdditiveAttention
+from .seq2seq import stops_early
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -184,7 +185,7 @@ class Captioner(nn.Module):
         B = images.shape[0]
         token = torch.full((B,), BOS, dtype=torch.long, device=images.device)
         done = torch.zeros(B, dtype=torch.bool, device=images.device)
-        stop_early = images.device.type == "cpu"   # on a GPU, reading `done` every word would stall it
+        stop_early = stops_early(images.device)
         tokens, step_alphas = [], []
         for _ in range(max_len):
             logits, state, alpha, _, _ = self.step(token, state, feats)
