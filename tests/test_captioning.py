@@ -11,7 +11,7 @@ from PIL import Image
 from attnbench import tasks
 from attnbench.config import ParamsError, resolve_run, validate
 from attnbench.errors import DataError
-from attnbench.models.captioner import EOS, Captioner
+from attnbench.models.captioner import BOS, EOS, Captioner
 from attnbench.tasks.captioning import Data, bleu_scores, localisation, reader, scenes
 
 from .conftest import ROOT, load_params, run, write_params
@@ -131,8 +131,7 @@ def test_beam_one_equals_greedy(attention):
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 255, size=(6, 32, 32, 3), dtype=np.uint8))
     ids, alphas = model.greedy(images, max_len=9)
     lengths = set()
-    for i in range(len(images)):
-        beam_ids, beam_alpha, _ = model.beam_search(images[i], beam_size=1, max_len=9)
+    for i, (beam_ids, beam_alpha, _) in enumerate(model.beam_search(images, beam_size=1, max_len=9)):
         assert beam_ids == ids[i]
         lengths.add(len(beam_ids))
         if attention == "none":
@@ -143,11 +142,94 @@ def test_beam_one_equals_greedy(attention):
             assert torch.allclose(beam_alpha.sum(-1), torch.ones(len(beam_alpha)))
 
 
+def _one_image_beam_search(model: Captioner, image, beam_size: int, max_len: int):
+    """Beam search written the plain way, one image and one hypothesis at a time in Python: the reference
+    the batched search must reproduce (hypotheses that emit EOS leave the beam, which shrinks)."""
+    feats, (h, c) = model.encode(image.unsqueeze(0))
+    alive = [([], [], 0.0, h[0], c[0])]          # tokens, alphas, score, state
+    finished, k = [], beam_size
+    for _ in range(max_len):
+        cands = []
+        for tokens, alphas, score, hh, cc in alive:
+            token = torch.tensor([tokens[-1] if tokens else BOS])
+            logits, (h1, c1), alpha, _, _ = model.step(token, (hh[None], cc[None]), feats)
+            logp = logits.log_softmax(-1)[0]
+            for word in range(len(logp)):
+                cands.append((score + float(logp[word]), word, tokens, alphas + ([alpha[0]] if alpha is not None else []),
+                              h1[0], c1[0]))
+        cands.sort(key=lambda x: -x[0])
+        alive = []
+        for s, word, tokens, alphas, hh, cc in cands[:k]:
+            if word == EOS:
+                finished.append((s, tokens, alphas))
+            else:
+                alive.append((tokens + [word], alphas, s, hh, cc))
+        k -= sum(1 for cand in cands[:k] if cand[1] == EOS)
+        if k <= 0 or not alive:
+            break
+    else:
+        finished += [(s, tokens, alphas) for tokens, alphas, s, _, _ in alive]
+    s, tokens, alphas = max(finished, key=lambda f: f[0])
+    return tokens, (torch.stack(alphas) if alphas else None), s
+
+
+def _decisive_model(attention: str, seed: int) -> Captioner:
+    """An untrained captioner with its weights scaled up, so its words depend strongly on the image and the
+    previous word: captions of different images end at different steps (or run to max_len)."""
+    model = _model(attention, seed=seed)
+    with torch.no_grad():
+        for module in (model.out, model.deep, model.cell, model.encoder, model.embed):
+            for p in module.parameters():
+                p.mul_(4.0)
+        model.init.weight.mul_(30.0)
+    return model
+
+
+def _blocky_images(n: int) -> torch.Tensor:
+    """Images of 2x2 flat colour blocks: more different from each other, to a random CNN, than noise is."""
+    coarse = np.random.default_rng(4).integers(0, 255, size=(n, 2, 2, 3))
+    return torch.from_numpy(coarse.repeat(16, 1).repeat(16, 2).astype(np.uint8))
+
+
+@pytest.mark.parametrize("attention,beam,seed", [("none", 3, 3), ("additive", 3, 3), ("additive", 5, 3),
+                                                 ("hard_reinforce", 2, 0), ("hard_reinforce", 3, 4),
+                                                 ("general", 4, 0), ("general", 3, 5)])
+def test_batched_beam_search_equals_one_image_at_a_time(attention, beam, seed):
+    model = _decisive_model(attention, seed)
+    images = _blocky_images(10)
+    batched = model.beam_search(images, beam_size=beam, max_len=7)
+    lengths = set()
+    with torch.no_grad():
+        for image, (ids, alphas, score) in zip(images, batched):
+            ref_ids, ref_alphas, ref_score = _one_image_beam_search(model, image, beam, 7)
+            assert ids == ref_ids
+            assert score == pytest.approx(ref_score, abs=1e-4)
+            lengths.add(len(ids))
+            if attention == "none":
+                assert alphas is None and ref_alphas is None
+            else:
+                assert alphas.shape == ref_alphas.shape and torch.allclose(alphas, ref_alphas, atol=1e-5)
+    assert len(lengths) > 1             # the images' captions end at different steps
+
+
+def test_beam_search_without_eos_returns_the_best_running_hypothesis_at_max_len():
+    model = _model("additive", seed=2)
+    with torch.no_grad():
+        model.out.bias[EOS] = -1e4                    # no hypothesis ever finishes
+    images = torch.from_numpy(np.random.default_rng(5).integers(0, 255, size=(3, 32, 32, 3), dtype=np.uint8))
+    with torch.no_grad():
+        for image, (ids, alphas, score) in zip(images, model.beam_search(images, beam_size=3, max_len=6)):
+            ref_ids, ref_alphas, ref_score = _one_image_beam_search(model, image, 3, 6)
+            assert len(ids) == 6 and alphas.shape == (6, 64)
+            assert ids == ref_ids and score == pytest.approx(ref_score, abs=1e-4)
+            assert torch.allclose(alphas, ref_alphas, atol=1e-5)
+
+
 def test_beam_search_scores_a_wider_beam_at_least_as_high_on_average():
     model = _model("additive", seed=5)
     images = torch.from_numpy(np.random.default_rng(2).integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8))
-    one = [model.beam_search(img, 1, 9)[2] for img in images]
-    four = [model.beam_search(img, 4, 9)[2] for img in images]
+    one = [s for _, _, s in model.beam_search(images, 1, 9)]
+    four = [s for _, _, s in model.beam_search(images, 4, 9)]
     assert np.mean(four) >= np.mean(one) - 1e-6
     assert any(f > o + 1e-6 for f, o in zip(four, one))
 
@@ -157,7 +239,7 @@ def test_beam_search_stops_at_eos():
     with torch.no_grad():
         model.out.bias.fill_(-10.0)
         model.out.bias[EOS] = 10.0                    # EOS is (nearly) certain at every step
-    ids, _, score = model.beam_search(torch.zeros(32, 32, 3, dtype=torch.uint8), beam_size=3, max_len=9)
+    [(ids, _, score)] = model.beam_search(torch.zeros(1, 32, 32, 3, dtype=torch.uint8), beam_size=3, max_len=9)
     assert ids == [] and score > -1e-3
 
 

@@ -206,45 +206,82 @@ class Captioner(nn.Module):
         return out, [alphas[b, :min(ends[b] + 1, ids.size(1))] for b in range(B)]
 
     @torch.no_grad()
-    def beam_search(self, image: Tensor, beam_size: int, max_len: int) -> tuple[list[int], Tensor | None, float]:
-        """Beam search for one image [H, W, 3]: (token ids without EOS, alphas [T, L] of the steps that emitted
-        them and EOS, total log-probability). Hypotheses that emit EOS leave the beam, which then shrinks
-        (as in Xu et al.'s code); the best finished one wins, else the best unfinished after max_len."""
-        feats, (h, c) = self.encode(image.unsqueeze(0))
-        alive_tokens: list[list[int]] = [[]]
-        alive_alphas: list[list[Tensor]] = [[]]
-        scores = torch.zeros(1, device=image.device)
-        token = torch.full((1,), BOS, dtype=torch.long, device=image.device)
-        finished: list[tuple[float, list[int], list[Tensor]]] = []
-        k = beam_size
-        for _ in range(max_len):
-            n = len(alive_tokens)
-            logits, (h, c), alpha, _, _ = self.step(token, (h, c), feats.expand(n, -1, -1))
-            total = (scores[:, None] + logits.log_softmax(-1)).flatten()
-            top, idx = total.topk(k)
+    def beam_search(self, images: Tensor, beam_size: int, max_len: int) -> list[tuple[list[int], Tensor | None, float]]:
+        """Beam search for a batch of images [B, H, W, 3], all images and beams in one decoder step per word.
+
+        Per image: (token ids without EOS, alphas [T, L] of the steps that emitted them and the EOS, total
+        log-probability). A hypothesis that emits EOS leaves the beam, which then shrinks (as in Xu et al.'s
+        code); the best finished one wins (the earliest finished on a tie), else the best still running after
+        max_len. Each image owns K = beam_size rows of the decoder batch; a row whose score is -inf is empty."""
+        B, K, dev = images.shape[0], beam_size, images.device
+        feats, (h, c) = self.encode(images)
+        feats, h, c = (x.repeat_interleave(K, 0) for x in (feats, h, c))
+        L = feats.shape[1]
+        ninf = torch.tensor(float("-inf"), device=dev)
+        score = torch.full((B, K), float("-inf"), device=dev)
+        score[:, 0] = 0.0                                          # one live hypothesis per image to start
+        budget = torch.full((B, 1), K, dtype=torch.long, device=dev)   # beam width left: K minus finished ones
+        rank = torch.arange(K, device=dev)
+        base = (torch.arange(B, device=dev) * K).unsqueeze(1)
+        token = torch.full((B * K,), BOS, dtype=torch.long, device=dev)
+        tokens = torch.zeros((B, K, 0), dtype=torch.long, device=dev)      # the live hypotheses' words so far
+        alphas = torch.zeros((B, K, 0, L), device=dev)                     # and their attention maps
+        best = {"score": torch.full((B,), float("-inf"), device=dev),
+                "tokens": torch.zeros((B, max_len), dtype=torch.long, device=dev),
+                "length": torch.zeros(B, dtype=torch.long, device=dev),
+                "steps": torch.zeros(B, dtype=torch.long, device=dev),     # alphas kept (EOS step included)
+                "alphas": torch.zeros((B, max_len, L), device=dev)}
+
+        def keep_best(scores: Tensor, words: Tensor, maps: Tensor | None, steps: int) -> None:
+            """Make each image's best of `scores` [B, K] (first on ties) its answer where it beats the one held."""
+            j = scores.argmax(1)
+            s = scores.gather(1, j.unsqueeze(1)).squeeze(1)
+            better = s > best["score"]
+            best["score"] = torch.where(better, s, best["score"])
+            n = words.shape[-1]
+            best["length"] = torch.where(better, n, best["length"])
+            best["steps"] = torch.where(better, steps, best["steps"])
+            picked = words[torch.arange(B, device=dev), j]
+            best["tokens"][:, :n] = torch.where(better.unsqueeze(1), picked, best["tokens"][:, :n])
+            if maps is not None:
+                picked = maps[torch.arange(B, device=dev), j]
+                best["alphas"][:, :steps] = torch.where(better[:, None, None], picked, best["alphas"][:, :steps])
+
+        attends, stop_early = self.kind != "none", stops_early(dev)
+        for t in range(max_len):
+            logits, (h, c), alpha, _, _ = self.step(token, (h, c), feats)
             V = logits.shape[-1]
-            keep_rows, new_tokens, new_alphas, new_scores, next_tokens = [], [], [], [], []
-            for s, i in zip(top.tolist(), idx.tolist()):
-                row, word = divmod(i, V)
-                a = alive_alphas[row] + ([alpha[row]] if alpha is not None else [])
-                if word == EOS:
-                    finished.append((s, alive_tokens[row], a))
-                    k -= 1
-                else:
-                    keep_rows.append(row)
-                    new_tokens.append(alive_tokens[row] + [word])
-                    new_alphas.append(a)
-                    new_scores.append(s)
-                    next_tokens.append(word)
-            if k <= 0 or not keep_rows:
+            total = (score.unsqueeze(-1) + logits.float().log_softmax(-1).view(B, K, V)).view(B, K * V)
+            top, idx = total.topk(K, dim=1)                        # each image's K best extensions, best first
+            parent, word = idx // V, idx % V
+            valid = (rank < budget) & torch.isfinite(top)          # an image with k finished keeps only K - k
+            ends = valid & (word == EOS)
+            history = tokens.gather(1, parent.unsqueeze(-1).expand(-1, -1, t))
+            maps = None
+            if attends:
+                maps = torch.cat([alphas, alpha.float().view(B, K, 1, L)], 2)
+                maps = maps.gather(1, parent[..., None, None].expand(-1, -1, t + 1, L))
+            keep_best(torch.where(ends, top, ninf), history, maps, t + 1)
+            budget = budget - ends.sum(1, keepdim=True)
+            # the extensions that go on fill the first rows of their image's beam, best first
+            goes_on = valid & (word != EOS)
+            order = torch.sort((~goes_on).int(), dim=1, stable=True).indices
+            score = torch.where(goes_on.gather(1, order), top.gather(1, order), ninf)
+            parent, word = parent.gather(1, order), word.gather(1, order)
+            tokens = torch.cat([history.gather(1, order.unsqueeze(-1).expand(-1, -1, t)), word.unsqueeze(-1)], 2)
+            if maps is not None:
+                alphas = maps.gather(1, order[..., None, None].expand(-1, -1, t + 1, L))
+            rows = (base + parent).flatten()
+            h, c, token = h[rows], c[rows], word.flatten()
+            if stop_early and not bool(torch.isfinite(score).any()):
                 break
-            rows = torch.tensor(keep_rows, device=image.device)
-            h, c = h[rows], c[rows]
-            alive_tokens, alive_alphas = new_tokens, new_alphas
-            scores = torch.tensor(new_scores, device=image.device)
-            token = torch.tensor(next_tokens, dtype=torch.long, device=image.device)
-        else:
-            finished += [(float(s), t, a) for s, t, a in zip(scores.tolist(), alive_tokens, alive_alphas)]
-        best = max(finished, key=lambda f: f[0]) if finished else (float(scores[0]), alive_tokens[0], alive_alphas[0])
-        s, tokens, a = best
-        return tokens, (torch.stack(a) if a else None), float(s)
+        else:   # max_len reached: the hypotheses still running finish as they are
+            keep_best(score, tokens, alphas if attends else None, max_len)
+
+        out = {k: v.cpu() for k, v in best.items()}
+        results = []
+        for b in range(B):
+            n, steps = int(out["length"][b]), int(out["steps"][b])
+            maps = out["alphas"][b, :steps] if attends and steps else None
+            results.append((out["tokens"][b, :n].tolist(), maps, float(out["score"][b])))
+        return results

@@ -38,6 +38,7 @@ MODEL_RUN_OPTIONS = ("init_state",)     # run options given to the Captioner, no
 LOSS_OPTIONS = {"none": (), "hard_reinforce": ("reinforce", "entropy", "baseline_decay", "semi_sampling") + MODEL_RUN_OPTIONS}
 SOFT_LOSS_OPTIONS = ("doubly_stochastic",) + MODEL_RUN_OPTIONS
 BLEU_ORDERS = (1, 2, 3, 4)
+BEAM_BATCH = 128                        # test images beam-searched together (beam_size decoder rows each)
 
 
 def kind_of(attention: str) -> str:
@@ -316,12 +317,15 @@ class Captioning(Task):
         greedy, greedy_alphas = self.greedy_captions(model, data, "test", device, ev["max_len"])
         hyps, alphas, logp = [], [], []
         images = data.images["test"]
-        for i in tqdm(range(len(images)), desc=f"{cfg['run']} beam search", unit="image", leave=False,
-                      disable=not __import__("sys").stderr.isatty()):
-            ids, al, s = model.beam_search(torch.from_numpy(images[i]).to(device), ev["beam_size"], ev["max_len"])
-            hyps.append(data.decode(ids))
-            alphas.append(None if al is None else al.float().cpu().numpy())
-            logp.append(s)
+        with tqdm(total=len(images), desc=f"{cfg['run']} beam search", unit="image", leave=False,
+                  disable=not __import__("sys").stderr.isatty()) as bar:
+            for start in range(0, len(images), BEAM_BATCH):
+                chunk = torch.from_numpy(images[start:start + BEAM_BATCH]).to(device)
+                for ids, al, s in model.beam_search(chunk, ev["beam_size"], ev["max_len"]):
+                    hyps.append(data.decode(ids))
+                    alphas.append(None if al is None else al.float().numpy())
+                    logp.append(s)
+                bar.update(len(chunk))
         scores, signature = bleu_scores(hyps, refs)
         greedy_scores, _ = bleu_scores(greedy, refs)
         metrics: dict = {**scores, "bleu4_greedy": greedy_scores["bleu4"], "bleu_signature": signature,
