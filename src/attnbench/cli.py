@@ -118,6 +118,7 @@ def cmd_evaluate(args) -> int:
     task, cfg, device, data, clock = _setup(params, args, "evaluate")
     out = paths.run_dir(args.task, args.run, args.seed)
     model = task.load_trained(data, cfg, out, device)
+    task.keep_on_device(data, device)
     metrics = task.evaluate(model, data, cfg, device, out)
     metrics = {"task": args.task, "run": args.run, "seed": args.seed, "model": cfg["model"],
                "attention": cfg["attention"], "parameters": sum(p.numel() for p in model.parameters()), **metrics}

@@ -47,6 +47,13 @@ class Task:
 
         return load_trained(self, data, cfg, run_dir, device)
 
+    def keep_on_device(self, data: Any, device: torch.device) -> int:
+        """Move the data's fixed tensors onto `device` once, before training or evaluation, when they fit
+        (`device_data.make_resident`: on CUDA only, a small share of the free memory); return the bytes
+        moved. `batches`, `validate` and `evaluate` must then work with the tensors on either device.
+        Default: nothing moved (tasks whose batches are padded from Python lists on the host)."""
+        return 0
+
     def batches(self, data: Any, cfg: dict, generator: torch.Generator) -> Iterable[Any]:
         """Training batches for one epoch, in an order drawn from `generator` only."""
         raise NotImplementedError

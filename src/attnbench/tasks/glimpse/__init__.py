@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ... import io as aio
 from ...config import ParamsError
+from ...device_data import make_resident
 from ...errors import DataError
 from ...models.ram import RAM, FullViewCNN, FullViewMLP, SoftSpatial
 from .. import register
@@ -216,6 +217,12 @@ class GlimpseTask(Task):
             return FullViewMLP(1, data.classes, data.side, **opts)
         raise ValueError(f"unknown glimpse model {kind!r}")
 
+    def keep_on_device(self, data: Data, device: torch.device) -> int:
+        # the cluttered variant trains on fresh canvases drawn on the host each epoch: only its fixed
+        # validation and test canvases move
+        splits = SPLITS if data.variant == "centred" else ("valid", "test")
+        return make_resident(device, (data.x, data.y), splits)
+
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
         size = cfg["train"]["batch_size"]
         x, y = data.x["train"], data.y["train"]
@@ -226,8 +233,9 @@ class GlimpseTask(Task):
         else:
             order = data.train_order
         order = order[torch.randperm(len(order), generator=generator).numpy()]
+        order = torch.from_numpy(order).to(x.device)   # once per epoch, not a host-to-device index per batch
         for start in range(0, len(order), size):
-            index = torch.from_numpy(order[start:start + size])
+            index = order[start:start + size]
             yield x[index], y[index]
 
     def loss(self, model: nn.Module, batch, device: torch.device):
@@ -264,7 +272,7 @@ class GlimpseTask(Task):
         from sklearn.metrics import accuracy_score
 
         pred, _ = self.predict(model, data, "valid", device)
-        return float(accuracy_score(data.y["valid"].numpy(), pred))
+        return float(accuracy_score(data.y["valid"].cpu().numpy(), pred))
 
     @staticmethod
     def glimpse_pixels(locations: np.ndarray, side: int) -> np.ndarray:
@@ -275,7 +283,7 @@ class GlimpseTask(Task):
     def evaluate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device, out_dir: Path) -> dict:
         from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-        y = data.y["test"].numpy()
+        y = data.y["test"].cpu().numpy()
         pred, extras = self.predict(model, data, "test", device)
         box = data.box["test"]
         acc = float(accuracy_score(y, pred))

@@ -25,6 +25,7 @@ from torch import nn
 
 from ... import io as aio
 from ...config import ParamsError
+from ...device_data import make_resident
 from ...models.afm import MODELS, build_model
 from .. import register
 from ..base import Task
@@ -272,10 +273,14 @@ class Recsys(Task):
         log.info("linear: alpha %g picked on validation (%s %.5f)", alpha, self.valid_metric, score)
         return save_trained(model, cfg, run_dir, rows, device=device, best_epoch=1, best_valid=score, train_seconds=seconds)
 
+    def keep_on_device(self, data: Data, device: torch.device) -> int:
+        return make_resident(device, (data.x, data.y))
+
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
         size = cfg["train"]["batch_size"]
         n = len(data.y["train"])
-        perm = torch.randperm(n, generator=generator)
+        # the order goes where the data is once per epoch: indexing device data with a host index copies it every batch
+        perm = torch.randperm(n, generator=generator).to(data.y["train"].device)
         for start in range(0, n, size):
             index = perm[start:start + size]
             yield data.x["train"][index], data.y["train"][index]
@@ -305,7 +310,7 @@ class Recsys(Task):
     @torch.no_grad()
     def validate(self, model, data: Data, cfg: dict, device) -> float:
         pred = self._predict(model, data, "valid", device)
-        y = data.y["valid"].double().numpy()
+        y = data.y["valid"].double().cpu().numpy()
         if data.target == "rating":
             return -rmse(y, pred)
         return -logloss(y, _sigmoid(pred))
@@ -349,7 +354,7 @@ class Recsys(Task):
     @torch.no_grad()
     def evaluate(self, model, data: Data, cfg: dict, device, out_dir: Path) -> dict:
         pred = self._predict(model, data, "test", device)
-        y = data.y["test"].double().numpy()
+        y = data.y["test"].double().cpu().numpy()
         metrics: dict[str, Any] = {"target": data.target, "test_examples": int(len(y))}
         if data.target == "rating":
             metrics.update(rmse=_rounded(rmse(y, pred)), mae=_rounded(mae(y, pred)), logloss=None, auc=None)
@@ -398,8 +403,8 @@ class Recsys(Task):
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
         names = pair_names(data.fields)
-        x = data.x["test"].numpy()
-        shown = data.y["test"].numpy()
+        x = data.x["test"].cpu().numpy()
+        shown = data.y["test"].cpu().numpy()
         lines = []
         for i in range(min(samples, len(shown))):
             item = {"features": data.describe(x[i]), "target": round(float(shown[i]), 4),

@@ -54,6 +54,7 @@ from torch import nn
 
 from ... import io as aio
 from ...config import ParamsError
+from ...device_data import make_resident
 from ...metrics import binary_iou, segmentation_scores
 from ...models.segmenter import BOW_STERN, DeepFCN, ShallowFCN, TaskPartition
 from .. import register
@@ -224,11 +225,15 @@ class Ships(Task):
         if isinstance(model, TaskPartition):
             model.train_shallow = epoch > self.warmup_epochs(cfg)
 
+    def keep_on_device(self, data: Data, device: torch.device) -> int:
+        return make_resident(device, (data.images, data.masks))
+
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
         size = cfg["train"]["batch_size"]
         n = len(data.masks["train"])
         perm = torch.randperm(n, generator=generator)
-        flips = torch.randint(0, 8, (n,), generator=generator)   # the 8 symmetries of the square
+        flips = torch.randint(0, 8, (n,), generator=generator)   # the 8 symmetries of the square (read on the host)
+        perm = perm.to(data.masks["train"].device)   # once per epoch, not a host-to-device index per batch
         for start in range(0, n, size):
             idx = perm[start:start + size]
             x, y = data.tensor(data.images["train"][idx]), data.masks["train"][idx]
@@ -308,12 +313,12 @@ class Ships(Task):
     @torch.no_grad()
     def validate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device) -> float:
         pred = self.predict(model, data, "valid", device)
-        iou = binary_iou(data.masks["valid"].numpy() == BOW_STERN, pred["bowstern"])
+        iou = binary_iou(data.masks["valid"].cpu().numpy() == BOW_STERN, pred["bowstern"])
         return float(iou) if iou is not None else 0.0
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device, out_dir: Path) -> dict:
-        gold = data.masks["test"].numpy()
+        gold = data.masks["test"].cpu().numpy()
         pred = self.predict(model, data, "test", device)
         gold_bs = gold == BOW_STERN
         metrics: dict[str, Any] = {}
@@ -353,8 +358,9 @@ class Ships(Task):
 
     def _export(self, data: Data, pred: dict, out_dir: Path) -> None:
         show = data.show
-        arrays = {"tiles": show, "tile_names": np.array(data.show_names), "image": data.images["test"][torch.as_tensor(show)].numpy(),
-                  "gold": data.masks["test"][torch.as_tensor(show)].numpy().astype(np.int8),
+        shown = torch.as_tensor(show)
+        arrays = {"tiles": show, "tile_names": np.array(data.show_names), "image": data.images["test"][shown].cpu().numpy(),
+                  "gold": data.masks["test"][shown].cpu().numpy().astype(np.int8),
                   "kind": data.kinds["test"][show].astype(np.int8), "classes": pred["classes"][show],
                   "bowstern": pred["bowstern"][show], "prob": pred["prob"][show]}
         for key in ("map", "region"):
@@ -362,7 +368,7 @@ class Ships(Task):
                 arrays[key] = pred[key][show]
         with aio.atomic_path(out_dir / "attention.npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-        gold_bs = data.masks["test"].numpy() == BOW_STERN
+        gold_bs = data.masks["test"].cpu().numpy() == BOW_STERN
         lines = []
         for i in range(min(len(gold_bs), 40)):
             g, p = gold_bs[i], pred["bowstern"][i]
