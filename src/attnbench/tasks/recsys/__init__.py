@@ -261,7 +261,8 @@ class Recsys(Task):
             with torch.no_grad():
                 model.bias.fill_(intercept)
                 model.weights.weight.copy_(torch.from_numpy(coef.astype(np.float32)).unsqueeze(1))
-            score = self.validate(model.eval(), data, cfg, device)
+            # the closed-form fit lives on the host: validate it there (its weights are saved from the CPU anyway)
+            score = self.validate(model.eval(), data, cfg, torch.device("cpu"))
             log.info("linear alpha=%g: %s %.5f", alpha, self.valid_metric, score)
             if best is None or score > best[0]:
                 best = (score, alpha, model)

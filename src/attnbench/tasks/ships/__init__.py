@@ -245,7 +245,9 @@ class Ships(Task):
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
         x, y = batch["x"].to(device), batch["y"].to(device)
         target = (y == BOW_STERN).float()
-        pos_weight, class_weights = model._pos_weight.to(device), model._class_weights.to(device)
+        if model._pos_weight.device != device:   # once per run, not a host-to-device copy every step
+            model._pos_weight, model._class_weights = model._pos_weight.to(device), model._class_weights.to(device)
+        pos_weight, class_weights = model._pos_weight, model._class_weights
         if isinstance(model, ShallowFCN):
             logit, _ = model(x)
             return F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=pos_weight), int(x.shape[0])
