@@ -8,17 +8,20 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import numpy as np
-from sacrebleu.metrics import BLEU, CHRF
 
 
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
     """sacreBLEU corpus BLEU (default 13a tokenisation) and its signature."""
+    from sacrebleu.metrics import BLEU   # here, not at the top: most tasks' jobs never score BLEU (start-up)
+
     bleu = BLEU()
     score = bleu.corpus_score(list(hypotheses), [list(references)])
     return round(score.score, 4), str(bleu.get_signature())
 
 
 def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
+    from sacrebleu.metrics import CHRF
+
     chrf = CHRF()
     score = chrf.corpus_score(list(hypotheses), [list(references)])
     return round(score.score, 4), str(chrf.get_signature())

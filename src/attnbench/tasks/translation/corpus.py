@@ -831,7 +831,14 @@ def _record_to_pair(record: object, path: Path, lineno: int) -> Pair:
     if not isinstance(raw, list):
         raise CorpusError(f"{path}, line {lineno}: 'align' must be a list of [i, j] or null")
     links = []
+    n_src, n_tgt = len(src), len(tgt)
     for link in raw:
+        # the common case first, cheaply (every job reads every link at start-up); `type(x) is int` excludes bool
+        if type(link) is list and len(link) == 2:
+            i, j = link
+            if type(i) is int and type(j) is int and 0 <= i < n_src and 0 <= j < n_tgt:
+                links.append((i, j))
+                continue
         if (not isinstance(link, list) or len(link) != 2
                 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in link)):
             raise CorpusError(f"{path}, line {lineno}: malformed alignment link {link!r}")
