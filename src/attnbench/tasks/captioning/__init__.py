@@ -30,6 +30,7 @@ from ...config import ParamsError
 from ...models.captioner import BOS, EOS, PAD, UNK, Captioner
 from .. import register
 from ..base import Task
+from ..common import to_device
 from . import reader, scenes
 
 SPLITS = ("train", "valid", "test")
@@ -106,10 +107,6 @@ class Data:
             targets[r, : len(ids) + 1] = torch.tensor(ids + [EOS])
         return {"images": torch.from_numpy(self.images[split][index]), "inputs": inputs, "targets": targets,
                 "image_index": torch.tensor([b for b, _ in rows]), "lengths": torch.tensor([len(ids) + 1 for _, ids in rows])}
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 class Captioning(Task):
@@ -260,7 +257,7 @@ class Captioning(Task):
             yield data.batch("train", index, picks)
 
     def loss(self, model: Captioner, batch: dict, device: torch.device):
-        b = _to(batch, device)
+        b = to_device(batch, device)
         logits, alphas, logps, ents = model(b["images"], b["inputs"], b["image_index"], b["lengths"])
         targets = b["targets"]
         mask = (targets != PAD).float()

@@ -32,7 +32,7 @@ from ...models.classifier import POOLINGS, IntentClassifier
 from ...optim import Adam
 from .. import register
 from ..base import Task
-from ..common import TokenVocab
+from ..common import TokenVocab, long_tensors
 from .corpus import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
 from .readers import read_clinc_json, read_csv
 
@@ -61,7 +61,7 @@ class Data:
         self.label_id = {l: i for i, l in enumerate(self.labels)}
         self.max_len = max_len
         self.utts = {s: read_jsonl(prepared / f"{s}.jsonl") for s in SPLITS}
-        self.ids = {s: [torch.tensor(self.vocab.encode(u.tokens[:max_len]) or [UNK]) for u in us]
+        self.ids = {s: long_tensors([self.vocab.encode(u.tokens[:max_len]) or [UNK] for u in us])
                     for s, us in self.utts.items()}
         self.y = {s: torch.tensor([self.label_id[u.label] for u in us]) for s, us in self.utts.items()}
         self._prepared = prepared
@@ -73,8 +73,8 @@ class Data:
         if self._unlabelled is None:
             path = self._prepared / "unlabelled.txt"
             lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-            self._unlabelled = [torch.tensor(self.vocab.encode(line.split()[: self.max_len]))
-                                for line in lines if line.strip()]
+            self._unlabelled = long_tensors([self.vocab.encode(line.split()[: self.max_len])
+                                             for line in lines if line.strip()])
         return self._unlabelled
 
     def batch(self, split: str, index) -> tuple[torch.Tensor, torch.Tensor]:

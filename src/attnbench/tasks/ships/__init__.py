@@ -197,8 +197,10 @@ class Ships(Task):
     # ---- models and training ----------------------------------------------------------
     def build_model(self, cfg: dict, data: Data) -> nn.Module:
         model = self._build(cfg)
-        # loss weights from the training split's class frequencies (plain attributes: not saved weights)
-        model._class_weights, model._pos_weight = data.class_weights, data.pos_weight
+        # loss weights from the training split's class frequencies: buffers, so model.to(device) moves them,
+        # but not persistent ones (not saved with the weights)
+        model.register_buffer("_class_weights", data.class_weights, persistent=False)
+        model.register_buffer("_pos_weight", data.pos_weight, persistent=False)
         return model
 
     @staticmethod
@@ -245,8 +247,6 @@ class Ships(Task):
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
         x, y = batch["x"].to(device), batch["y"].to(device)
         target = (y == BOW_STERN).float()
-        if model._pos_weight.device != device:   # once per run, not a host-to-device copy every step
-            model._pos_weight, model._class_weights = model._pos_weight.to(device), model._class_weights.to(device)
         pos_weight, class_weights = model._pos_weight, model._class_weights
         if isinstance(model, ShallowFCN):
             logit, _ = model(x)

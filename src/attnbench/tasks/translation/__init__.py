@@ -23,7 +23,7 @@ from ...models.seq2seq import BOS, EOS, PAD, UNK, RNNSeq2Seq
 from ...models.transformer import TransformerSeq2Seq
 from .. import register
 from ..base import Task
-from ..common import TokenVocab, ordered_batches, to_device
+from ..common import TokenVocab, long_tensors, ordered_batches, to_device
 from .corpus import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
@@ -48,13 +48,6 @@ class Vocab(TokenVocab):
         return out
 
 
-def _tensors(sequences: list[list[int]]) -> list[torch.Tensor]:
-    """One 1-D tensor per sequence, views of a single tensor: one torch call instead of one per sentence
-    (thousands of them at every job's start-up)."""
-    flat = torch.tensor([i for s in sequences for i in s], dtype=torch.long)
-    return list(flat.split([len(s) for s in sequences]))
-
-
 class Data:
     """Prepared pairs as tensors: src = tokens + </s>; tgt_in = <s> + tokens; tgt_out = tokens + </s>."""
 
@@ -67,9 +60,9 @@ class Data:
     def _encode(self, pairs: list[Pair]) -> dict[str, list[torch.Tensor]]:
         tgt = [self.tgt_vocab.encode(p.tgt) for p in pairs]
         return {
-            "src": _tensors([self.src_vocab.encode(p.src) + [EOS] for p in pairs]),
-            "tgt_in": _tensors([[BOS] + t for t in tgt]),
-            "tgt_out": _tensors([t + [EOS] for t in tgt]),
+            "src": long_tensors([self.src_vocab.encode(p.src) + [EOS] for p in pairs]),
+            "tgt_in": long_tensors([[BOS] + t for t in tgt]),
+            "tgt_out": long_tensors([t + [EOS] for t in tgt]),
         }
 
     def batch(self, split: str, index) -> dict[str, torch.Tensor]:
