@@ -2,15 +2,18 @@
 
     attnbench validate                      check params.yaml (exit 2 with the key path on error)
     attnbench runs                          list task/run/seed of the grid
-    attnbench prepare   --task T            data -> data/prepared/T/
-    attnbench train     --task T --run R --seed S
-    attnbench evaluate  --task T --run R --seed S
-    attnbench aggregate --task T            -> data/summary/T.{csv,json}
-    attnbench notebook  --task T            papermill + nbconvert -> reports/notebooks/T.{ipynb,html}
+    attnbench data list|info|fetch          the registry of public datasets; fetch -> data/raw/NAME/
+    attnbench prepare   --task T [--dataset D]                data -> data/prepared/T/D/
+    attnbench train     --task T [--dataset D] --run R --seed S  -> data/results/T/D/R/seedS/
+    attnbench evaluate  --task T [--dataset D] --run R --seed S
+    attnbench aggregate --task T [--dataset D]                -> data/summary/T/D.{csv,json}
+    attnbench notebook  --task T [--dataset D]                -> reports/notebooks/T/D.{ipynb,html}
     attnbench report                        Jinja -> reports/index.html
+    attnbench dvc-yaml [--write]            the dvc.yaml that params.yaml describes (checked by the tests)
     attnbench bench-attention [--out CSV]   time/memory of every attention mechanism -> data/bench/attention.csv
 
 Global options come before the command: --params FILE, --scale, --device, --set KEY=VALUE.
+--dataset defaults to `synthetic` (the task's embedded generator); `attnbench runs` lists the grid.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from pathlib import Path
 from . import __version__
 from . import io as aio
 from . import paths
-from .config import ParamsError, load_params, parse_override, resolve_run, run_list
+from .config import ParamsError, dataset_options, for_dataset, load_params, parse_override, resolve_run, run_list
 
 log = logging.getLogger("attnbench")
 
@@ -37,7 +40,7 @@ def _params(args) -> dict:
 
 
 def _run_cfg(params: dict, args) -> dict:
-    return resolve_run(params, args.task, args.run, args.seed)
+    return resolve_run(params, args.task, args.run, args.seed, args.dataset)
 
 
 def cmd_validate(args) -> int:
@@ -58,22 +61,27 @@ def cmd_prepare(args) -> int:
 
     params = _params(args)
     task = tasks.get(args.task)
-    out = paths.prepared_dir(args.task)
+    fetch = dataset_options(params, args.task, args.dataset).get("fetch")
+    if fetch:  # a registry dataset: its files verified in data/raw/<name>/ first (mirror, then network)
+        from . import datasets
+
+        datasets.fetch(fetch, paths.RAW, mirror=datasets.mirror_dir(params))
+    out = paths.prepared_dir(args.task, args.dataset)
     t0 = time.perf_counter()
-    manifest = task.prepare(params, out)
-    log.info("prepared %s in %.1fs: %s", args.task, time.perf_counter() - t0, manifest)
+    manifest = task.prepare(for_dataset(params, args.task, args.dataset), out)
+    log.info("prepared %s/%s in %.1fs: %s", args.task, args.dataset, time.perf_counter() - t0, manifest)
     return 0
 
 
 class _JobClock:
     """Per-job overhead, for the report's throughput table: the process's start (from the OS), the moment
     the job is ready to work (imports, parameters, data loaded) and its end, written to
-    logs/timing/<task>/<run>/seed<S>.<step>.json when the job succeeds. Not a pipeline output."""
+    logs/timing/<task>/<dataset>/<run>/seed<S>.<step>.json when the job succeeds. Not a pipeline output."""
 
     def __init__(self, args, step: str):
         import psutil
 
-        self.path = paths.timing_json(args.task, args.run, args.seed, step)
+        self.path = paths.timing_json(args.task, args.dataset, args.run, args.seed, step)
         self.times = {"step": step, "started_at": psutil.Process().create_time()}
 
     def ready(self) -> None:
@@ -97,7 +105,7 @@ def _setup(params: dict, args, step: str):
     task = tasks.get(args.task)
     device = pick_device(params["device"])
     deterministic_kernels(device)
-    data = task.load(paths.prepared_dir(args.task), cfg)
+    data = task.load(paths.prepared_dir(args.task, args.dataset), cfg)
     clock.ready()
     return task, cfg, device, data, clock
 
@@ -105,9 +113,10 @@ def _setup(params: dict, args, step: str):
 def cmd_train(args) -> int:
     params = _params(args)
     task, cfg, device, data, clock = _setup(params, args, "train")
-    log.info("training %s/%s seed %d on %s with %d thread(s)", args.task, args.run, args.seed, device, params["threads"])
-    info = task.fit(data, cfg, paths.run_dir(args.task, args.run, args.seed),
-               paths.state_dir(args.task, args.run, args.seed), device)
+    log.info("training %s/%s/%s seed %d on %s with %d thread(s)", args.task, args.dataset, args.run, args.seed, device,
+             params["threads"])
+    info = task.fit(data, cfg, paths.run_dir(args.task, args.dataset, args.run, args.seed),
+                    paths.state_dir(args.task, args.dataset, args.run, args.seed), device)
     log.info("done: %s", info)
     clock.done()
     return 0
@@ -116,14 +125,14 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     params = _params(args)
     task, cfg, device, data, clock = _setup(params, args, "evaluate")
-    out = paths.run_dir(args.task, args.run, args.seed)
+    out = paths.run_dir(args.task, args.dataset, args.run, args.seed)
     model = task.load_trained(data, cfg, out, device)
     task.keep_on_device(data, device)
     metrics = task.evaluate(model, data, cfg, device, out)
-    metrics = {"task": args.task, "run": args.run, "seed": args.seed, "model": cfg["model"],
+    metrics = {"task": args.task, "dataset": args.dataset, "run": args.run, "seed": args.seed, "model": cfg["model"],
                "attention": cfg["attention"], "parameters": sum(p.numel() for p in model.parameters()), **metrics}
     aio.write_json(out / "metrics.json", metrics)
-    log.info("%s/%s seed %d: %s", args.task, args.run, args.seed,
+    log.info("%s/%s/%s seed %d: %s", args.task, args.dataset, args.run, args.seed,
              {k: metrics.get(k) for k in task.metric_columns})
     clock.done()
     return 0
@@ -132,14 +141,14 @@ def cmd_evaluate(args) -> int:
 def cmd_aggregate(args) -> int:
     from .report.aggregate import aggregate
 
-    aggregate(_params(args), args.task)
+    aggregate(for_dataset(_params(args), args.task, args.dataset), args.task)
     return 0
 
 
 def cmd_notebook(args) -> int:
     from .report.notebook import run_notebook
 
-    run_notebook(_params(args), args.task)
+    run_notebook(for_dataset(_params(args), args.task, args.dataset), args.task)
     return 0
 
 
@@ -162,6 +171,18 @@ def cmd_bench_attention(args) -> int:
     device = args.device or params["device"]
     bench.main(params, Path(args.out), device=device, lengths=lengths, only=only,
                threads=args.threads or params["threads"])
+    return 0
+
+
+def cmd_dvc_yaml(args) -> int:
+    from . import dvcgen
+
+    text = dvcgen.render(_params(args))
+    if args.write:
+        aio.write_text(Path(args.out), text)
+        log.info("wrote %s", args.out)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -200,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         if task:
             p.add_argument("--task", required=True, help="task name from params.yaml (e.g. translation)")
+            p.add_argument("--dataset", default="synthetic",
+                           help="dataset of the task: synthetic (default) or a name under tasks.<task>.dataset_options")
         if run:
             p.add_argument("--run", required=True, help="run name from tasks.<task>.runs (e.g. rnn-additive)")
             p.add_argument("--seed", required=True, type=int, help="seed from params.yaml's seeds")
@@ -207,10 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("validate", cmd_validate, "check params.yaml against its schema and the registries")
     add("runs", cmd_runs, "list every task/run/seed of the grid")
-    add("prepare", cmd_prepare, "generate or read a task's data into data/prepared/<task>/", task=True)
+    add("prepare", cmd_prepare, "generate, or fetch and read, a task's dataset into data/prepared/<task>/<dataset>/", task=True)
     add("train", cmd_train, "train one run (resumes from its last epoch checkpoint)", task=True, run=True)
     add("evaluate", cmd_evaluate, "evaluate one trained run into its metrics.json and exports", task=True, run=True)
-    add("aggregate", cmd_aggregate, "collect a task's runs into summary.csv / summary.json", task=True)
+    add("aggregate", cmd_aggregate, "collect a task's runs on one dataset into data/summary/<task>/<dataset>.{csv,json}", task=True)
     add("notebook", cmd_notebook, "execute a task's analysis notebook with papermill and export it to HTML", task=True)
     add("report", cmd_report, "render reports/index.html from every task's results")
     p = sub.add_parser("run-costs", help="each run's train + evaluate seconds from logs/benchmarks/ (the order "
@@ -220,6 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "workflow/run_costs.tsv, from which Snakemake orders the runs longest first.")
     p.add_argument("--write", action="store_true", help="write workflow/run_costs.tsv instead of printing")
     p.set_defaults(func=cmd_run_costs)
+    p = sub.add_parser("dvc-yaml", help="print (or --write) the dvc.yaml that params.yaml and the package describe",
+                       description="Generate dvc.yaml from params.yaml (every task's prepare/train/evaluate/aggregate/"
+                                   "notebook stages over its datasets, runs and seeds) and the package's files (the code "
+                                   "dependencies). Run it with --write after adding a task or a source file; the tests "
+                                   "fail while the committed dvc.yaml is stale.")
+    p.add_argument("--write", action="store_true", help="write the file instead of printing it")
+    p.add_argument("--out", default="dvc.yaml", help="where --write writes (default: %(default)s)")
+    p.set_defaults(func=cmd_dvc_yaml)
+    from . import datasets
+
+    datasets.add_cli(sub)
     p = sub.add_parser("bench-attention", help="time forward+backward and peak memory of every attention mechanism",
                        description="Time forward+backward and measure peak memory of every registered attention "
                                    "mechanism and torch's SDPA / nn.MultiheadAttention, per length "

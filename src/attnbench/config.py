@@ -20,6 +20,9 @@ from jsonschema.exceptions import ValidationError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
 DEFAULT_PARAMS = "params.yaml"
+SYNTHETIC = "synthetic"                         # every task's embedded generator, configured by its `data`
+DATASET_KEYS = ("datasets", "dataset_options")  # the grid's dataset dimension in a task's section
+DATASET_OVERRIDES = ("data", "scales", "train", "eval", "models")  # what a dataset may change of its task
 
 
 class ParamsError(ValueError):
@@ -135,9 +138,10 @@ def apply_overrides(params: dict, overrides: dict[str, Any]) -> dict:
 def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None) -> dict:
     """Check params against the schemas and the registries; return them unchanged or raise ParamsError.
 
-    Every task's section is checked against its schema. `task`: a job of that one task — only its
-    module is imported for the checks a schema cannot express (the whole file was validated when the
-    DAG was built; this spares each job importing every task)."""
+    Every task's section is checked against its schema, and so is each of its datasets' section (the task's
+    section with the dataset's overrides merged in). `task`: a job of that one task — only its module is
+    imported for the checks a schema cannot express (the whole file was validated when the DAG was built;
+    this spares each job importing every task)."""
     from . import attention, tasks  # imported here: the registries fill themselves on import
 
     _check(params, _schema("params.schema.yaml"), [], origin)
@@ -145,7 +149,15 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
     for name, section in params["tasks"].items():
         if name not in known:
             raise ParamsError(f"{origin}: tasks.{name}: unknown task {name!r}; expected one of: {', '.join(known)}")
-        _check(section, _schema(f"tasks/{name}.schema.yaml"), ["tasks", name], origin)
+        _check({k: section[k] for k in DATASET_KEYS if k in section}, _schema("datasets.schema.yaml"),
+               ["tasks", name], origin)
+        _check_datasets(section, name, origin)
+        for dataset in dataset_names(params, name, selected=False):
+            merged = dataset_section(params, name, dataset)
+            where = origin if dataset == SYNTHETIC else f"{origin} (tasks.{name} with dataset_options.{dataset} merged in)"
+            _check(merged, _schema(f"tasks/{name}.schema.yaml"), ["tasks", name], where)
+            if task is None or name == task:
+                tasks.get(name).check_params(merged, where)
         for run, spec in section["runs"].items():
             mech = spec["attention"]
             if mech not in attention.available():
@@ -153,14 +165,74 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
                     f"{origin}: tasks.{name}.runs.{run}.attention: value {mech!r} is not allowed; "
                     f"expected one of: {', '.join(attention.available())}"
                 )
-        if task is None or name == task:
-            tasks.get(name).check_params(section, origin)
     if params["device"] == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ParamsError(f"{origin}: device: value 'cuda' is not allowed here: no CUDA device is visible; expected one of: auto, cpu")
     return params
+
+
+def _check_datasets(section: dict, task: str, origin: str) -> None:
+    """The dataset names a task runs on are `synthetic` or defined under its dataset_options; a registry
+    name under `fetch` exists."""
+    defined = [SYNTHETIC, *[d for d in section.get("dataset_options", {}) if d != SYNTHETIC]]
+    for name in section.get("datasets", [SYNTHETIC]):
+        if name not in defined:
+            raise ParamsError(f"{origin}: tasks.{task}.datasets: dataset {name!r} is not defined; expected one of: "
+                              f"{', '.join(defined)} (a new one is an entry of tasks.{task}.dataset_options)")
+    for name, spec in section.get("dataset_options", {}).items():
+        if "fetch" in spec:
+            from . import datasets
+
+            if spec["fetch"] not in datasets.names():
+                raise ParamsError(f"{origin}: tasks.{task}.dataset_options.{name}.fetch: value {spec['fetch']!r} is not "
+                                  f"allowed; expected a registered dataset: {', '.join(datasets.names())}")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """`base` with `over` merged in, mapping by mapping (lists and values replace)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def dataset_names(params: dict, task: str, selected: bool = True) -> list[str]:
+    """The datasets `task` runs on (params' `tasks.<task>.datasets`, default synthetic); with
+    selected=False every dataset it defines."""
+    section = params["tasks"][task]
+    if selected:
+        return list(section.get("datasets", [SYNTHETIC]))
+    return [SYNTHETIC, *[d for d in section.get("dataset_options", {}) if d != SYNTHETIC]]
+
+
+def dataset_options(params: dict, task: str, dataset: str) -> dict:
+    """The entry of `tasks.<task>.dataset_options` for `dataset` ({} for synthetic without one)."""
+    options = params["tasks"][task].get("dataset_options", {})
+    if dataset != SYNTHETIC and dataset not in options:
+        raise ParamsError(f"tasks.{task}.dataset_options: no dataset named {dataset!r}; expected one of: "
+                          f"{', '.join(dataset_names(params, task, selected=False))}")
+    return options.get(dataset, {})
+
+
+def dataset_section(params: dict, task: str, dataset: str) -> dict:
+    """The task's section as one dataset sees it: without the grid's dataset keys, the dataset's `data`
+    in place of the task's, its sizes, training, evaluation and model options merged over the task's.
+    The runs are the task's own, so the same run is compared across datasets."""
+    section = {k: v for k, v in params["tasks"][task].items() if k not in DATASET_KEYS}
+    options = dataset_options(params, task, dataset)
+    over = {k: v for k, v in options.items() if k in DATASET_OVERRIDES and k != "data"}
+    merged = _merge(section, over)
+    if "data" in options:
+        merged["data"] = options["data"]
+    return merged
+
+
+def for_dataset(params: dict, task: str, dataset: str) -> dict:
+    """params as the steps of one (task, dataset) read them: `tasks.<task>` is `dataset_section(...)` and
+    `dataset` names the dataset (the prepare, aggregate, notebook and report steps take this view)."""
+    return {**params, "tasks": {**params["tasks"], task: dataset_section(params, task, dataset)}, "dataset": dataset}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -180,31 +252,35 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | N
 @dataclass(frozen=True)
 class RunSpec:
     task: str
+    dataset: str
     run: str
     seed: int
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{self.run}/seed{self.seed}"
+        return f"{self.task}/{self.dataset}/{self.run}/seed{self.seed}"
 
 
 def run_list(params: dict) -> list[RunSpec]:
+    """The grid: task x dataset x run x seed, in params order."""
     return [
-        RunSpec(task, run, seed)
+        RunSpec(task, dataset, run, seed)
         for task, section in params["tasks"].items()
+        for dataset in dataset_names(params, task)
         for run in section["runs"]
         for seed in params["seeds"]
     ]
 
 
-def resolve_run(params: dict, task: str, run: str, seed: int) -> dict:
+def resolve_run(params: dict, task: str, run: str, seed: int, dataset: str = SYNTHETIC) -> dict:
     """Everything one training run depends on, as plain values: its identity in the checkpoint."""
-    section = params["tasks"][task]
+    section = dataset_section(params, task, dataset)
     if run not in section["runs"]:
         raise ParamsError(f"tasks.{task}.runs: no run named {run!r}; expected one of: {', '.join(section['runs'])}")
     spec = section["runs"][run]
     return {
         "task": task,
+        "dataset": dataset,
         "run": run,
         "seed": int(seed),
         "scale": params["scale"],

@@ -1,11 +1,19 @@
 """Where every artefact lives, relative to the working directory (the repository root).
 
-Snakemake rules, dvc.yaml and the CLI all take their paths from here or spell the same patterns.
+Snakemake rules, the generated dvc.yaml and the CLI all take their paths from here. Everything a run
+produces carries its task and dataset, so one dataset's results never overwrite another's:
+
+    data/raw/<registry name>/                       fetched files, checksummed (attnbench data fetch)
+    data/prepared/<task>/<dataset>/                 prepare
+    data/results/<task>/<dataset>/<run>/seed<k>/    train + evaluate
+    data/summary/<task>/<dataset>.{csv,json}        aggregate
+    reports/notebooks/<task>/<dataset>.{ipynb,html} notebook
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+RAW = Path("data/raw")
 PREPARED = Path("data/prepared")
 RESULTS = Path("data/results")
 SUMMARY = Path("data/summary")
@@ -13,39 +21,54 @@ STATE = Path("data/state")
 REPORTS = Path("reports")
 LOGS = Path("logs")
 
-# files of one run (task/run/seed)
+# files of one run (task/dataset/run/seed)
 TRAIN_OUTPUTS = ("model.pt", "train_log.csv", "train_info.json")
 EVAL_OUTPUTS = ("metrics.json", "attention.npz", "samples.jsonl")
 
 
-def prepared_dir(task: str) -> Path:
-    return PREPARED / task
+def raw_dir(name: str) -> Path:
+    """A registry dataset's fetched files."""
+    return RAW / name
 
 
-def run_dir(task: str, run: str, seed: int) -> Path:
-    return RESULTS / task / run / f"seed{seed}"
+def prepared_dir(task: str, dataset: str) -> Path:
+    return PREPARED / task / dataset
 
 
-def state_dir(task: str, run: str, seed: int) -> Path:
+def run_dir(task: str, dataset: str, run: str, seed: int) -> Path:
+    return RESULTS / task / dataset / run / f"seed{seed}"
+
+
+def state_dir(task: str, dataset: str, run: str, seed: int) -> Path:
     """Resume state (last epoch); not a pipeline output, so Snakemake and DVC never delete it."""
-    return STATE / task / run / f"seed{seed}"
+    return STATE / task / dataset / run / f"seed{seed}"
 
 
-def summary_csv(task: str) -> Path:
-    return SUMMARY / f"{task}.csv"
+def summary_csv(task: str, dataset: str) -> Path:
+    return SUMMARY / task / f"{dataset}.csv"
 
 
-def summary_json(task: str) -> Path:
-    return SUMMARY / f"{task}.json"
+def summary_json(task: str, dataset: str) -> Path:
+    return SUMMARY / task / f"{dataset}.json"
 
 
-def notebook(task: str, ext: str = "ipynb") -> Path:
-    return REPORTS / "notebooks" / f"{task}.{ext}"
+def notebook(task: str, dataset: str, ext: str = "ipynb") -> Path:
+    return REPORTS / "notebooks" / task / f"{dataset}.{ext}"
 
 
-def timing_json(task: str, run: str, seed: int, step: str) -> Path:
+def job_log(task: str, dataset: str, run: str, seed: int, step: str) -> Path:
+    """A train/evaluate job's log."""
+    return LOGS / task / dataset / run / f"seed{seed}.{step}.log"
+
+
+def benchmark_tsv(task: str, dataset: str, run: str, seed: int, step: str) -> Path:
+    """Snakemake's time and memory record of a train/evaluate job."""
+    return LOGS / "benchmarks" / task / dataset / run / f"seed{seed}.{step}.tsv"
+
+
+def timing_json(task: str, dataset: str, run: str, seed: int, step: str) -> Path:
     """When a train/evaluate job's process started, was ready to work, and finished (see cli._JobClock)."""
-    return LOGS / "timing" / task / run / f"seed{seed}.{step}.json"
+    return LOGS / "timing" / task / dataset / run / f"seed{seed}.{step}.json"
 
 
 def report_html() -> Path:

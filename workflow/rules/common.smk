@@ -8,7 +8,8 @@ import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from attnbench import paths, schedule
-from attnbench.config import ParamsError, resolve_run, run_list, training_config, validate
+from attnbench.config import (ParamsError, dataset_names, dataset_options, dataset_section, resolve_run, run_list,
+                              training_config, validate)
 
 try:
     PARAMS = validate(json.loads(json.dumps(config)), origin="params.yaml (with --config overrides)")
@@ -42,8 +43,9 @@ def _uses_gpu():
 
 USE_GPU = _uses_gpu()
 GPU = 1 if USE_GPU else 0  # CPU jobs ask for no gpu, so `--resources gpu=1` never serialises them
-RUNS = run_list(PARAMS)
+RUNS = run_list(PARAMS)  # task x dataset x run x seed
 TASKS = list(PARAMS["tasks"])
+SLOTS = [(t, d) for t in TASKS for d in dataset_names(PARAMS, t)]  # every (task, dataset) of the grid
 # The package is an input of every step, so a code change re-runs what it can affect: the report
 # code (src/attnbench/report/) only the report steps, everything else the whole grid.
 _PKG = sorted(p for p in Path("src/attnbench").rglob("*") if p.suffix in (".py", ".j2"))
@@ -69,25 +71,39 @@ def run_priority(w):
     return RUN_PRIORITY.get((w.task, w.run), 1)
 
 
-def run_files(task, names):
-    return [str(paths.run_dir(r.task, r.run, r.seed) / n) for r in RUNS if r.task == task for n in names]
+def run_files(task, dataset, names):
+    return [str(paths.run_dir(r.task, r.dataset, r.run, r.seed) / n) for r in RUNS
+            if (r.task, r.dataset) == (task, dataset) for n in names]
 
 
 def run_config(w):
-    return json.dumps(resolve_run(PARAMS, w.task, w.run, int(w.seed)), sort_keys=True)
+    return json.dumps(resolve_run(PARAMS, w.task, w.run, int(w.seed), w.dataset), sort_keys=True)
 
 
 def train_config(w):
-    return json.dumps(training_config(resolve_run(PARAMS, w.task, w.run, int(w.seed))), sort_keys=True)
+    return json.dumps(training_config(resolve_run(PARAMS, w.task, w.run, int(w.seed), w.dataset)), sort_keys=True)
 
 
 def data_config(w):
-    section = PARAMS["tasks"][w.task]
+    section = dataset_section(PARAMS, w.task, w.dataset)
     return json.dumps({"scale": PARAMS["scale"], "data": section["data"],
                        "size": section["scales"][PARAMS["scale"]]}, sort_keys=True)
 
 
+def fetched(w):
+    """The registry files a dataset is read from (data/raw/<name>/), or nothing for generated data."""
+    name = dataset_options(PARAMS, w.task, w.dataset).get("fetch")
+    return [str(paths.raw_dir(name))] if name else []
+
+
+def notebook_source(w):
+    own = Path(f"workflow/notebooks/{w.task}.ipynb")
+    return str(own if own.is_file() else Path("workflow/notebooks/_generic.ipynb"))
+
+
 wildcard_constraints:
     task="[A-Za-z0-9_]+",
+    dataset="[a-z0-9][a-z0-9_.-]*",
+    name="[a-z0-9][a-z0-9_.-]*",
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
     seed="[0-9]+",

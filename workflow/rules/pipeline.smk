@@ -2,28 +2,38 @@
 # the jobs whose time and memory the report shows).
 
 
+rule fetch:
+    output:
+        directory("data/raw/{name}"),
+    log:
+        "logs/fetch/{name}.log",
+    shell:
+        "{CLI} data fetch {wildcards.name} > {log} 2>&1"
+
+
 rule prepare:
     input:
         SRC,
         SCHEMAS,
+        fetched,
     output:
-        directory("data/prepared/{task}"),
+        directory("data/prepared/{task}/{dataset}"),
     params:
         cfg=data_config,
     log:
-        "logs/{task}/prepare.log",
+        "logs/{task}/{dataset}/prepare.log",
     shell:
-        "{CLI} prepare --task {wildcards.task} > {log} 2>&1"
+        "{CLI} prepare --task {wildcards.task} --dataset {wildcards.dataset} > {log} 2>&1"
 
 
 rule train:
     input:
         SRC,
-        "data/prepared/{task}",
+        "data/prepared/{task}/{dataset}",
     output:
-        model="data/results/{task}/{run}/seed{seed}/model.pt",
-        log_csv="data/results/{task}/{run}/seed{seed}/train_log.csv",
-        info="data/results/{task}/{run}/seed{seed}/train_info.json",
+        model="data/results/{task}/{dataset}/{run}/seed{seed}/model.pt",
+        log_csv="data/results/{task}/{dataset}/{run}/seed{seed}/train_log.csv",
+        info="data/results/{task}/{dataset}/{run}/seed{seed}/train_info.json",
     params:
         cfg=train_config,
     threads: PARAMS["threads"]
@@ -31,22 +41,22 @@ rule train:
     resources:
         gpu=GPU,
     log:
-        "logs/{task}/{run}/seed{seed}.train.log",
+        "logs/{task}/{dataset}/{run}/seed{seed}.train.log",
     benchmark:
-        "logs/benchmarks/{task}/{run}/seed{seed}.train.tsv"
+        "logs/benchmarks/{task}/{dataset}/{run}/seed{seed}.train.tsv"
     shell:
-        "{CLI} --threads {threads} train --task {wildcards.task} --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
+        "{CLI} --threads {threads} train --task {wildcards.task} --dataset {wildcards.dataset} --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
 
 
 rule evaluate:
     input:
         SRC,
-        "data/prepared/{task}",
-        model="data/results/{task}/{run}/seed{seed}/model.pt",
+        "data/prepared/{task}/{dataset}",
+        model="data/results/{task}/{dataset}/{run}/seed{seed}/model.pt",
     output:
-        metrics="data/results/{task}/{run}/seed{seed}/metrics.json",
-        attention="data/results/{task}/{run}/seed{seed}/attention.npz",
-        samples="data/results/{task}/{run}/seed{seed}/samples.jsonl",
+        metrics="data/results/{task}/{dataset}/{run}/seed{seed}/metrics.json",
+        attention="data/results/{task}/{dataset}/{run}/seed{seed}/attention.npz",
+        samples="data/results/{task}/{dataset}/{run}/seed{seed}/samples.jsonl",
     params:
         cfg=run_config,
     threads: PARAMS["threads"]
@@ -54,49 +64,49 @@ rule evaluate:
     resources:
         gpu=GPU,
     log:
-        "logs/{task}/{run}/seed{seed}.evaluate.log",
+        "logs/{task}/{dataset}/{run}/seed{seed}.evaluate.log",
     benchmark:
-        "logs/benchmarks/{task}/{run}/seed{seed}.evaluate.tsv"
+        "logs/benchmarks/{task}/{dataset}/{run}/seed{seed}.evaluate.tsv"
     shell:
-        "{CLI} --threads {threads} evaluate --task {wildcards.task} --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
+        "{CLI} --threads {threads} evaluate --task {wildcards.task} --dataset {wildcards.dataset} --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
 
 
 rule aggregate:
     input:
         SRC,
         REPORT_SRC,
-        lambda w: run_files(w.task, ("metrics.json", "train_info.json", "train_log.csv")),
+        lambda w: run_files(w.task, w.dataset, ("metrics.json", "train_info.json", "train_log.csv")),
     output:
-        csv="data/summary/{task}.csv",
-        json="data/summary/{task}.json",
+        csv="data/summary/{task}/{dataset}.csv",
+        json="data/summary/{task}/{dataset}.json",
     log:
-        "logs/{task}/aggregate.log",
+        "logs/{task}/{dataset}/aggregate.log",
     shell:
-        "{CLI} aggregate --task {wildcards.task} > {log} 2>&1"
+        "{CLI} aggregate --task {wildcards.task} --dataset {wildcards.dataset} > {log} 2>&1"
 
 
 rule notebook:
     input:
         SRC,
         REPORT_SRC,
-        "workflow/notebooks/{task}.ipynb",
-        "data/summary/{task}.csv",
+        notebook_source,
+        "data/summary/{task}/{dataset}.csv",
     output:
-        ipynb="reports/notebooks/{task}.ipynb",
-        html="reports/notebooks/{task}.html",
+        ipynb="reports/notebooks/{task}/{dataset}.ipynb",
+        html="reports/notebooks/{task}/{dataset}.html",
     log:
-        "logs/{task}/notebook.log",
+        "logs/{task}/{dataset}/notebook.log",
     shell:
-        "{CLI} notebook --task {wildcards.task} > {log} 2>&1"
+        "{CLI} notebook --task {wildcards.task} --dataset {wildcards.dataset} > {log} 2>&1"
 
 
 rule report:
     input:
         SRC,
         REPORT_SRC,
-        expand("data/summary/{task}.csv", task=TASKS),
-        expand("reports/notebooks/{task}.html", task=TASKS),
-        [f for t in TASKS for f in run_files(t, ("attention.npz", "samples.jsonl"))],
+        [f"data/summary/{t}/{d}.csv" for t, d in SLOTS],
+        [f"reports/notebooks/{t}/{d}.html" for t, d in SLOTS],
+        [f for t, d in SLOTS for f in run_files(t, d, ("attention.npz", "samples.jsonl"))],
         "data/bench/attention.csv",
     output:
         "reports/index.html",

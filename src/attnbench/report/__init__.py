@@ -1,9 +1,10 @@
 """The comparative HTML report: one self-contained page (inline CSS, inline PNG figures, no external requests).
 
-`render_report` walks `params['tasks']`; a task with a section module
+`render_report` walks every (task, dataset) of the grid; a task with a section module
 (`attnbench.report.sections.<task>`) is drawn by its `<task>.html.j2` template from that module's
-`context(...)`, any other task by the generic section. Every value from data goes through Jinja's
-autoescape.
+`context(...)` (called with `config.for_dataset`'s view of params, once per dataset), any other task by
+the generic section. A real dataset's section names its source, licence and citation. Every value from
+data goes through Jinja's autoescape.
 """
 from __future__ import annotations
 
@@ -93,46 +94,74 @@ def provenance(params: dict) -> dict:
     }
 
 
-def section(params: dict, task: str, out_dir: Path) -> dict:
-    """{'task', 'template', 'ctx', 'runs'} for one task of params."""
+def dataset_facts(params: dict, task: str, dataset: str) -> dict:
+    """What a section says of its data: name, title, and for a registry dataset its source, licence and
+    citation (from `attnbench.datasets`)."""
+    from ..config import SYNTHETIC, dataset_options
+
+    options = dataset_options(params, task, dataset)
+    facts = {"name": dataset, "synthetic": dataset == SYNTHETIC, "title": options.get("title"), "licence": None,
+             "citation": None, "homepage": None, "fetch": options.get("fetch")}
+    if facts["fetch"]:
+        from .. import datasets
+
+        entry = datasets.get(facts["fetch"])
+        facts.update(title=facts["title"] or entry.title, licence=entry.licence, citation=entry.citation,
+                     homepage=entry.homepage)
+    if not facts["title"]:
+        facts["title"] = "embedded synthetic data (generated, with ground truth)" if facts["synthetic"] else dataset
+    return facts
+
+
+def section(params: dict, task: str, out_dir: Path, dataset: str | None = None) -> dict:
+    """{'task', 'dataset', 'anchor', 'label', 'data', 'template', 'ctx', 'runs'} for one task of params
+    on one of its datasets (default: synthetic)."""
+    from ..config import SYNTHETIC, for_dataset
     from . import sections
 
+    dataset = dataset or SYNTHETIC
+    view = for_dataset(params, task, dataset)
     module = sections.module_for(task)
     template = f"{task}.html.j2"
     if module is not None and (TEMPLATES / template).is_file():
-        ctx = module.context(params, task, out_dir=out_dir)
+        ctx = module.context(view, task, out_dir=out_dir)
     else:
-        template, ctx = "_generic.html.j2", sections.generic_context(params, task, out_dir)
-    return {"task": task, "template": template, "ctx": ctx, "runs": list(params["tasks"][task]["runs"])}
+        template, ctx = "_generic.html.j2", sections.generic_context(view, task, out_dir)
+    return {"task": task, "dataset": dataset, "anchor": sections.slot_anchor(task, dataset),
+            "label": sections.slot_label(task, dataset), "data": dataset_facts(params, task, dataset),
+            "template": template, "ctx": ctx, "runs": list(params["tasks"][task]["runs"])}
 
 
-def _section_job(params: dict, task: str, out_dir: Path) -> tuple[dict, float]:
+def _section_job(params: dict, slot: tuple[str, str], out_dir: Path) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    return section(params, task, out_dir), time.perf_counter() - t0
+    return section(params, slot[0], out_dir, slot[1]), time.perf_counter() - t0
 
 
 def _sections(params: dict, out_dir: Path, workers: int) -> list[dict]:
-    """Every task's section, in params order; with workers > 1 drawn by that many forked processes
-    (each section is independent; figures are most of the time), the slowest-looking tasks first."""
-    tasks = list(params["tasks"])
-    done: dict[str, dict] = {}
-    workers = max(1, min(workers, len(tasks)))
+    """Every (task, dataset)'s section, in params order (a task's datasets side by side); with
+    workers > 1 drawn by that many forked processes (each section is independent; figures are most of
+    the time), the slowest-looking tasks first."""
+    from ..config import dataset_names
+
+    slots = [(t, d) for t in params["tasks"] for d in dataset_names(params, t)]
+    done: dict[tuple[str, str], dict] = {}
+    workers = max(1, min(workers, len(slots)))
     if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for task in tasks:
-            done[task], seconds = _section_job(params, task, out_dir)
-            log.info("report section %s in %.1fs", task, seconds)
-        return [done[t] for t in tasks]
+        for slot in slots:
+            done[slot], seconds = _section_job(params, slot, out_dir)
+            log.info("report section %s/%s in %.1fs", *slot, seconds)
+        return [done[s] for s in slots]
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # more runs -> more figures: start those first so the pool's last jobs are short ones
-    order = sorted(tasks, key=lambda t: -len(params["tasks"][t].get("runs", {})))
+    order = sorted(slots, key=lambda s: -len(params["tasks"][s[0]].get("runs", {})))
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = {pool.submit(_section_job, params, task, out_dir): task for task in order}
+        futures = {pool.submit(_section_job, params, slot, out_dir): slot for slot in order}
         for future in as_completed(futures):
-            task = futures[future]
-            done[task], seconds = future.result()  # a section's exception propagates with its traceback
-            log.info("report section %s in %.1fs", task, seconds)
-    return [done[t] for t in tasks]
+            slot = futures[future]
+            done[slot], seconds = future.result()  # a section's exception propagates with its traceback
+            log.info("report section %s/%s in %.1fs", *slot, seconds)
+    return [done[s] for s in slots]
 
 
 def render_report(params: dict, out_path: Path, workers: int = 1) -> None:

@@ -24,20 +24,13 @@ from .. import io as aio
 from .. import paths
 from ..config import run_list
 
-ID_COLUMNS = ("task", "run", "seed", "model", "attention", "status", "reason")
+ID_COLUMNS = ("task", "dataset", "run", "seed", "model", "attention", "status", "reason")
 TRAIN_COLUMNS = ("parameters", "train_seconds", "epochs_trained", "best_epoch", "best_valid", "device", "threads")
 BENCH_COLUMNS = ("train_wall_s", "train_max_rss_mb", "eval_wall_s", "eval_max_rss_mb")
 # metrics.json keys that are identity or provenance, not test metrics (kept out of summary.json)
-_NOT_METRICS = {"task", "run", "seed", "model", "attention", "parameters"}
+_NOT_METRICS = {"task", "dataset", "run", "seed", "model", "attention", "parameters"}
 
 
-def log_path(task: str, run: str, seed: int, step: str) -> Path:
-    """The log the Snakemake rule `step` ('train' | 'evaluate') writes."""
-    return paths.LOGS / task / run / f"seed{seed}.{step}.log"
-
-
-def benchmark_path(task: str, run: str, seed: int, step: str) -> Path:
-    return paths.LOGS / "benchmarks" / task / run / f"seed{seed}.{step}.tsv"
 
 
 def metric_columns(task: str) -> tuple[str, ...]:
@@ -116,13 +109,18 @@ def _read_json(path: Path) -> tuple[dict | None, str]:
 
 
 def run_row(params: dict, task: str, run: str, seed: int) -> dict[str, Any]:
-    """One run × seed: identity, status with its reason, metrics, training info and benchmarks."""
-    spec = params["tasks"][task]["runs"][run]
-    folder = paths.run_dir(task, run, seed)
-    row: dict[str, Any] = {"task": task, "run": run, "seed": int(seed), "model": spec["model"],
+    """One run × seed of the dataset of `params` (a `config.for_dataset` view): identity, status with its
+    reason, metrics, training info and benchmarks."""
+    spec, dataset = params["tasks"][task]["runs"][run], params["dataset"]
+    folder = paths.run_dir(task, dataset, run, seed)
+
+    def log_path(step: str) -> Path:
+        return paths.job_log(task, dataset, run, seed, step)
+
+    row: dict[str, Any] = {"task": task, "dataset": dataset, "run": run, "seed": int(seed), "model": spec["model"],
                            "attention": spec["attention"], "status": "ok", "reason": ""}
     metrics, why = _read_json(folder / "metrics.json")
-    logs = [p for p in (log_path(task, run, seed, "evaluate"), log_path(task, run, seed, "train")) if p.is_file()]
+    logs = [p for p in (log_path("evaluate"), log_path("train")) if p.is_file()]
     if metrics is None:
         what = "no metrics.json" if why == "absent" else f"{folder / 'metrics.json'} is {why}"
         if logs:
@@ -134,9 +132,10 @@ def run_row(params: dict, task: str, run: str, seed: int) -> dict[str, Any]:
         else:
             trained = (folder / "train_info.json").is_file()
             row["status"] = "missing"
-            row["reason"] = (f"{what}: trained but not evaluated (attnbench evaluate --task {task} --run {run} --seed {seed})"
+            row["reason"] = (f"{what}: trained but not evaluated (attnbench evaluate --task {task} --dataset {dataset} "
+                             f"--run {run} --seed {seed})"
                              if trained else f"{what}: not run yet (no results in {folder.as_posix()}, no log in "
-                                             f"{log_path(task, run, seed, 'train').parent.as_posix()})")
+                                             f"{log_path('train').parent.as_posix()})")
     else:
         row.update(flatten_metrics(metrics))
     info, _ = _read_json(folder / "train_info.json")
@@ -144,17 +143,19 @@ def run_row(params: dict, task: str, run: str, seed: int) -> dict[str, Any]:
         if info and key in info and key not in row:
             row[key] = info[key]
     for step, prefix in (("train", "train"), ("evaluate", "eval")):
-        bench = read_benchmark(benchmark_path(task, run, seed, step))
+        bench = read_benchmark(paths.benchmark_tsv(task, dataset, run, seed, step))
         for key, value in (bench or {}).items():
             row[f"{prefix}_{key}"] = value
     return row
 
 
 def collect(params: dict, task: str) -> pd.DataFrame:
-    """The summary table of `task` (no file written); columns in a fixed order."""
+    """The summary table of `task` on the dataset of `params` (a `config.for_dataset` view; no file
+    written); columns in a fixed order."""
     if task not in params["tasks"]:
         raise KeyError(f"unknown task {task!r}; expected one of: {', '.join(params['tasks'])}")
-    rows = [run_row(params, s.task, s.run, s.seed) for s in run_list(params) if s.task == task]
+    rows = [run_row(params, s.task, s.run, s.seed) for s in run_list(params)
+            if s.task == task and s.dataset == params["dataset"]]
     headline = [c for c in metric_columns(task)]
     fixed = list(ID_COLUMNS) + headline + list(TRAIN_COLUMNS) + list(BENCH_COLUMNS)
     extra = sorted({k for r in rows for k in r} - set(fixed))
@@ -164,6 +165,7 @@ def collect(params: dict, task: str) -> pd.DataFrame:
     others = [k for k in extra if k not in lengthy]
     columns = list(ID_COLUMNS) + headline + others + lengthy + list(TRAIN_COLUMNS) + list(BENCH_COLUMNS)
     table = pd.DataFrame(rows, columns=columns)
+    table.attrs.update(task=task, dataset=params["dataset"])  # what the report's sections are drawing
     for column in columns:  # keep integers integers (and flags flags) despite the gaps of missing runs
         values = [r[column] for r in rows if r.get(column) is not None]
         if values and all(isinstance(v, bool) for v in values):
@@ -187,9 +189,9 @@ def summary_metrics(params: dict, task: str, table: pd.DataFrame | None = None) 
     out: dict[str, dict] = {}
     headline = list(metric_columns(task))
     for spec in run_list(params):
-        if spec.task != task:
+        if spec.task != task or spec.dataset != params["dataset"]:
             continue
-        path = paths.run_dir(task, spec.run, spec.seed) / "metrics.json"
+        path = paths.run_dir(task, spec.dataset, spec.run, spec.seed) / "metrics.json"
         metrics, _ = _read_json(path)
         entry: dict[str, Any]
         if metrics is None:
@@ -221,9 +223,9 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
 
 
 def aggregate(params: dict, task: str) -> pd.DataFrame:
-    """Write `paths.summary_csv(task)` and `paths.summary_json(task)`; return the table."""
+    """Write `paths.summary_csv` and `paths.summary_json` of (task, the view's dataset); return the table."""
     table = collect(params, task)
-    _write_csv(paths.summary_csv(task), table)
+    _write_csv(paths.summary_csv(task, params["dataset"]), table)
     text = json.dumps(summary_metrics(params, task, table), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    aio.write_text(paths.summary_json(task), text)
+    aio.write_text(paths.summary_json(task, params["dataset"]), text)
     return table

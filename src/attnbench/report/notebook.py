@@ -1,7 +1,10 @@
 """Execute a task's analysis notebook with papermill and export it to self-contained HTML.
 
-    workflow/notebooks/<task>.ipynb  --papermill-->  reports/notebooks/<task>.ipynb
-                                     --nbconvert-->  reports/notebooks/<task>.html
+    workflow/notebooks/<task>.ipynb  --papermill-->  reports/notebooks/<task>/<dataset>.ipynb
+                                     --nbconvert-->  reports/notebooks/<task>/<dataset>.html
+
+A task without a notebook of its own gets `workflow/notebooks/_generic.ipynb` (its leaderboard and
+training curves from the summary and the per-epoch logs).
 
 Both outputs appear under their final names only when every cell ran: a failing cell raises
 `NotebookError` naming the cell, and nothing is left behind. The HTML embeds its images and
@@ -29,12 +32,16 @@ class NotebookError(DataError):
     """A notebook cell failed; the message names the notebook and the cell."""
 
 
+GENERIC = "_generic"
+
+
 def notebook_source(task: str) -> Path:
-    """`workflow/notebooks/<task>.ipynb` of the repository, else of the working directory."""
+    """`workflow/notebooks/<task>.ipynb` (of the working directory, else of the repository), else the
+    generic notebook."""
     from ..config import REPO_ROOT
 
-    candidates = [REPO_ROOT / "workflow" / "notebooks" / f"{task}.ipynb",
-                  Path.cwd() / "workflow" / "notebooks" / f"{task}.ipynb"]
+    folders = [Path.cwd() / "workflow" / "notebooks", REPO_ROOT / "workflow" / "notebooks"]
+    candidates = [folder / f"{name}.ipynb" for name in (task, GENERIC) for folder in folders]
     for path in candidates:
         if path.is_file():
             return path
@@ -42,10 +49,11 @@ def notebook_source(task: str) -> Path:
                             + " and ".join(str(p) for p in candidates))
 
 
-def parameters(task: str) -> dict[str, str]:
+def parameters(task: str, dataset: str) -> dict[str, str]:
     """What papermill injects: paths relative to the working directory (the notebook runs there)."""
-    return {"task": task, "results_dir": (paths.RESULTS / task).as_posix(),
-            "prepared_dir": paths.prepared_dir(task).as_posix(), "summary_csv": paths.summary_csv(task).as_posix()}
+    return {"task": task, "dataset": dataset, "results_dir": (paths.RESULTS / task / dataset).as_posix(),
+            "prepared_dir": paths.prepared_dir(task, dataset).as_posix(),
+            "summary_csv": paths.summary_csv(task, dataset).as_posix()}
 
 
 def export_html(notebook_path: Path) -> str:
@@ -83,24 +91,26 @@ def _cell_error(exc: Exception, source: Path) -> NotebookError:
 
 
 def run_notebook(params: dict, task: str) -> Path:
-    """Execute the task's notebook; write reports/notebooks/<task>.ipynb and .html; return the .ipynb path."""
+    """Execute the task's notebook on the dataset of `params` (a `config.for_dataset` view); write
+    reports/notebooks/<task>/<dataset>.ipynb and .html; return the .ipynb path."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     if task not in params["tasks"]:
         raise KeyError(f"unknown task {task!r}; expected one of: {', '.join(params['tasks'])}")
     source = notebook_source(task)
-    out_ipynb, out_html = paths.notebook(task), paths.notebook(task, "html")
-    summary = paths.summary_csv(task)
+    dataset = params["dataset"]
+    out_ipynb, out_html = paths.notebook(task, dataset), paths.notebook(task, dataset, "html")
+    summary = paths.summary_csv(task, dataset)
     if not summary.is_file():
-        raise FileNotFoundError(f"{summary} does not exist; run `attnbench aggregate --task {task}` first")
+        raise FileNotFoundError(f"{summary} does not exist; run `attnbench aggregate --task {task} --dataset {dataset}` first")
     t0 = time.perf_counter()
     try:
         with aio.atomic_path(out_ipynb) as tmp_nb, aio.atomic_path(out_html) as tmp_html:
             try:
                 with warnings.catch_warnings():  # the temporary name does not end in .ipynb, by design
                     warnings.filterwarnings("ignore", message="The specified file .* does not end in")
-                    pm.execute_notebook(str(source), str(tmp_nb), parameters=parameters(task), kernel_name=KERNEL,
+                    pm.execute_notebook(str(source), str(tmp_nb), parameters=parameters(task, dataset), kernel_name=KERNEL,
                                         cwd=os.getcwd(), progress_bar=False, log_output=False, report_mode=False)
             except PapermillExecutionError as exc:
                 raise _cell_error(exc, source) from exc

@@ -45,15 +45,21 @@ def _within_noise(best: list[float], other: list[float]) -> bool | None:
 
 
 def matrix(params: dict) -> dict:
-    """Mechanisms as rows, tasks as columns; a cell is the headline metric (mean ± std over seeds) of the
-    task's best run that uses that mechanism."""
+    """Mechanisms as rows, (task, dataset) as columns, a task's datasets side by side; a cell is the
+    headline metric (mean ± std over seeds) of the task's best run on that dataset that uses that mechanism."""
+    from ..config import dataset_names, for_dataset
+    from .sections import slot_anchor, slot_label
+
     columns, cells, multi_seed = [], {}, len(params["seeds"]) > 1
-    for task in params["tasks"]:
+    for task, dataset in [(t, d) for t in params["tasks"] for d in dataset_names(params, t)]:
         metric, higher = _task_meta(task)
-        table = agg.collect(params, task)
+        table = agg.collect(for_dataset(params, task, dataset), task)
         ok = table[table["status"] == "ok"] if "status" in table else table.iloc[0:0]
+        key = slot_label(task, dataset)
+        column = {"task": task, "dataset": dataset, "key": key, "label": key, "anchor": slot_anchor(task, dataset),
+                  "metric": metric or "—", "higher": higher}
         if not metric or metric not in ok:
-            columns.append({"task": task, "metric": metric or "—", "higher": higher})
+            columns.append(column)
             continue
         per_run: dict[str, tuple[str, list[float]]] = {}
         for run, rows in ok.groupby("run", sort=False):
@@ -71,13 +77,13 @@ def matrix(params: dict) -> dict:
             values = per_run[run][1]
             std = pd.Series(values).std() if len(values) > 1 else None
             tie = None if run == best_run else _within_noise(per_run[best_run][1], values)
-            cells[(mech, task)] = {
+            cells[(mech, key)] = {
                 "text": fmt(mean[run]) + (f" ± {fmt(std)}" if std is not None else ""),
                 "sort": f"{mean[run]:.6g}", "run": run, "best": run == best_run, "tie": bool(tie), "seeds": len(values),
             }
-        columns.append({"task": task, "metric": metric, "higher": higher})
+        columns.append(column)
     mechanisms = sorted({m for m, _ in cells}, key=lambda m: (m != "none", m))
-    rows = [{"mechanism": m, "cells": [cells.get((m, c["task"])) for c in columns]} for m in mechanisms]
+    rows = [{"mechanism": m, "cells": [cells.get((m, c["key"])) for c in columns]} for m in mechanisms]
     test = (f"Welch's t-test over seeds, α = {ALPHA}" if multi_seed else
             "one seed per run, so no noise estimate: run several seeds (params.yaml `seeds`) to mark ties")
     return {"columns": columns, "rows": rows, "noise_test": test}
@@ -89,5 +95,7 @@ def claims(sections: list[dict]) -> list[dict[str, Any]]:
     for section in sections:
         for claim in section["ctx"].get("claims") or []:
             verdict, css = VERDICTS.get(claim.get("verdict", ""), (claim.get("verdict", "—"), "na"))
-            out.append({**claim, "task": section["task"], "verdict": verdict, "css": css})
+            out.append({**claim, "task": section["task"], "dataset": section.get("dataset", "synthetic"),
+                        "label": section.get("label", section["task"]), "anchor": section.get("anchor", section["task"]),
+                        "verdict": verdict, "css": css})
     return sorted(out, key=lambda c: (len(c.get("id", "")), c.get("id", "")))

@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 from .. import paths
-from ..config import run_list
+from ..config import dataset_names, for_dataset, run_list
 from . import aggregate as agg
-from .sections import fmt
+from .sections import fmt, slot_label
 
 TARGET_STARTUP_S = 3.0  # issue 10: per-job overhead under 3 seconds
 STEPS = ("train", "evaluate")
@@ -32,14 +32,14 @@ def read_timings(params: dict) -> list[dict[str, Any]]:
     found = []
     for spec in run_list(params):
         for step in STEPS:
-            path = paths.timing_json(spec.task, spec.run, spec.seed, step)
+            path = paths.timing_json(spec.task, spec.dataset, spec.run, spec.seed, step)
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError, UnicodeDecodeError):
                 continue
             if isinstance(data, dict) and all(isinstance(data.get(k), (int, float))
                                                for k in ("started_at", "finished_at", "startup_s")):
-                found.append({**data, "task": spec.task, "run": spec.run, "seed": spec.seed, "step": step})
+                found.append({**data, "task": spec.task, "dataset": spec.dataset, "run": spec.run, "seed": spec.seed, "step": step})
     return found
 
 
@@ -63,16 +63,17 @@ def _startup_rows(timings: list[dict]) -> list[dict]:
 def _slowest(params: dict, n: int = 10) -> list[dict]:
     frames = []
     for task in params["tasks"]:
-        table = agg.collect(params, task)
-        if {"train_wall_s", "eval_wall_s"} <= set(table.columns):
-            frames.append(table[["task", "run", "seed", "train_wall_s", "eval_wall_s"]])
+        for dataset in dataset_names(params, task):
+            table = agg.collect(for_dataset(params, task, dataset), task)
+            if {"train_wall_s", "eval_wall_s"} <= set(table.columns):
+                frames.append(table[["task", "dataset", "run", "seed", "train_wall_s", "eval_wall_s"]])
     if not frames:
         return []
     table = pd.concat(frames, ignore_index=True)
     table = table.dropna(subset=["train_wall_s"]).copy()
     table["total"] = table["train_wall_s"] + table["eval_wall_s"].fillna(0)
     table = table.sort_values("total", ascending=False).head(n)
-    return [{"task": r.task, "run": r.run, "seed": int(r.seed), "train": fmt(r.train_wall_s, 1),
+    return [{"task": slot_label(r.task, r.dataset), "run": r.run, "seed": int(r.seed), "train": fmt(r.train_wall_s, 1),
              "evaluate": fmt(r.eval_wall_s, 1), "total": fmt(r.total, 1), "sort": f"{r.total:.6g}"}
             for r in table.itertuples()]
 

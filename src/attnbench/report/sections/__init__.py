@@ -59,6 +59,20 @@ def module_for(task: str) -> ModuleType | None:
     return importlib.import_module(name) if found else None
 
 
+def slot_label(task: str, dataset: str) -> str:
+    """How the report names a task on a dataset: the task alone for its embedded synthetic data."""
+    from ...config import SYNTHETIC
+
+    return task if dataset == SYNTHETIC else f"{task} · {dataset}"
+
+
+def slot_anchor(task: str, dataset: str) -> str:
+    """The HTML id of a task's section on a dataset (the task's name for the synthetic data, as before)."""
+    from ...config import SYNTHETIC
+
+    return task if dataset == SYNTHETIC else f"{task}--{dataset}"
+
+
 def relpath(target: Path, out_dir: Path) -> str:
     """`target` relative to the report's folder, with forward slashes (an href)."""
     return Path(os.path.relpath(Path(target).resolve(), Path(out_dir).resolve())).as_posix()
@@ -127,23 +141,26 @@ def generic_context(params: dict, task: str, out_dir: Path) -> dict:
     from ... import paths
 
     table = agg.collect(params, task)
+    dataset = params["dataset"]
     metrics = [m for m in agg.metric_columns(task) if m in table]
     rows = []
     for _, r in table.iterrows():
         rows.append({"run": r["run"], "seed": int(r["seed"]), "status": r["status"], "reason": r["reason"],
                      "cells": [fmt(r[m], 4) for m in metrics]})
-    return {"task": task, "title": task.replace("_", " ").capitalize(), "metrics": metrics, "rows": rows,
+    return {"task": task, "dataset": dataset, "anchor": slot_anchor(task, dataset),
+            "title": task.replace("_", " ").capitalize(), "metrics": metrics, "rows": rows,
             "summary": {**status_counts(table), "devices": devices(table)},
             "has_results": bool((table["status"] == "ok").any()),
-            "notebook": notebook_link(task, out_dir), "summary_csv": relpath(paths.summary_csv(task), out_dir)}
+            "notebook": notebook_link(task, dataset, out_dir),
+            "summary_csv": relpath(paths.summary_csv(task, dataset), out_dir)}
 
 
-def notebook_link(task: str, out_dir: Path) -> dict:
+def notebook_link(task: str, dataset: str, out_dir: Path) -> dict:
     from ... import paths
 
-    html = paths.notebook(task, "html")
+    html = paths.notebook(task, dataset, "html")
     return {"href": relpath(html, out_dir), "exists": html.is_file(),
-            "ipynb": relpath(paths.notebook(task), out_dir)}
+            "ipynb": relpath(paths.notebook(task, dataset), out_dir)}
 
 
 # ---- cells ---------------------------------------------------------------------------------
@@ -166,7 +183,8 @@ def text_cell(text: str) -> dict:
 # ---- runs ----------------------------------------------------------------------------------
 
 def collect_runs(params: dict, task: str, table: pd.DataFrame, metrics: Mapping[str, int]) -> list[dict]:
-    """One entry per run of params (in params order): run, model, attention, status, reason, rows
+    """One entry per run of params (in params order) on the view's dataset: run, dataset, model,
+    attention, status, reason, rows
     (all its seeds), ok (seeds with results), seeds (ints), a `cell` per metric in `metrics`
     (column -> decimals, over the ok seeds), train_max_rss_mb (over all seeds: an out-of-memory kill
     shows) and mean {metric: mean}. Sections add their own keys to the entries."""
@@ -175,7 +193,7 @@ def collect_runs(params: dict, task: str, table: pd.DataFrame, metrics: Mapping[
         rows = table[table["run"] == run]
         ok = rows[rows["status"] == "ok"]
         status, reason = run_status(rows)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"], "status": status,
+        entry = {"run": run, "dataset": params["dataset"], "model": spec["model"], "attention": spec["attention"], "status": status,
                  "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
         for column, digits in metrics.items():
             entry[column] = column_cell(ok, column, digits)
@@ -251,7 +269,7 @@ def run_file(task: str, r: dict, name: str, seed: int | None = None) -> Path:
     """File `name` of run entry `r` for `seed` (default: its lowest seed with results)."""
     from ... import paths
 
-    return paths.run_dir(task, r["run"], min(r["seeds"]) if seed is None else seed) / name
+    return paths.run_dir(task, r["dataset"], r["run"], min(r["seeds"]) if seed is None else seed) / name
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:
@@ -327,13 +345,13 @@ def curves(task: str, runs: Sequence[dict], baseline: str | None, valid_label: s
     return plots.training_curves(logs, baseline, valid_label, loss_label=loss_label)
 
 
-def read_manifest(task: str) -> dict:
+def read_manifest(task: str, dataset: str) -> dict:
     """The prepared data's manifest.json, {} when missing, unreadable or not an object."""
     from ... import io as aio
     from ... import paths
 
     try:
-        data = aio.read_json(paths.prepared_dir(task) / "manifest.json")
+        data = aio.read_json(paths.prepared_dir(task, dataset) / "manifest.json")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -343,13 +361,14 @@ def read_manifest(task: str) -> dict:
 
 def base_context(task: str, title: str, table: pd.DataFrame, out_dir: Path) -> dict:
     """What every section shows with or without results: task, title, summary (status counts and
-    devices), problems, notebook, summary_csv, has_results, and a `notice` when nothing has results."""
+    devices), problems, notebook, summary_csv, has_results, and a `notice` when nothing has results.
+    `table` is `aggregate.collect`'s, which names its dataset in `table.attrs`."""
     from ... import paths
 
-    counts = status_counts(table)
-    base = {"task": task, "title": title, "summary": {**counts, "devices": devices(table)},
-            "problems": problems(table), "notebook": notebook_link(task, out_dir),
-            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0}
+    counts, dataset = status_counts(table), table.attrs["dataset"]
+    base = {"task": task, "dataset": dataset, "anchor": slot_anchor(task, dataset), "title": title, "summary": {**counts, "devices": devices(table)},
+            "problems": problems(table), "notebook": notebook_link(task, dataset, out_dir),
+            "summary_csv": relpath(paths.summary_csv(task, dataset), out_dir), "has_results": counts["ok"] > 0}
     if not counts["ok"]:
         base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
                           f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
@@ -361,7 +380,7 @@ def results_context(params: dict, task: str, table: pd.DataFrame, out_dir: Path)
     from ... import paths
 
     ok = table[table["status"] == "ok"]
-    links = [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
+    links = [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, params["dataset"], r, s) / "metrics.json", out_dir)}
              for r, s in zip(ok["run"], ok["seed"])]
     return {"multi_seed": len(params["seeds"]) > 1, "seeds": list(params["seeds"]), "metrics_links": links}
 
@@ -371,7 +390,7 @@ def first_int(frame: pd.DataFrame, column: str) -> int | None:
     return int(frame[column].dropna().iloc[0]) if column in frame and frame[column].notna().any() else None
 
 
-__all__ = ["module_for", "relpath", "finite", "fmt", "cell", "column_cell", "int_cell", "text_cell", "run_status",
+__all__ = ["module_for", "slot_label", "slot_anchor", "relpath", "finite", "fmt", "cell", "column_cell", "int_cell", "text_cell", "run_status",
            "status_counts", "problems", "devices", "generic_context", "notebook_link", "collect_runs", "best_run",
            "LEAD_COLUMNS", "MEMORY_COLUMN", "lead_cells", "leaderboard", "VERDICT_CSS", "claim", "run_file",
            "load_npz", "attention_exports", "read_jsonl", "training_logs", "curves", "read_manifest",

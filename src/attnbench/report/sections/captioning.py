@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import plots, plots_captioning
-from . import cell, curves, devices, finite, load_npz, notebook_link, problems, relpath, run_status, status_counts
+from . import base_context, collect_runs, curves, finite, load_npz, read_manifest, results_context, run_file
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
          "Xu et al. 2015, Table 1",
@@ -39,24 +38,18 @@ KIND_LABEL = {"none": "Show and Tell (no attention)", "soft": "soft attention", 
 
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    runs = []
     epochs = params["tasks"][task]["scales"][params["scale"]]["epochs"]
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        k = kind(spec["attention"])
-        entry = {"run": run, "attention": spec["attention"], "kind": k, "kind_label": KIND_LABEL[k], "status": status,
-                 "reason": reason, "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
-        for column in METRICS:
-            digits = 1 if column == "train_seconds" else 0 if column == "shape_words_scored" else 3 if column in (
-                "localisation", "localisation_chance", "exact_match", "localisation_colour_word", "attention_entropy") else 2
-            entry[column] = cell(ok[column] if column in ok else [], digits)
-        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
+    digits = {column: 1 if column == "train_seconds" else 0 if column == "shape_words_scored" else 3 if column in (
+        "localisation", "localisation_chance", "exact_match", "localisation_colour_word", "attention_entropy") else 2
+        for column in METRICS}
+    runs = collect_runs(params, task, table, digits)
+    for entry in runs:
+        k = kind(entry["attention"])
+        entry.update(kind=k, kind_label=KIND_LABEL[k])
+        ok = entry["ok"]
         still = [int(b) for b, e in zip(ok.get("best_epoch", []), ok.get("epochs_trained", []))
                  if finite(b) and finite(e) and int(b) == int(e) == epochs]
         entry["still_improving"] = bool(still)
-        runs.append(entry)
     return runs
 
 
@@ -178,7 +171,7 @@ def _examples(task: str, runs: list[dict]) -> dict:
         if r["seeds"]:
             seed = min(r["seeds"])
             exports.append({"run": r["run"], "kind": r["kind_label"], "seed": seed,
-                            "z": load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")})
+                            "z": load_npz(run_file(task, r, "attention.npz", seed))})
     reference = next((e["z"] for e in exports if e["z"] is not None and "image_0" in e["z"]), None)
     if reference is None:
         return {"images": [], "note": "no run has exported test images yet"}
@@ -222,31 +215,18 @@ def _bleu_plot(runs: list[dict]) -> str | None:
     return plots_captioning.bleu_orders(pd.DataFrame(rows), next((r["run"] for r in runs if r["kind"] == "none"), None))
 
 
-def _manifest(task: str) -> dict:
-    try:
-        data = aio.read_json(paths.prepared_dir(task) / "manifest.json")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def context(params: dict, task: str = "captioning", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything captioning.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    counts = status_counts(table)
-    manifest = _manifest(task)
+    manifest = read_manifest(task, params["dataset"])
     section = params["tasks"][task]
-    base = {"task": task, "title": "Captioning (Show, Attend and Tell)", "summary": {**counts, "devices": devices(table)},
-            "problems": problems(table), "notebook": notebook_link(task, out_dir),
-            "summary_csv": relpath(paths.summary_csv(task), out_dir), "has_results": counts["ok"] > 0,
+    base = {**base_context(task, "Captioning (Show, Attend and Tell)", table, out_dir),
             "beam_size": section["eval"]["beam_size"],
             "data": {"source": manifest.get("source"), "images": manifest.get("images"), "vocab": manifest.get("vocab"),
                      "references": manifest.get("references_per_image"),
                      "objects": (manifest.get("objects_per_image") or {}).get("test")}}
-    if not counts["ok"]:
-        base["notice"] = (f"No results yet: none of the {counts['total']} run × seed combinations has a "
-                          f"metrics.json ({counts['failed']} failed, {counts['missing']} missing).")
+    if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
     best = _best(runs)
@@ -257,8 +237,7 @@ def context(params: dict, task: str = "captioning", out_dir: Path | str = paths.
     chance = [r["mean"]["localisation_chance"] for r in runs if finite(r["mean"]["localisation_chance"])]
     return {
         **base,
-        "multi_seed": len(params["seeds"]) > 1,
-        "seeds": list(params["seeds"]),
+        **results_context(params, task, table, out_dir),
         "leaderboard": _leaderboard(runs, best),
         "best": best["run"] if best else None,
         "signature": signature,
@@ -270,6 +249,4 @@ def context(params: dict, task: str = "captioning", out_dir: Path | str = paths.
         "bleu_plot": _bleu_plot(runs),
         "examples": _examples(task, runs),
         "curves": _curves(task, runs),
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
     }

@@ -211,7 +211,7 @@ def context(params: dict, task: str = "documents", out_dir: Path | str = paths.R
     """Everything documents.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    manifest = read_manifest(task)
+    manifest = read_manifest(task, params["dataset"])
     base = {**base_context(task, "Documents (hierarchical attention)", table, out_dir),
             "data": {"source": manifest.get("source"), "documents": manifest.get("documents"),
                      "sentences": manifest.get("sentences_per_document", {}).get("test"),

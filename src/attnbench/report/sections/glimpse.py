@@ -16,9 +16,8 @@ import pandas as pd
 from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
-from .. import plots
 from .. import plots_glimpse
-from . import base_context, cell, curves, finite, fmt, load_npz, relpath, run_status
+from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict
@@ -29,18 +28,9 @@ METRICS = ("error", "accuracy", "macro_f1", "on_digit", "on_digit_chance", "para
 
 
 def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    runs = []
-    for run, spec in params["tasks"][task]["runs"].items():
-        rows = table[table["run"] == run]
-        ok = rows[rows["status"] == "ok"]
-        status, reason = run_status(rows)
-        entry = {"run": run, "model": spec["model"], "attention": spec["attention"],
-                 "variant": spec.get("options", {}).get("variant", "?"), "status": status, "reason": reason,
-                 "rows": rows, "ok": ok, "seeds": [int(s) for s in ok["seed"]]}
-        for column in METRICS:
-            entry[column] = cell(ok[column] if column in ok else [], 4)
-        entry["mean"] = {c: entry[c]["mean"] for c in METRICS}
-        runs.append(entry)
+    runs = collect_runs(params, task, table, {column: 4 for column in METRICS})
+    for r in runs:
+        r["variant"] = params["tasks"][task]["runs"][r["run"]].get("options", {}).get("variant", "?")
     return runs
 
 
@@ -153,7 +143,7 @@ def _figures(task: str, runs: list[dict]) -> list[dict]:
         if r["model"] not in ("ram", "soft") or not r["seeds"]:
             continue
         seed = min(r["seeds"])
-        z = load_npz(paths.run_dir(task, r["run"], seed) / "attention.npz")
+        z = load_npz(run_file(task, r, "attention.npz", seed))
         if z is None or "shown_images" not in z or not len(z["shown_images"]):
             continue
         n = len(z["shown_images"])
@@ -182,7 +172,7 @@ def _steps(task: str, runs: list[dict]) -> str | None:
             continue
         for seed in r["seeds"]:
             try:
-                m = aio.read_json(paths.run_dir(task, r["run"], seed) / "metrics.json")
+                m = aio.read_json(run_file(task, r, "metrics.json", seed))
             except (OSError, ValueError):
                 continue
             for step, value in (m.get("on_digit_by_glimpse") or {}).items():
@@ -200,15 +190,8 @@ def _curves(task: str, runs: list[dict]) -> str | None:
                   error_of_accuracy=True)
 
 
-def _data_facts(task: str) -> dict:
-    empty = {"origin": "", "images": None, "canvas": None, "digit": None, "clutter": None, "fragment": None,
-             "split": {}, "canvases": {}, "shared": None}
-    try:
-        m = aio.read_json(paths.prepared_dir(task) / "manifest.json")
-    except (OSError, ValueError):
-        return empty
-    if not isinstance(m, dict):
-        return empty
+def _data_facts(task: str, dataset: str) -> dict:
+    m = read_manifest(task, dataset)
     return {"origin": str(m.get("origin", "")), "images": m.get("images_used"), "canvas": m.get("canvas"),
             "digit": m.get("digit_size"), "clutter": m.get("clutter"), "fragment": m.get("fragment"),
             "split": {str(k): v for k, v in (m.get("images_per_split") or {}).items()},
@@ -220,17 +203,13 @@ def context(params: dict, task: str = "glimpse", out_dir: Path | str = paths.REP
     """Everything glimpse.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    base = {**base_context(task, "Visual attention: RAM glimpses on cluttered digits", table, out_dir), "data": _data_facts(task)}
+    base = {**base_context(task, "Visual attention: RAM glimpses on cluttered digits", table, out_dir), "data": _data_facts(task, params["dataset"])}
     if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
-    ok = table[table["status"] == "ok"]
     return {
-        **base,
-        "multi_seed": len(params["seeds"]) > 1, "seeds": list(params["seeds"]),
+        **base, **results_context(params, task, table, out_dir),
         "leaderboard": _leaderboard(runs), "pivot": _pivot(runs),
         "claims": _claims(runs), "acceptance": _acceptance(runs), "untrained": UNTRAINED_ERROR,
         "figures": _figures(task, runs), "steps": _steps(task, runs), "curves": _curves(task, runs),
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
     }

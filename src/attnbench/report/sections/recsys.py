@@ -242,7 +242,7 @@ def _samples(task: str, best: dict | None) -> dict:
 
 
 def _data_facts(params: dict, task: str) -> dict:
-    manifest = read_manifest(task)
+    manifest = read_manifest(task, params["dataset"])
     data = params["tasks"][task]["data"]
     facts = {"source": data["source"], "target": data["target"], "fields": [], "strong": [], "oracle": None,
              "examples": None}

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
-from .. import plots, plots_ships
-from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, relpath
+from .. import plots_ships
+from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "
@@ -122,7 +121,7 @@ def _tiles(task: str, runs: list[dict]) -> dict:
     for r in runs:
         if not r["seeds"]:
             continue
-        z = load_npz(paths.run_dir(task, r["run"], min(r["seeds"])) / "attention.npz")
+        z = load_npz(run_file(task, r, "attention.npz"))
         if z is not None:
             exports.append((r, z))
     if not exports:
@@ -164,11 +163,8 @@ def _curves(task: str, runs: list[dict]) -> str | None:
 
 def _data_facts(params: dict, task: str) -> dict:
     facts = {"source": params["tasks"][task]["data"]["source"], "manifest": None}
-    try:
-        m = aio.read_json(paths.prepared_dir(task) / "manifest.json")
-    except (OSError, ValueError):
-        return facts
-    if isinstance(m, dict):
+    m = read_manifest(task, params["dataset"])
+    if m:
         px = m.get("class_pixels", {}).get("train") or []
         total = sum(px) or 1
         facts["manifest"] = {"tile_size": m.get("tile_size"), "splits": m.get("splits", {}),
@@ -189,17 +185,12 @@ def context(params: dict, task: str = "ships", out_dir: Path | str = paths.REPOR
     runs = _per_run(params, task, table)
     scored = [r for r in runs if finite(r["mean"]["bowstern_iou"])]
     best = max(scored, key=lambda r: r["mean"]["bowstern_iou"]) if scored else None
-    ok = table[table["status"] == "ok"]
     return {
-        **base,
-        "multi_seed": len(params["seeds"]) > 1,
-        "seeds": list(params["seeds"]),
+        **base, **results_context(params, task, table, out_dir),
         "leaderboard": _leaderboard(runs, best),
         "best": best["run"] if best else None,
         "claims": claim_c11(runs),
         "tiles": _tiles(task, runs),
         "iou_plot": _iou_plot(runs),
         "curves": _curves(task, runs),
-        "metrics_links": [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, r, s) / "metrics.json", out_dir)}
-                          for r, s in zip(ok["run"], ok["seed"])],
     }
