@@ -54,17 +54,18 @@ def priorities(costs: dict[tuple[str, str], float], runs) -> dict[tuple[str, str
     return {(r.task, r.run): max(1, round(costs.get((r.task, r.run), fallback))) for r in runs}
 
 
-def measured_costs(benchmarks: Path = BENCHMARKS) -> dict[tuple[str, str], float]:
-    """{(task, run): seconds of train + evaluate}, mean over seeds, from Snakemake's benchmark files
-    (logs/benchmarks/<task>/<run>/seed<S>.<step>.tsv); runs missing a step are left out."""
+def measured_costs(benchmarks: Path = BENCHMARKS, dataset: str = "synthetic") -> dict[tuple[str, str], float]:
+    """{(task, run): seconds of train + evaluate}, mean over seeds, from Snakemake's benchmark files of
+    one dataset (logs/benchmarks/<task>/<dataset>/<run>/seed<S>.<step>.tsv); runs missing a step are
+    left out. The table orders every dataset's runs; only the order matters."""
     per_seed: dict[tuple[str, str, str], dict[str, float]] = {}
-    for path in sorted(Path(benchmarks).glob("*/*/seed*.*.tsv")):
+    for path in sorted(Path(benchmarks).glob(f"*/{dataset}/*/seed*.*.tsv")):
         seed, step = path.name.removesuffix(".tsv").split(".", 1)
         with path.open() as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if not rows or "s" not in rows[0]:
             raise DataError(f"{path}: not a Snakemake benchmark file (no 's' column)")
-        per_seed.setdefault((path.parts[-3], path.parts[-2], seed), {})[step] = float(rows[0]["s"])
+        per_seed.setdefault((path.parts[-4], path.parts[-2], seed), {})[step] = float(rows[0]["s"])
     totals: dict[tuple[str, str], list[float]] = {}
     for (task, run, _seed), steps in per_seed.items():
         if {"train", "evaluate"} <= set(steps):
