@@ -15,6 +15,8 @@ from .base import (
     UnknownMechanismError,
     available,
     build,
+    capable,
+    get_class,
     masked_softmax,
     register,
     resolve_positions,
@@ -60,9 +62,20 @@ __all__ = [
     "UnknownMechanismError",
     "available",
     "build",
+    "capable",
+    "get_class",
     "masked_softmax",
     "register",
     "resolve_positions",
 ]
 
 from .reinforce import ReinforceHardAttention  # noqa: E402,F401  (captioning: Show-Attend-Tell hard attention)
+
+# Every other module of this package too: a new mechanism is one class in one new file, found here by
+# its @register line without an import to add above.
+import pkgutil as _pkgutil  # noqa: E402
+from importlib import import_module as _import_module  # noqa: E402
+
+for _module in _pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        _import_module(f"{__name__}.{_module.name}")

@@ -28,6 +28,9 @@ class AFMAttention(Attention):
     Option: ``attn_dim`` (the paper's attention factor t, the hidden layer's width).
     """
 
+    decoder_step = False
+    forms = frozenset({"pairs"})
+
     description = "AFM attention net (Xiao et al., 2017): score = h^T ReLU(W k + b) per key, query-free pooling"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int, attn_dim: int = 16) -> None:

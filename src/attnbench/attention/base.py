@@ -91,6 +91,11 @@ class Attention(nn.Module):
     produces_alignment: ClassVar[bool] = True
     description: ClassVar[str] = ""
     name: ClassVar[str] = ""  # set by @register
+    # Capabilities the models and tasks read instead of lists of names (scikit-learn's estimator tags,
+    # for mechanisms). A new mechanism states what differs from these defaults.
+    decoder_step: ClassVar[bool] = True  # weighs a sequence of keys for one query at a time (an RNN decoder step)
+    forms: ClassVar[frozenset[str]] = frozenset({"sequence"})  # what it attends over: "sequence" (query vs keys),
+    #   "map" (a 2-D feature map), "pairs" (feature-interaction vectors), "glimpse" (image locations), "partition"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int) -> None:
         super().__init__()
@@ -188,6 +193,21 @@ def register(name: str) -> Callable[[A], A]:
 def available() -> list[str]:
     """Sorted names of all registered mechanisms."""
     return sorted(REGISTRY)
+
+
+def capable(decoder_step: bool | None = None, form: str | None = None, alignment: bool | None = None) -> list[str]:
+    """Sorted names of the registered mechanisms with these capabilities (None: any)."""
+    return sorted(name for name, cls in REGISTRY.items()
+                  if (decoder_step is None or cls.decoder_step == decoder_step)
+                  and (form is None or form in cls.forms)
+                  and (alignment is None or cls.produces_alignment == alignment))
+
+
+def get_class(name: str) -> type[Attention]:
+    """The class registered as ``name`` (its capability tags), :class:`UnknownMechanismError` otherwise."""
+    if name not in REGISTRY:
+        raise UnknownMechanismError(f"unknown attention mechanism {name!r}; available: {', '.join(available())}")
+    return REGISTRY[name]
 
 
 def _accepted_options(cls: type[Attention]) -> tuple[list[str], bool]:

@@ -36,6 +36,9 @@ class ExternalAttention(Attention):
     Option: ``memory_size`` (S).
     """
 
+    decoder_step = False  # query-independent: its weights are over memory slots
+    forms = frozenset({"sequence", "map"})
+
     produces_alignment = False
     description = "External attention (Guo et al., 2021): A = norm(M_k q), context = M_v A"
 

@@ -85,6 +85,9 @@ class GlimpseAttention(Attention):
     ``height``.
     """
 
+    decoder_step = False
+    forms = frozenset({"glimpse"})
+
     description = "Hard glimpses (RAM): multi-resolution retina at a location drawn from a Gaussian policy on the query"
     produces_alignment = False
 

@@ -34,6 +34,8 @@ class MultiHeadAttention(Attention):
     context is ``out_proj``'s bias) and zero weights instead of NaN.
     """
 
+    decoder_step = False  # a whole layer (the Transformer's), not one decoder step
+
     description = "Multi-head scaled dot-product (Vaswani et al., 2017): softmax(QK^T/sqrt(d_h))V per head"
 
     def __init__(

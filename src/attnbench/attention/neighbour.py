@@ -26,6 +26,8 @@ class NeighbourAttention(Attention):
     Options: ``window`` (steps on each side), ``attn_dim`` (A).
     """
 
+    decoder_step = False  # each step attends its own neighbours, no outside query
+
     description = "Leave-one-out local attention: softmax over keys 0 < |s - t| <= window of (W_q q).(W_k k)/sqrt(A)"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int, window: int = 6, attn_dim: int = 32) -> None:

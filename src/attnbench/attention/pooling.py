@@ -37,6 +37,8 @@ class SelfDotAttention(Attention):
     key-independent term ``q . b`` cancels in the softmax), ``temperature`` (scores are divided by it).
     """
 
+    decoder_step = False  # pools a sequence with itself as the query (the notes' Q = V = X)
+
     description = "Self-attention of the notes: Q = V = X, K = act(W X + b), weights = softmax(K . Q)"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int, act: str = "tanh",
@@ -68,6 +70,8 @@ class TokenLocationAttention(Attention):
     dropped, it cancels in the softmax), ``scale`` (multiplies the score: a bounded activation
     such as tanh caps the contrast between tokens at ``exp(2 * scale)``).
     """
+
+    decoder_step = False  # scores each token alone (location-based pooling), no query
 
     description = "Location-based score from each token alone: score_j = scale * act(w^T k_j + b), query-independent"
 

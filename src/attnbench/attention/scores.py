@@ -119,6 +119,8 @@ class NoAttention(Attention):
 class DotAttention(Attention):
     """Luong et al. (2015) dot score: ``score(q, k) = q . k``."""
 
+    forms = frozenset({"sequence", "map"})  # also the non-local block of a feature map
+
     description = "Luong dot (2015): score = q . k"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int) -> None:
@@ -132,6 +134,8 @@ class DotAttention(Attention):
 @register("scaled_dot")
 class ScaledDotAttention(Attention):
     """Vaswani et al. (2017) scaled dot product: ``score(q, k) = q . k / sqrt(d)``."""
+
+    forms = frozenset({"sequence", "map"})  # also the non-local block of a feature map
 
     description = "Scaled dot-product (Vaswani et al., 2017): score = q . k / sqrt(d)"
 

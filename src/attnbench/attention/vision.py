@@ -34,6 +34,9 @@ class ChannelSE(Attention):
     gated mean. 2-D form: ``forward_map(x) -> (x * g, g [B, C])``. Option ``reduction``.
     """
 
+    decoder_step = False
+    forms = frozenset({"map"})
+
     produces_alignment = False
     description = "Squeeze-and-excitation channel attention (Hu et al., 2018): x * sigmoid(W2 relu(W1 mean(x)))"
 
@@ -66,6 +69,9 @@ class SpatialCBAM(Attention):
     centre row, is softmax-normalised over the real keys (weights) and averages the values.
     Option ``kernel`` (odd).
     """
+
+    decoder_step = False
+    forms = frozenset({"map"})
 
     produces_alignment = False
     description = "CBAM spatial attention (Woo et al., 2018): sigmoid(conv_kxk([mean_c x; max_c x])) gates each position"
@@ -105,6 +111,9 @@ class TaskPartitionGate(Attention):
     keys with ``p >= threshold`` dilated by `dilation` positions (all real keys when empty); weights
     are the softmax of the score inside the region. Options ``threshold``, ``dilation``.
     """
+
+    decoder_step = False
+    forms = frozenset({"partition"})
 
     produces_alignment = False
     description = "Task partitioning (Lin et al.): a coarse net's dilated class region gates a fine net's loss and output"

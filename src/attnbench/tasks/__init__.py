@@ -1,12 +1,19 @@
-"""Benchmark tasks: one module per task, each registering a `Task` under its params.yaml name."""
+"""Benchmark tasks: one module per task, each registering a `Task` under its params.yaml name.
+
+A task is found by its module: every package or module of this folder (but `base` and `common`, the
+shared pieces) is a task whose name is the module's, so a new task is its module, its params.yaml
+section and its schema (workflow/schemas/tasks/<name>.schema.yaml), with no list to edit.
+"""
 from __future__ import annotations
 
+import pkgutil
 from importlib import import_module
 
 from .base import Task
 
 _TASKS: dict[str, Task] = {}
-_MODULES = ("translation", "intent", "documents", "recsys", "load", "glimpse", "ships", "captioning")  # a new task: one module here and its section in params.yaml
+_SHARED = {"base", "common"}
+_MODULES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _SHARED and not m.name.startswith("_")))
 
 
 def register(task: Task) -> Task:

@@ -137,22 +137,27 @@ def devices(table: pd.DataFrame) -> list[str]:
 
 
 def generic_context(params: dict, task: str, out_dir: Path) -> dict:
-    """The section of a task without its own module: status and headline metrics per run × seed."""
-    from ... import paths
+    """The section of a task without its own module, from what the task declares (`metric_columns`,
+    `headline`, `higher_is_better`, `valid_metric`): a leaderboard of every declared metric (mean ± std over
+    seeds, best run marked, failed runs with their reason), the training curves, links to the raw metrics."""
+    from ... import tasks
 
     table = agg.collect(params, task)
-    dataset = params["dataset"]
+    declared = tasks.get(task)
     metrics = [m for m in agg.metric_columns(task) if m in table]
-    rows = []
-    for _, r in table.iterrows():
-        rows.append({"run": r["run"], "seed": int(r["seed"]), "status": r["status"], "reason": r["reason"],
-                     "cells": [fmt(r[m], 4) for m in metrics]})
-    return {"task": task, "dataset": dataset, "anchor": slot_anchor(task, dataset),
-            "title": task.replace("_", " ").capitalize(), "metrics": metrics, "rows": rows,
-            "summary": {**status_counts(table), "devices": devices(table)},
-            "has_results": bool((table["status"] == "ok").any()),
-            "notebook": notebook_link(task, dataset, out_dir),
-            "summary_csv": relpath(paths.summary_csv(task, dataset), out_dir)}
+    base = {**base_context(task, task.replace("_", " ").capitalize(), table, out_dir),
+            "metrics": metrics, "headline": declared.headline, "higher_is_better": declared.higher_is_better}
+    if not base["has_results"]:
+        return base
+    runs = collect_runs(params, task, table, {m: 4 for m in metrics})
+    sort_by = declared.headline if declared.headline in metrics else (metrics[0] if metrics else None)
+    lower = not declared.higher_is_better
+    best = best_run(runs, sort_by, lower_is_better=lower) if sort_by else None
+    board = leaderboard(runs, best, [*LEAD_COLUMNS, *[(m, "", True) for m in metrics]],
+                        lambda r: [*lead_cells(r), *[r[m] for m in metrics]], sort_by or "run", lower_is_better=lower)
+    return {**base, **results_context(params, task, table, out_dir), "leaderboard": board,
+            "best": best["run"] if best else None, "sort_metric": sort_by,
+            "curves": curves(task, runs, None, f"validation {declared.valid_metric or 'metric'} (higher is better)")}
 
 
 def notebook_link(task: str, dataset: str, out_dir: Path) -> dict:

@@ -28,6 +28,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ... import io as aio
+from ... import attention
 from ...config import ParamsError
 from ...device_data import make_resident
 from ...errors import DataError
@@ -113,12 +114,13 @@ class GlimpseTask(Task):
             if options.get("variant") not in VARIANTS:
                 raise ParamsError(f"{at}.options.variant: value {options.get('variant')!r} is not allowed; expected "
                                   f"one of: {', '.join(VARIANTS)} (the canvases the run trains and is tested on)")
-            if model == "ram" and mech != "glimpse":
-                raise ParamsError(f"{at}.attention: value {mech!r} is not allowed for model 'ram'; expected: glimpse")
+            if model == "ram" and mech not in attention.capable(form="glimpse"):
+                raise ParamsError(f"{at}.attention: value {mech!r} is not allowed for model 'ram'; expected: "
+                                  f"{', '.join(attention.capable(form='glimpse'))}")
             if model in ("cnn", "mlp") and mech != "none":
                 raise ParamsError(f"{at}.attention: value {mech!r} is not allowed for model {model!r} (a full-view "
                                   "baseline); expected: none")
-            if model == "soft" and mech in ("none", "glimpse", "external"):
+            if model == "soft" and mech not in attention.capable(form="sequence", alignment=True):
                 raise ParamsError(f"{at}.attention: value {mech!r} is not allowed for model 'soft'; expected a "
                                   "mechanism whose weights lie over the feature-map cells (e.g. additive, general)")
             if model in ("cnn", "mlp") and set(options) - set(RUN_KEYS):

@@ -53,6 +53,7 @@ from scipy import ndimage
 from torch import nn
 
 from ... import io as aio
+from ... import attention
 from ...config import ParamsError
 from ...device_data import make_resident
 from ...metrics import binary_iou, segmentation_scores
@@ -66,7 +67,6 @@ log = logging.getLogger("attnbench.ships")
 
 SPLITS = ("train", "valid", "test")
 MODELS = ("shallow", "deep", "partition")
-DEEP_MECHANISMS = ("none", "se", "cbam_spatial", "scaled_dot", "dot", "external")
 EVAL_BATCH = 64
 MEAN, STD = 0.45, 0.25
 
@@ -140,7 +140,9 @@ class Ships(Task):
             if model not in section["models"]:
                 raise ParamsError(f"{origin}: tasks.ships.runs.{run}.model: value {model!r} is not allowed: it has no entry "
                                   f"under tasks.ships.models; expected one of: {', '.join(section['models'])}")
-            allowed = {"shallow": ("none",), "deep": DEEP_MECHANISMS, "partition": ("task_partition",)}[model]
+            # by capability: the deep net takes any mechanism over a feature map, the partition net a gate
+            allowed = {"shallow": ["none"], "deep": ["none", *attention.capable(form="map")],
+                       "partition": attention.capable(form="partition")}[model]
             if mech not in allowed:
                 raise ParamsError(f"{origin}: tasks.ships.runs.{run}.attention: value {mech!r} is not allowed for model "
                                   f"{model!r}; expected one of: {', '.join(allowed)}")
