@@ -4,15 +4,18 @@ Every model is called as ``model(x, z) -> (forecast, extras)``:
 
 * ``x`` ``[B, T, 1 + F]``: the input window, the (scaled) load in channel 0, the F exogenous
   features after it;
-* ``z`` ``[B, H, F]``: the exogenous features at the H target steps (known in advance: calendar,
-  holiday flag, and the temperature, taken as a perfect forecast);
+* ``z`` ``[B, H, K]``: the K features known in advance (calendar, holiday flag, a temperature
+  forecast, ...) at the H target steps. Observed-only features (other loads, measured weather)
+  appear in ``x`` only, never in ``z``: their values after the forecast origin are not available
+  when the forecast is made. The models are built with both counts, ``n_features`` (F, in ``x``)
+  and ``n_known`` (K, in ``z``; default F, every feature known);
 * ``forecast`` ``[B, H]`` (scaled load); ``extras`` holds what the report draws:
   ``feature_weights`` ``[B, H, F]`` (per-horizon feature attention), ``temporal_weights``
   ``[B, H, T]`` (attention over encoder states), ``mask`` ``[B, T]`` (anomaly-mask weight of each
   input step, 1 = trusted).
 
-Baselines fitted in closed form (`SeasonalNaive`, `RidgeForecaster`) keep their parameters as
-buffers, so they are saved and loaded like the networks.
+Baselines fitted in closed form (`SeasonalNaive`, `RidgeForecaster`, `DLinearForecaster`) keep their
+parameters as buffers, so they are saved and loaded like the networks.
 
 The neural models share one shape: a feature mapping of each input step, an encoder over time
 (GRU or Transformer), and a head applied at each horizon step to [summary of the past; the future
@@ -51,24 +54,69 @@ class SeasonalNaive(nn.Module):
 
 
 class RidgeForecaster(nn.Module):
-    """Linear multi-output map of [load window; future features] fitted by scikit-learn's Ridge.
+    """Linear multi-output map of [load window; observed-only features' windows; known features at the
+    horizon steps] fitted by scikit-learn's Ridge (the task's fit).
 
-    ``coef`` ``[H, T + H*F]`` and ``intercept`` ``[H]`` are float64 buffers filled by the task's fit."""
+    ``observed``: indices (0-based, among the F features of ``x``) of the observed-only features, whose
+    T lags enter the design; the K known features enter at the H target steps (``z``).
+    ``coef`` ``[H, T + T*len(observed) + H*K]`` and ``intercept`` ``[H]`` are float64 buffers."""
 
-    def __init__(self, window: int, horizon: int, n_features: int) -> None:
+    def __init__(self, window: int, horizon: int, n_features: int, observed: list[int] | tuple[int, ...] = (),
+                 n_known: int | None = None) -> None:
         super().__init__()
-        p = window + horizon * n_features
+        n_known = n_features if n_known is None else n_known
+        p = window + window * len(observed) + horizon * n_known
+        self.register_buffer("observed", torch.as_tensor(list(observed), dtype=torch.long) + 1, persistent=False)
         self.register_buffer("coef", torch.zeros(horizon, p, dtype=torch.float64))
         self.register_buffer("intercept", torch.zeros(horizon, dtype=torch.float64))
         self.register_buffer("alpha", torch.zeros((), dtype=torch.float64))
 
-    @staticmethod
-    def design(x: Tensor, z: Tensor) -> Tensor:
-        return torch.cat([x[:, :, 0], z.flatten(1)], dim=1)
+    def design(self, x: Tensor, z: Tensor) -> Tensor:
+        past = x[:, :, self.observed].transpose(1, 2).flatten(1)                    # [B, T * n_observed]
+        return torch.cat([x[:, :, 0], past, z.flatten(1)], dim=1)
 
     def forward(self, x: Tensor, z: Tensor) -> tuple[Tensor, dict]:
         flat = self.design(x, z).double()
         return (flat @ self.coef.T + self.intercept).to(x.dtype), {}
+
+
+def moving_average_matrix(window: int, kernel: int) -> Tensor:
+    """[T, T] float64 A with A @ y = the centred moving average of y over `kernel` steps, the series
+    padded at both ends by repeating its first and last values (DLinear's series decomposition)."""
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"dlinear: the moving-average kernel must be odd and positive, got {kernel}")
+    half = (kernel - 1) // 2
+    a = torch.zeros(window, window, dtype=torch.float64)
+    for t in range(window):
+        for j in range(t - half, t + half + 1):
+            a[t, min(max(j, 0), window - 1)] += 1.0 / kernel
+    return a
+
+
+class DLinearForecaster(nn.Module):
+    """DLinear (Zeng et al. 2023, "Are Transformers effective for time series forecasting?"): the load
+    window is split into a trend (centred moving average, `moving_average_matrix`) and a remainder,
+    each mapped to the H horizon steps by its own linear layer, the two forecasts added. Univariate
+    (the load channel only, as in the paper's channel-independent model), so no covariate enters.
+
+    Fitted in closed form by the task (ridge on [trend; remainder], alpha chosen on validation):
+    ``coef`` ``[H, 2T]`` = [W_trend, W_remainder], ``intercept`` ``[H]``, float64 buffers."""
+
+    def __init__(self, window: int, horizon: int, kernel: int = 25) -> None:
+        super().__init__()
+        self.register_buffer("average", moving_average_matrix(window, kernel), persistent=False)
+        self.register_buffer("coef", torch.zeros(horizon, 2 * window, dtype=torch.float64))
+        self.register_buffer("intercept", torch.zeros(horizon, dtype=torch.float64))
+        self.register_buffer("alpha", torch.zeros((), dtype=torch.float64))
+
+    def design(self, x: Tensor) -> Tensor:
+        """[B, 2T]: the window's trend and remainder (float64)."""
+        y = x[:, :, 0].double()
+        trend = y @ self.average.T
+        return torch.cat([trend, y - trend], dim=1)
+
+    def forward(self, x: Tensor, z: Tensor) -> tuple[Tensor, dict]:
+        return (self.design(x) @ self.coef.T + self.intercept).to(x.dtype), {}
 
 
 # ---------------------------------------------------------------------------------------- attention parts
@@ -149,15 +197,17 @@ class RecurrentForecaster(nn.Module):
     """Feature mapping -> (anomaly mask) -> GRU encoder -> per-step head (with optional attention).
 
     ``temporal``: registered mechanism for attention over the encoder states (None: plain GRU);
-    ``feature``: registered mechanism for per-horizon feature attention (None: the future
-    features enter the head through a linear map); ``mask``: registered mechanism inside the
+    ``feature``: registered mechanism for per-horizon feature attention over the K known features
+    (None: the known features at the step enter the head through a linear map); ``mask``: registered mechanism inside the
     anomaly mask (None: no mask).
     """
 
     def __init__(self, n_features: int, window: int, horizon: int, *, dim: int = 32, hidden: int = 64,
                  head_hidden: int = 64, step_dim: int = 8, dropout: float = 0.0, temporal: str | None = None,
-                 feature: str | None = None, mask: str | None = None, attention_options: dict | None = None) -> None:
+                 feature: str | None = None, mask: str | None = None, attention_options: dict | None = None,
+                 n_known: int | None = None) -> None:
         super().__init__()
+        n_known = n_features if n_known is None else n_known
         options = dict(attention_options or {})
         self.horizon = horizon
         self.embed = nn.Linear(1 + n_features, dim)                 # the feature mapping
@@ -165,10 +215,10 @@ class RecurrentForecaster(nn.Module):
         self.encoder = nn.GRU(dim, hidden, batch_first=True)
         self.step = nn.Embedding(horizon, step_dim)
         if feature:
-            self.features = FeatureAttention(n_features, dim, hidden + step_dim, feature, options)
+            self.features = FeatureAttention(n_known, dim, hidden + step_dim, feature, options)
             future_dim = self.features.output_dim
         else:
-            self.features, self.future = None, nn.Linear(n_features, dim)
+            self.features, self.future = None, nn.Linear(n_known, dim)
             future_dim = dim
         if temporal:
             self.query = nn.Linear(hidden + step_dim, hidden)
@@ -206,8 +256,9 @@ class TransformerForecaster(nn.Module):
 
     def __init__(self, n_features: int, window: int, horizon: int, *, d_model: int = 32, heads: int = 4,
                  layers: int = 2, ffn_dim: int = 64, head_hidden: int = 64, step_dim: int = 8, patch: int = 1,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, n_known: int | None = None) -> None:
         super().__init__()
+        n_known = n_features if n_known is None else n_known
         if window % patch:
             raise ValueError(f"transformer: window {window} is not a multiple of patch {patch}")
         self.horizon, self.patch = horizon, patch
@@ -216,7 +267,7 @@ class TransformerForecaster(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ffn_dim, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.step = nn.Embedding(horizon, step_dim)
-        self.future = nn.Linear(n_features, d_model)
+        self.future = nn.Linear(n_known, d_model)
         self.head = _Head(2 * d_model + step_dim, head_hidden, dropout)
 
     def forward(self, x: Tensor, z: Tensor) -> tuple[Tensor, dict]:

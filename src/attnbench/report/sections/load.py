@@ -251,6 +251,16 @@ def _claim(cid: str, verdict: str, evidence: str) -> dict:
     return claim(cid, PAPERS[cid], verdict, evidence)
 
 
+def _covariates(data: dict) -> dict:
+    """The declared roles of the exogenous features: known in advance vs observed only."""
+    if data["source"] != "csv":
+        return {"known": [], "observed": []}
+    from ...tasks.load.reader import declared_features
+
+    names, known = declared_features(data["csv"].get("features"))
+    return {"known": [n for n, k in zip(names, known) if k], "observed": [n for n, k in zip(names, known) if not k]}
+
+
 def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORTS) -> dict:
     """Everything load.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
@@ -259,7 +269,8 @@ def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORT
     base = {**base_context(task, "Load forecasting", table, out_dir),
             "window": section["data"]["window"], "horizon": section["data"]["horizon"],
             "season": section["data"]["season"], "source": section["data"]["source"],
-            "corruption_rate": section["data"]["corruption_rate"], "mape_floor": section["eval"]["mape_floor"]}
+            "corruption_rate": section["data"]["corruption_rate"], "mape_floor": section["eval"]["mape_floor"],
+            **_covariates(section["data"])}
     if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)

@@ -1,8 +1,13 @@
 """Load: multi-step electric load forecasting with feature attention and anomaly-masking attention.
 
 An input window (168 h by default) of the load and its exogenous features gives a forecast for each
-of the next 24 hours. Runs: seasonal naive (same hour last week) and ridge regression (scikit-learn)
-fitted in closed form; a GRU without and with temporal attention over its states; per-horizon
+of the next 24 hours. Features are known in advance (calendar, holiday, a weather forecast: their
+values at the forecast steps are used) or observed only (used up to the forecast origin, never over
+the horizon); `Data.windows` is the one place that cuts them, so no model or baseline can see an
+observed-only feature after the origin. Runs: seasonal naive (same hour last week), ridge
+regression (scikit-learn; load lags, observed-only features' lags, known features over the horizon)
+and DLinear (moving-average trend + remainder of the load window, each mapped linearly to the
+horizon) fitted in closed form; a GRU without and with temporal attention over its states; per-horizon
 feature attention; an anomaly-masking attention layer after the feature mapping (trained with
 corruption applied to its inputs); a Transformer encoder over time.
 
@@ -13,7 +18,9 @@ has its gold anomaly positions recorded.
 
 Metrics, overall and per horizon step, on clean and on corrupted test inputs: MAPE (scikit-learn;
 guard: targets with |y| below `eval.mape_floor` x the training split's mean |y| are excluded and
-counted in `mape_excluded`, never divided by), sMAPE, MAE, RMSE (scikit-learn); the feature
+counted in `mape_excluded`, never divided by), sMAPE, MAE, RMSE (scikit-learn), and MAE and MSE of the
+standardised target (`mae_scaled`, `mse_scaled`: errors divided by the training split's standard
+deviation, as the ETT benchmarks report them); the feature
 attention's mass on the irrelevant features; ROC-AUC (scikit-learn) of 1 - mask weight against the
 gold anomaly positions.
 """
@@ -32,7 +39,8 @@ from torch import nn
 from ... import io as aio
 from ...config import ParamsError
 from ...metrics import forecast_scores, mask_roc_auc
-from ...models.forecaster import RecurrentForecaster, RidgeForecaster, SeasonalNaive, TransformerForecaster
+from ...models.forecaster import (DLinearForecaster, RecurrentForecaster, RidgeForecaster, SeasonalNaive,
+                                  TransformerForecaster)
 from .. import register
 from ..common import round_floats
 from ..base import Task
@@ -41,7 +49,7 @@ from .reader import read_csv
 
 SPLITS = ("train", "valid", "test")
 NEURAL = ("gru", "feature_attn", "anomaly_mask", "transformer")
-CLOSED_FORM = ("seasonal_naive", "ridge")
+CLOSED_FORM = ("seasonal_naive", "ridge", "dlinear")
 EVAL_BATCH = 512
 VALID_MAPE_FLOOR = 0.01   # the MAPE guard of the validation metric (fixed: training must not depend on eval settings)
 
@@ -84,6 +92,12 @@ class Data:
         self.kind = arrays["anomaly_kind"]                            # gold kinds of the corrupted copy
         self.feature_names = [str(s) for s in arrays["feature_names"]]
         self.irrelevant = arrays["irrelevant"].astype(bool)
+        # known in advance (used over the horizon) vs observed-only; data prepared before the roles
+        # existed declared every feature known
+        self.known = arrays["known"].astype(bool) if "known" in arrays else np.ones(len(self.feature_names), bool)
+        self.known_index = torch.from_numpy(np.flatnonzero(self.known) + 1)          # columns of `series`
+        self.observed_index = [int(i) for i in np.flatnonzero(~self.known)]          # among the F features
+        self.known_names = [n for n, k in zip(self.feature_names, self.known) if k]
         self.mean, self.std = arrays["mean"], arrays["std"]           # [1 + F], from the training split
         raw = np.column_stack([self.load, arrays["features"]])
         usable = ~np.isnan(raw).any(axis=1)
@@ -109,12 +123,16 @@ class Data:
         self.targets = torch.arange(0, self.horizon)
 
     def windows(self, origins: np.ndarray, corrupted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x [B, T, 1+F], z [B, H, F], y [B, H]) of the windows at `origins` (scaled; y always clean)."""
+        """(x [B, T, 1+F], z [B, H, K], y [B, H]) of the windows at `origins` (scaled; y always clean).
+
+        x: the load and every feature up to the origin; z: the K known-in-advance features at the
+        target steps. An observed-only feature's values at or after the origin go nowhere."""
         o = torch.as_tensor(origins, dtype=torch.long).unsqueeze(1)
         source = self.corrupted if corrupted else self.series
         x = source[o + self.offsets]
         future = self.series[o + self.targets]
-        return x, future[:, :, 1:], future[:, :, 0]
+        z = future[:, :, 1:] if self.known.all() else future[:, :, self.known_index]
+        return x, z, future[:, :, 0]
 
     def corrupt_windows(self, x: torch.Tensor, origins: np.ndarray, rng: np.random.Generator,
                         rate: float) -> torch.Tensor:
@@ -152,6 +170,18 @@ class LoadForecasting(Task):
                               "expected valid_fraction + test_fraction < 0.9 (the rest is the training split)")
         if d["source"] == "csv" and "csv" not in d:
             raise ParamsError(f"{origin}: tasks.load.data: missing key 'csv' (required with source: csv)")
+        features = d.get("csv", {}).get("features")
+        if isinstance(features, dict):
+            both = [f for f in features.get("known") or [] if f in (features.get("observed") or [])]
+            if both:
+                raise ParamsError(f"{origin}: tasks.load.data.csv.features.observed: value {both[0]!r} is not allowed: "
+                                  "it is also declared under tasks.load.data.csv.features.known; expected each "
+                                  "feature under one of known (its values at the forecast steps are available at "
+                                  "the forecast origin) or observed (they are not)")
+        kernel = section["models"].get("dlinear", {}).get("kernel", 1)
+        if kernel % 2 == 0 or kernel > d["window"]:
+            raise ParamsError(f"{origin}: tasks.load.models.dlinear.kernel: value {kernel!r} is not allowed; expected an "
+                              f"odd number of steps <= data.window ({d['window']}) (a centred moving average)")
         if 24 % section["eval"]["stride"]:
             raise ParamsError(f"{origin}: tasks.load.eval.stride: value {section['eval']['stride']!r} is not allowed; "
                               "expected a divisor of 24 (1, 2, 3, 4, 6, 8, 12 or 24)")
@@ -159,7 +189,7 @@ class LoadForecasting(Task):
         if d["window"] % patch:
             raise ParamsError(f"{origin}: tasks.load.models.transformer.patch: value {patch!r} is not allowed; expected a "
                               f"divisor of data.window ({d['window']})")
-        allowed = {"seasonal_naive": {"none"}, "ridge": {"none"}, "transformer": {"multihead"}}
+        allowed = {"seasonal_naive": {"none"}, "ridge": {"none"}, "dlinear": {"none"}, "transformer": {"multihead"}}
         for run, spec in section["runs"].items():
             model, mech = spec["model"], spec["attention"]
             if model not in section["models"]:
@@ -220,7 +250,7 @@ class LoadForecasting(Task):
             np.savez_compressed(fh, time=series.time.to_numpy().astype("datetime64[s]"), load=series.load,
                                 load_corrupted=corrupted, anomaly_kind=kind, features=series.features,
                                 feature_names=np.array(series.feature_names), irrelevant=np.array(series.irrelevant),
-                                mean=mean, std=std)
+                                known=np.array(series.known, dtype=bool), mean=mean, std=std)
         stamp = lambda i: series.time[i].isoformat()  # noqa: E731
         manifest = {
             "task": "load", "source": d["source"], "scale": params["scale"], "steps": n,
@@ -229,6 +259,8 @@ class LoadForecasting(Task):
                            "last_target": stamp(bounds[s][1] - 1), "windows": windows[s],
                            "windows_skipped_missing": skipped[s]} for s in SPLITS},
             "features": series.feature_names,
+            "known_features": [f for f, k in zip(series.feature_names, series.known) if k],
+            "observed_features": [f for f, k in zip(series.feature_names, series.known) if not k],
             "irrelevant_features": [f for f, bad in zip(series.feature_names, series.irrelevant) if bad],
             "scaling": {"from": "train split", "mean": dict(zip(["load", *series.feature_names], map(float, mean))),
                         "std": dict(zip(["load", *series.feature_names], map(float, std)))},
@@ -248,15 +280,18 @@ class LoadForecasting(Task):
     # ---- models and training ----------------------------------------------------------
     def build_model(self, cfg: dict, data: Data) -> nn.Module:
         kind, opts, mech = cfg["model"], dict(cfg["model_options"]), cfg["attention"]
-        f = len(data.feature_names)
+        f, k = len(data.feature_names), len(data.known_names)
         shape = (f, data.window, data.horizon)
         if kind == "seasonal_naive":
             return SeasonalNaive(data.window, data.horizon, data.season)
         if kind == "ridge":
-            return RidgeForecaster(data.window, data.horizon, f)
+            return RidgeForecaster(data.window, data.horizon, f, observed=data.observed_index, n_known=k)
+        if kind == "dlinear":
+            return DLinearForecaster(data.window, data.horizon, int(opts["kernel"]))
         if kind == "transformer":
-            return TransformerForecaster(*shape, **opts)
-        torch_opts = {k: v for k, v in opts.items() if k not in ("train_corruption", "mask_loss")}
+            return TransformerForecaster(*shape, **opts, n_known=k)
+        torch_opts = {key: v for key, v in opts.items() if key not in ("train_corruption", "mask_loss")}
+        torch_opts["n_known"] = k
         mech_opts = cfg["attention_options"]
         if kind == "gru":
             return RecurrentForecaster(*shape, **torch_opts, temporal=None if mech == "none" else mech,
@@ -278,19 +313,23 @@ class LoadForecasting(Task):
         seed_everything(cfg["seed"])
         model = self.build_model(cfg, data)
         if cfg["model"] == "ridge":
-            self._fit_ridge(model, data, cfg)
+            self._fit_linear(model, data, cfg, model.design)
+        elif cfg["model"] == "dlinear":
+            self._fit_linear(model, data, cfg, lambda x, z: model.design(x))
         model = model.to(device).eval()
         best = float(self.validate(model, data, cfg, device))
         return save_trained(model, cfg, run_dir, [], device=device, best_epoch=0, best_valid=best,
                             train_seconds=time.perf_counter() - t0)
 
-    def _fit_ridge(self, model: RidgeForecaster, data: Data, cfg: dict) -> None:
-        """scikit-learn Ridge on [load window; future features]; alpha chosen on the validation MAPE."""
+    def _fit_linear(self, model: RidgeForecaster | DLinearForecaster, data: Data, cfg: dict, features) -> None:
+        """scikit-learn Ridge on the model's design `features(x, z)` (ridge: [load window; observed-only
+        features' windows; known features at the target steps]; dlinear: [trend; remainder] of the load
+        window), one output per horizon step; alpha chosen on the validation MAPE."""
         from sklearn.linear_model import Ridge
 
         def design(split):
             x, z, y = data.windows(data.origins[split])
-            return RidgeForecaster.design(x, z).double().numpy(), y.double().numpy()
+            return features(x, z).double().numpy(), y.double().numpy()
 
         xt, yt = design("train")
         xv, yv = design("valid")
@@ -380,6 +419,9 @@ class LoadForecasting(Task):
         for key in ("mape", "smape", "mae", "rmse"):
             metrics[f"{key}_by_step"] = clean[f"{key}_by_step"]
             metrics[f"{key}_corrupted_by_step"] = dirty[f"{key}_by_step"]
+        # the ETT benchmarks' MAE and MSE: errors of the target standardised with the training split's statistics
+        metrics["mae_scaled"] = clean["mae"] / data.scale
+        metrics["mse_scaled"] = (clean["rmse"] / data.scale) ** 2
         metrics["mape_excluded"] = clean["mape_excluded"]
         metrics["mape_floor"] = data.mape_floor
 
@@ -388,12 +430,13 @@ class LoadForecasting(Task):
         metrics["feature_attention"] = None
         mean_fw = None
         if "feature_weights" in extras:
-            fw = extras["feature_weights"]                                     # [N, H, F]
+            fw = extras["feature_weights"]                                     # [N, H, K]: known features only
             mean_fw = fw.mean(axis=0)
-            metrics["feature_attention"] = dict(zip(data.feature_names, map(float, fw.mean(axis=(0, 1)))))
-            if data.irrelevant.any():
-                metrics["irrelevant_attention"] = float(fw[..., data.irrelevant].sum(-1).mean())
-                metrics["uniform_share"] = float(data.irrelevant.mean())
+            metrics["feature_attention"] = dict(zip(data.known_names, map(float, fw.mean(axis=(0, 1)))))
+            irrelevant = data.irrelevant[data.known]
+            if irrelevant.any():
+                metrics["irrelevant_attention"] = float(fw[..., irrelevant].sum(-1).mean())
+                metrics["uniform_share"] = float(irrelevant.mean())
 
         # anomaly mask: ROC-AUC of (1 - weight) against the gold positions of the corrupted inputs
         gold = data.kind[origins[:, None] + np.arange(-data.window, 0)]          # [N, T]
@@ -430,8 +473,11 @@ class LoadForecasting(Task):
         return best if best is not None else int(data.origins["test"][0])
 
     def _export(self, model, data: Data, device, out_dir: Path, feature_weights, temporal_weights) -> None:
-        arrays: dict[str, np.ndarray] = {"feature_names": np.array(data.feature_names),
-                                         "irrelevant": data.irrelevant.copy()}
+        # the features the per-horizon feature attention weighs: the known ones
+        arrays: dict[str, np.ndarray] = {"feature_names": np.array(data.known_names),
+                                         "irrelevant": data.irrelevant[data.known].copy()}
+        if not data.known.all():
+            arrays["observed_features"] = np.array([n for n, k in zip(data.feature_names, data.known) if not k])
         if feature_weights is not None:
             arrays["feature_weights"] = feature_weights.astype(np.float32)
         if temporal_weights is not None:

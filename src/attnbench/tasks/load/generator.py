@@ -17,6 +17,13 @@ nothing in the load depends on them. They are stationary on purpose: a random wa
 of its training range in the test period and turn "ignore an irrelevant feature" into
 extrapolation luck that swamps every other difference between the models.
 
+Every synthetic feature is declared known in advance (`Series.known`): the calendar and the holiday
+flag are known by construction; the temperature stands for a perfect day-ahead weather forecast (the
+generator draws the whole path, so the value at a target step is what a forecast would say); the
+noise features are exogenous series published ahead of time that happen to be irrelevant, which is
+what lets the per-horizon feature attention be tested on ignoring them over the forecast horizon.
+No synthetic feature is observed-only (see `reader.py` for how a CSV declares observed-only ones).
+
 `corrupt(values, rng, rate, start, scale)` injects anomalies into a copy of a series (spikes, drop-outs
 to zero, stuck values) and returns their gold positions and kinds; the task uses it for the corrupted
 copy of the test inputs and, during training, on the anomaly-masking model's input windows.
@@ -56,6 +63,13 @@ class Series:
     feature_names: list[str]
     irrelevant: list[bool]                 # per feature: the generator made the load independent of it
     truth: dict = field(default_factory=dict)
+    # per feature: known in advance (its values at the forecast steps may be used) or observed-only
+    # (only its values up to the forecast origin may be used); None: every feature known
+    known: list[bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.known is None:
+            self.known = [True] * len(self.feature_names)
 
 
 def calendar_features(time: pd.DatetimeIndex) -> np.ndarray:
@@ -137,7 +151,8 @@ def generate(days: int, seed: int = 7, base: float = 1000.0) -> Series:
         "temperature_response": "8*max(0, 14 - T)^1.2 + 6*max(0, T - 20)^1.6 MW",
         "trend_per_year": 0.03, "noise": "AR(1) phi=0.95 std 2% multiplicative + 0.5% white",
     }
-    return Series(time=time, load=load, features=features, feature_names=names, irrelevant=irrelevant, truth=truth)
+    return Series(time=time, load=load, features=features, feature_names=names, irrelevant=irrelevant, truth=truth,
+                  known=[True] * len(names))
 
 
 def corrupt(values: np.ndarray, rng: np.random.Generator, rate: float, scale: float, start: int = 0,

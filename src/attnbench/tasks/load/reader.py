@@ -13,6 +13,15 @@ Policy, applied in this order and counted in the manifest:
   window whose input or target touches a missing step is skipped (the manifest counts the
   missing steps and the skipped windows).
 
+Feature roles (pytorch-forecasting's time_varying_known_reals / time_varying_unknown_reals):
+`features: {known: [...], observed: [...]}` declares which columns are known in advance (their
+values at the forecast steps exist at the forecast origin: a weather forecast, a tariff, a holiday
+calendar) and which are observed only (their values are used up to the forecast origin and never
+over the horizon: other loads of the same transformer, measured temperature). A plain list,
+`features: [a, b]`, means observed-only: a plain list says nothing about availability at forecast
+time, and treating it as known would leak the future into every forecast. The calendar features
+the reader adds from the timestamps are always known.
+
 Errors name the file and the line (the header is line 1) or the column, and say what was expected:
 a missing column, a value that is not a number, an unparsable timestamp, an empty or unreadable
 file, a series too short for the window, horizon and splits.
@@ -116,13 +125,24 @@ def _check_field_counts(path: Path, text: str, delimiter: str) -> None:
         raise SeriesFileError(f"{path}: line {reader.line_num}: not a readable CSV row ({exc})") from None
 
 
+def declared_features(features) -> tuple[list[str], list[bool]]:
+    """(column names, known flags) of `csv.features`: a mapping {known: [...], observed: [...]} (known
+    columns first), or a plain list, whose columns are observed-only (see the module docstring)."""
+    if not features:
+        return [], []
+    if isinstance(features, dict):
+        known, observed = list(features.get("known") or []), list(features.get("observed") or [])
+        return [*known, *observed], [True] * len(known) + [False] * len(observed)
+    return list(features), [False] * len(features)
+
+
 def read_csv(spec: dict, *, min_steps: int = 0) -> Series:
     """Read `spec` (path, timestamp, target, features, format, freq, delimiter) into a regular Series.
 
     `min_steps` is the shortest usable grid (window + horizon + splits); shorter is an error."""
     path = Path(spec["path"])
     ts_col, target = spec["timestamp"], spec["target"]
-    features = list(spec.get("features", []))
+    features, known = declared_features(spec.get("features"))
     wanted = [ts_col, target, *features]
     delimiter = spec.get("delimiter", ",")
     text = _text(path)
@@ -190,5 +210,5 @@ def read_csv(spec: dict, *, min_steps: int = 0) -> Series:
              "missing_steps": int(len(grid) - len(time)), "empty_cells": empty_cells,
              "timestamps": tz_note, "freq": step}
     return Series(time=grid, load=load, features=all_features, feature_names=names,
-                  irrelevant=[False] * len(names), truth=truth)
+                  irrelevant=[False] * len(names), truth=truth, known=[*known, *[True] * len(CALENDAR)])
 
