@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from ... import attention
 from ... import io as aio
 from ...config import ParamsError
 from ...metrics import alignment_error_rate, argmax_alignment, corpus_bleu, corpus_chrf
@@ -93,9 +94,10 @@ class Translation(Task):
             if spec["model"] == "transformer" and spec["attention"] != "multihead":
                 raise ParamsError(f"{origin}: tasks.translation.runs.{run}.attention: value {spec['attention']!r} is not "
                                   "allowed for model 'transformer'; expected: multihead")
-            if spec["model"] == "rnn" and spec["attention"] in ("multihead", "external"):
+            steps = attention.capable(decoder_step=True, form="sequence")  # what an RNN decoder step can use
+            if spec["model"] == "rnn" and spec["attention"] not in steps:
                 raise ParamsError(f"{origin}: tasks.translation.runs.{run}.attention: value {spec['attention']!r} does not "
-                                  "fit an RNN decoder step; expected any other registered mechanism")
+                                  f"fit an RNN decoder step; expected one of: {', '.join(steps)}")
         if section["data"]["source"] == "files":
             for split, spec in section["data"]["files"].items():
                 for key, value in spec.items():
