@@ -183,6 +183,14 @@ def test_a_new_task_is_its_module_schema_and_params_section(tmp_path):
     run([str(BIN / "dvc"), "repro", "--quiet"], dvc_work, timeout=900, env=_env(dvc_work))
     assert 'id="toy"' in (dvc_work / "reports/index.html").read_text()
     assert _outputs(dvc_work) == _outputs(work)
+    # a change to the optimizer (or the device data path) re-runs the training stages under DVC too
+    for module in ("optim.py", "device_data.py"):
+        path = dvc_work / "src/attnbench" / module
+        original = path.read_text()
+        path.write_text(original + "\n# touched\n")
+        status = run([str(BIN / "dvc"), "status", "--json"], dvc_work, env=_env(dvc_work)).stdout
+        assert "train-toy@synthetic-circle-additive-0" in json.loads(status), (module, status)
+        path.write_text(original)
 
 
 def _checkout_files() -> dict[str, bytes]:

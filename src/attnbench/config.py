@@ -17,16 +17,14 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from .errors import ParamsError  # noqa: F401  (re-exported: config.ParamsError is the historical name)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
 DEFAULT_PARAMS = "params.yaml"
 SYNTHETIC = "synthetic"                         # every task's embedded generator, configured by its `data`
 DATASET_KEYS = ("datasets", "dataset_options")  # the grid's dataset dimension in a task's section
 DATASET_OVERRIDES = ("data", "scales", "train", "eval", "models")  # what a dataset may change of its task
-
-
-class ParamsError(ValueError):
-    """A params.yaml problem; the message names the file, the key path, the value and what is allowed."""
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when there

@@ -8,3 +8,7 @@ class DataError(ValueError):
 class OutputError(RuntimeError):
     """An output could not be written (disk full, no permission); the message names the file.
     Nothing is left under the output's name: writes go to a temporary file renamed on success."""
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message names the file, the key path, the value and what is allowed."""

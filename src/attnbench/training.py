@@ -16,7 +16,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,7 +26,9 @@ from . import io as aio
 from .config import config_hash
 from .device_data import prefetch
 from .optim import Adam
-from .tasks.base import Task
+
+if TYPE_CHECKING:  # a type only: training never imports the tasks package
+    from .tasks.base import Task
 
 log = logging.getLogger("attnbench.train")
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ... import io as aio
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...models.captioner import BOS, EOS, PAD, UNK, Captioner
 from .. import register
 from ..base import Task

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ... import io as aio
 from ... import attention
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...device_data import make_resident
 from ...errors import DataError
 from ...models.ram import RAM, FullViewCNN, FullViewMLP, SoftSpatial

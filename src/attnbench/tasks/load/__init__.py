@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ... import io as aio
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...metrics import forecast_scores, mask_roc_auc
 from ...models.forecaster import (DLinearForecaster, RecurrentForecaster, RidgeForecaster, SeasonalNaive,
                                   TransformerForecaster)

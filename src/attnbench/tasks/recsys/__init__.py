@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ... import io as aio
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...device_data import make_resident
 from ...models.afm import MODELS, build_model
 from .. import register

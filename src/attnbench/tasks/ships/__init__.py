@@ -54,7 +54,7 @@ from torch import nn
 
 from ... import io as aio
 from ... import attention
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...device_data import make_resident
 from ...metrics import binary_iou, segmentation_scores
 from ...models.segmenter import BOW_STERN, DeepFCN, ShallowFCN, TaskPartition
