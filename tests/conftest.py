@@ -81,14 +81,13 @@ def tiny_params() -> dict:
 
 
 def prune_dvc_stages(workdir: Path) -> None:
-    """dvc.yaml has a train/evaluate block per task: drop the blocks of tasks the copy's params.yaml
-    no longer has (their `${tasks.<task>.runs}` would not resolve)."""
-    kept = set(yaml.safe_load((workdir / "params.yaml").read_text())["tasks"])
-    gone = set(yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]) - kept
-    dvc = yaml.safe_load((workdir / "dvc.yaml").read_text())
-    dvc["stages"] = {name: stage for name, stage in dvc["stages"].items()
-                     if not any(name in (f"train-{t}", f"evaluate-{t}") for t in gone)}
-    (workdir / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    """dvc.yaml has a prepare/train/evaluate/aggregate/notebook block per task, generated from params.yaml
+    (attnbench dvc-yaml): regenerate the copy's from its own params.yaml and files, so the blocks of tasks
+    it no longer has go (their `${tasks.<task>.runs}` would not resolve) and those it keeps are unchanged."""
+    from attnbench import dvcgen
+
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    (workdir / "dvc.yaml").write_text(dvcgen.render(params, root=workdir))
 
 
 def smoke_copy(workdir: Path, edit=None) -> Path:

@@ -366,7 +366,7 @@ def test_cli_prepare_train_evaluate(tmp_path):
     for name in ("soft-attend", "show-tell"):
         run(["attnbench", "--threads", "1", "train", "--task", "captioning", "--run", name, "--seed", "0"], tmp_path)
         run(["attnbench", "--threads", "1", "evaluate", "--task", "captioning", "--run", name, "--seed", "0"], tmp_path)
-    out = tmp_path / "data/results/captioning/soft-attend/seed0"
+    out = tmp_path / "data/results/captioning/synthetic/soft-attend/seed0"
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"bleu1", "bleu4", "bleu_signature", "localisation", "localisation_chance"} <= set(metrics)
     assert metrics["test_images"] == 12 and "nrefs:4" in metrics["bleu_signature"]
@@ -376,7 +376,7 @@ def test_cli_prepare_train_evaluate(tmp_path):
             assert z["alpha_0"].shape[1:] == (8, 8) and z["alpha_0"].shape[0] >= len(z["caption_0"])
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 12 and len(samples[0]["references"]) == 4
-    none = json.loads((tmp_path / "data/results/captioning/show-tell/seed0/metrics.json").read_text())
+    none = json.loads((tmp_path / "data/results/captioning/synthetic/show-tell/seed0/metrics.json").read_text())
     assert none["localisation"] is None
 
 

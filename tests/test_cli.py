@@ -44,7 +44,7 @@ def _steps(path, run):
                  ["evaluate", "--task", "translation", "--run", run, "--seed", "0"]):
         assert cli.main(["-q", "--params", str(path), *argv]) == 0, argv
     for step in ("train", "evaluate"):  # each job records its start-up for the report's throughput table
-        timing = json.loads(Path("logs/timing/translation", run, f"seed0.{step}.json").read_text())
+        timing = json.loads(Path("logs/timing/translation/synthetic", run, f"seed0.{step}.json").read_text())
         assert timing["step"] == step and timing["started_at"] <= timing["ready_at"] <= timing["finished_at"]
         assert 0 < timing["startup_s"] <= timing["wall_s"]
 
@@ -55,9 +55,9 @@ def test_a_new_mechanism_is_one_class_and_one_registry_line(toy_mechanism, tiny_
                                                               "options": {"gate": 2.0}}}
     path = write_params(tmp_path / "params.yaml", tiny_params)
     _steps(path, "rnn-toy")
-    metrics = json.loads((tmp_path / "data/results/translation/rnn-toy/seed0/metrics.json").read_text())
-    assert metrics["attention"] == "toy_first" and metrics["aer"] is not None
-    weights = dict(__import__("numpy").load(tmp_path / "data/results/translation/rnn-toy/seed0/attention.npz"))
+    metrics = json.loads((tmp_path / "data/results/translation/synthetic/rnn-toy/seed0/metrics.json").read_text())
+    assert metrics["attention"] == "toy_first" and metrics["aer"] is not None and metrics["dataset"] == "synthetic"
+    weights = dict(__import__("numpy").load(tmp_path / "data/results/translation/synthetic/rnn-toy/seed0/attention.npz"))
     assert all(w[:, 0].min() > 0.99 for k, w in weights.items() if k.startswith("attn_"))
 
 
@@ -78,10 +78,10 @@ def test_real_data_files_tsv_and_gzip_with_alignments(tiny_params, tmp_path, mon
         "test": {"source": "test.src", "target": "test.tgt", "alignments": "test.align"}}}
     path = write_params(tmp_path / "params.yaml", tiny_params)
     _steps(path, "rnn-general")
-    manifest = json.loads((tmp_path / "data/prepared/translation/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data/prepared/translation/synthetic/manifest.json").read_text())
     assert manifest["source"] == "files" and manifest["pairs"] == {"train": 40, "valid": 40, "test": 40}
     assert manifest["gold_alignments"] == {"train": False, "valid": False, "test": True}
-    metrics = json.loads((tmp_path / "data/results/translation/rnn-general/seed0/metrics.json").read_text())
+    metrics = json.loads((tmp_path / "data/results/translation/synthetic/rnn-general/seed0/metrics.json").read_text())
     assert metrics["aer"] is not None and 0.0 <= metrics["aer"] <= 1.0
 
 

@@ -34,7 +34,7 @@ def test_slurm_profile_uses_the_plugin_settings_a_cluster_without_accounting_nee
 def test_slurm_profile_dry_run_gives_training_jobs_a_gpu_and_the_gpu_partition(tmp_path):
     workdir = smoke_copy(tmp_path)
     out = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", "--dry-run",
-               "data/results/translation/rnn-additive/seed0/metrics.json"], workdir).stdout
+               "data/results/translation/synthetic/rnn-additive/seed0/metrics.json"], workdir).stdout
     blocks = {b.split(":", 1)[0].split()[-1]: b for b in out.split("\nrule ")[1:]}
     assert "slurm_partition=gpu" in blocks["train"] and "gpu=1" in blocks["train"], blocks["train"]
     assert "runtime=240" in blocks["train"] and "mem_mb=8000" in blocks["train"]

@@ -223,9 +223,9 @@ def test_cli_end_to_end_deterministic_and_report(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_params(tmp_path / "params.yaml", tiny)
     _run(path, "prepare", "--task", "documents")
-    manifest = json.loads((tmp_path / "data/prepared/documents/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data/prepared/documents/synthetic/manifest.json").read_text())
     assert manifest["documents"] == {"train": 80, "valid": 20, "test": 24} and manifest["gold_sentences"]["test"] == 24
-    results = tmp_path / "data/results/documents"
+    results = tmp_path / "data/results/documents/synthetic"
     for run in tiny["tasks"]["documents"]["runs"]:
         _run(path, "train", "--task", "documents", "--run", run, "--seed", "0")
         _run(path, "evaluate", "--task", "documents", "--run", run, "--seed", "0")
@@ -243,7 +243,7 @@ def test_cli_end_to_end_deterministic_and_report(tiny, tmp_path, monkeypatch):
     for name in ("model.pt", "metrics.json"):
         (results / "han/seed0" / name).unlink()
     import shutil
-    shutil.rmtree(tmp_path / "data/state/documents/han")
+    shutil.rmtree(tmp_path / "data/state/documents/synthetic/han")
     _run(path, "train", "--task", "documents", "--run", "han", "--seed", "0")
     _run(path, "evaluate", "--task", "documents", "--run", "han", "--seed", "0")
     assert (results / "han/seed0/metrics.json").read_bytes() == first
@@ -267,7 +267,7 @@ def test_real_jsonl_files_carved_splits_unknown_label_and_escaping(tiny, tmp_pat
     t["runs"] = {"han": t["runs"]["han"]}
     path = write_params(tmp_path / "params.yaml", tiny)
     _run(path, "prepare", "--task", "documents")
-    manifest = json.loads((tmp_path / "data/prepared/documents/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data/prepared/documents/synthetic/manifest.json").read_text())
     assert manifest["documents"] == {"train": 36, "valid": 12, "test": 12}
     assert all(set(c.values()) == {4} for s, c in manifest["label_counts"].items() if s != "train")  # stratified
     _run(path, "train", "--task", "documents", "--run", "han", "--seed", "0")

@@ -79,8 +79,9 @@ def test_dvc_commit_records_snakemake_results_without_rerunning(team_repo):
     repo = team_repo["repo"]
     assert json.loads(team_repo["status"].stdout) == {}, team_repo["status"].stdout
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    for name in (f"train-translation@{CHANGED}-0", f"evaluate-translation@{UNCHANGED}-0", "prepare@translation",
-                 "aggregate@translation", "notebook@translation", "report"):
+    for name in (f"train-translation@synthetic-{CHANGED}-0", f"evaluate-translation@synthetic-{UNCHANGED}-0",
+                 "prepare-translation@synthetic", "aggregate-translation@synthetic", "notebook-translation@synthetic",
+                 "report"):
         assert lock[name]["outs"], name
     repro = dvc(repo, "repro")
     assert _ran(repro.stdout) == [], repro.stdout
@@ -123,8 +124,8 @@ def experiment(team_repo):
 
 def test_exp_run_reruns_only_the_changed_run_and_exp_show_lists_metrics(experiment):
     assert _ran(experiment["exp"].stdout) == sorted([
-        f"train-translation@{CHANGED}-0", f"evaluate-translation@{CHANGED}-0",
-        "aggregate@translation", "notebook@translation", "report"]), experiment["exp"].stdout
+        f"train-translation@synthetic-{CHANGED}-0", f"evaluate-translation@synthetic-{CHANGED}-0",
+        "aggregate-translation@synthetic", "notebook-translation@synthetic", "report"]), experiment["exp"].stdout
     rows = json.loads(experiment["show"].stdout)
     exps = [e for row in rows for e in (row.get("experiments") or [])]
     named = [e for e in exps if any(r.get("name") == "attn8" for r in e.get("revs", []))]
@@ -133,10 +134,10 @@ def test_exp_run_reruns_only_the_changed_run_and_exp_show_lists_metrics(experime
     assert data["params"]["params.yaml"]["data"]["tasks"]["translation"]["runs"][CHANGED]["options"]["attn_dim"] == 8
     metrics = data["metrics"]
     for run_name in RUNS:
-        m = metrics[f"data/results/translation/{run_name}/seed0/metrics.json"]["data"]
+        m = metrics[f"data/results/translation/synthetic/{run_name}/seed0/metrics.json"]["data"]
         assert {"bleu", "chrf"} <= set(m), m
     baseline = next(row for row in rows if row.get("rev") != "workspace")["data"]["metrics"]
-    key = f"data/results/translation/{UNCHANGED}/seed0/metrics.json"
+    key = f"data/results/translation/synthetic/{UNCHANGED}/seed0/metrics.json"
     assert metrics[key]["data"]["bleu"] == baseline[key]["data"]["bleu"]
 
 
@@ -144,14 +145,14 @@ def test_metrics_and_plots_diff_between_commits_show_the_changed_run(experiment,
     repo = experiment["repo"]
     diff = json.loads(dvc(repo, "metrics", "diff", "HEAD~1", "HEAD", "--json").stdout)
     changed_files = {path for path in diff if path.startswith("data/results/")}
-    assert changed_files == {f"data/results/translation/{CHANGED}/seed0/metrics.json"}, diff
-    assert "bleu" in diff[f"data/results/translation/{CHANGED}/seed0/metrics.json"]
+    assert changed_files == {f"data/results/translation/synthetic/{CHANGED}/seed0/metrics.json"}, diff
+    assert "bleu" in diff[f"data/results/translation/synthetic/{CHANGED}/seed0/metrics.json"]
     plots = json.loads(dvc(repo, "plots", "diff", "HEAD~1", "HEAD", "--json", "-o", str(tmp_path / "plots")).stdout)
     by_run = {}  # run -> rev -> the valid_metric curve
     for path, entries in plots["data"].items():
         if not path.endswith("train_log.csv"):
             continue
-        run_name = path.split("/")[3]
+        run_name = path.split("/")[4]  # data/results/translation/synthetic/<run>/seed0/train_log.csv
         for entry in entries:
             assert entry["revisions"] == ["HEAD~1", "HEAD"], entry["revisions"]
             for datum in entry["content"]["data"]["values"]:

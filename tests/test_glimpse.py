@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from attnbench import attention, cli, paths
 from attnbench.attention.glimpse import extract_glimpse
-from attnbench.config import REPO_ROOT, ParamsError, load_params, validate
+from attnbench.config import REPO_ROOT, ParamsError, for_dataset, load_params, validate
 from attnbench.errors import DataError
 from attnbench.tasks.glimpse.data import compose, image_groups, read_npz, split_images, upsample
 
@@ -142,12 +142,12 @@ def test_prepared_split_shares_no_digit_image_between_splits(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     path = write_params(tmp_path / "params.yaml", _tiny())
     _cli(path, "prepare", "--task", "glimpse")
-    manifest = json.loads((paths.prepared_dir("glimpse") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("glimpse", "synthetic") / "manifest.json").read_text())
     assert manifest["images_used"] == 200 and manifest["digit_size"] == 16 and manifest["canvas"] == 32
     from sklearn.datasets import load_digits
 
     originals = load_digits().images
-    with np.load(paths.prepared_dir("glimpse") / "canvases.npz") as z:
+    with np.load(paths.prepared_dir("glimpse", "synthetic") / "canvases.npz") as z:
         index = z["original_index"]
         used = {}
         for s in ("train", "valid", "test"):
@@ -199,7 +199,7 @@ def test_npz_source_through_prepare(tmp_path, monkeypatch):
     p["tasks"]["glimpse"]["data"].update(source="npz", npz={"path": "mine.npz"}, upsample=1)
     path = write_params(tmp_path / "params.yaml", p)
     _cli(path, "prepare", "--task", "glimpse")
-    manifest = json.loads((paths.prepared_dir("glimpse") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("glimpse", "synthetic") / "manifest.json").read_text())
     assert manifest["classes"] == 4 and manifest["digit_size"] == 12 and manifest["origin"] == "mine.npz"
     p["tasks"]["glimpse"]["data"]["upsample"] = 3       # 36 > canvas 32
     path = write_params(tmp_path / "params.yaml", p)
@@ -233,7 +233,7 @@ def test_ram_reinforce_trains_the_policy_and_the_baseline_only_through_their_ter
     _cli(path, "prepare", "--task", "glimpse")
     cfg = resolve_run(p, "glimpse", "ram-cluttered", 0)
     task = tasks.get("glimpse")
-    data = task.load(paths.prepared_dir("glimpse"), cfg)
+    data = task.load(paths.prepared_dir("glimpse", "synthetic"), cfg)
     torch.manual_seed(0)
     model = task.build_model(cfg, data).train()
     batch = next(iter(task.batches(data, cfg, torch.Generator().manual_seed(0))))
@@ -259,29 +259,29 @@ def test_smoke_runs_export_glimpses_and_render_the_section(tmp_path, monkeypatch
     for run in p["tasks"]["glimpse"]["runs"]:
         _cli(path, "train", "--task", "glimpse", "--run", run, "--seed", "0")
         _cli(path, "evaluate", "--task", "glimpse", "--run", run, "--seed", "0")
-    manifest = json.loads((paths.prepared_dir("glimpse") / "manifest.json").read_text())
-    ram = json.loads((paths.run_dir("glimpse", "ram-cluttered", 0) / "metrics.json").read_text())
+    manifest = json.loads((paths.prepared_dir("glimpse", "synthetic") / "manifest.json").read_text())
+    ram = json.loads((paths.run_dir("glimpse", "synthetic", "ram-cluttered", 0) / "metrics.json").read_text())
     n_test = manifest["canvases"]["cluttered"]["test"]
     assert ram["variant"] == "cluttered" and ram["test_canvases"] == n_test
     assert ram["error"] == pytest.approx(1 - ram["accuracy"]) and ram["error_cluttered"] == ram["error"]
     assert ram["error_centred"] is None and 0 <= ram["on_digit"] <= 1
-    with np.load(paths.run_dir("glimpse", "ram-cluttered", 0) / "attention.npz") as z:
+    with np.load(paths.run_dir("glimpse", "synthetic", "ram-cluttered", 0) / "attention.npz") as z:
         assert z["locations"].shape == (n_test, 3, 2) and np.abs(z["locations"]).max() <= 1
         assert z["labels"].shape == z["predictions"].shape == (n_test,) and z["shown_images"].shape == (5, 32, 32)
         acc = (z["labels"] == z["predictions"]).mean()
     assert ram["accuracy"] == pytest.approx(acc, abs=1e-5)
-    samples = (paths.run_dir("glimpse", "ram-cluttered", 0) / "samples.jsonl").read_text().splitlines()
+    samples = (paths.run_dir("glimpse", "synthetic", "ram-cluttered", 0) / "samples.jsonl").read_text().splitlines()
     assert len(samples) == n_test and len(json.loads(samples[0])["glimpses_px"]) == 3
-    soft = json.loads((paths.run_dir("glimpse", "soft-centred", 0) / "metrics.json").read_text())
+    soft = json.loads((paths.run_dir("glimpse", "synthetic", "soft-centred", 0) / "metrics.json").read_text())
     assert soft["error_centred"] == soft["error"] and soft["error_cluttered"] is None
     assert soft["test_canvases"] == manifest["canvases"]["centred"]["test"] and 0 <= soft["on_digit"] <= 1
-    mlp = json.loads((paths.run_dir("glimpse", "mlp-centred", 0) / "metrics.json").read_text())
+    mlp = json.loads((paths.run_dir("glimpse", "synthetic", "mlp-centred", 0) / "metrics.json").read_text())
     assert mlp["on_digit"] is None
     # the report section renders from these results, with its claim computed
     from attnbench.report import render_report
     from attnbench.report.aggregate import aggregate
 
-    aggregate(p, "glimpse")
+    aggregate(for_dataset(p, "glimpse", "synthetic"), "glimpse")
     out = tmp_path / "reports" / "index.html"
     render_report(p, out)
     html = out.read_text()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, load_params
+from attnbench.config import REPO_ROOT, for_dataset, load_params
 
 from .conftest import write_params
 
@@ -45,7 +46,7 @@ def _main(path, *argv) -> int:
 def _train_eval(path, run, seed=0):
     assert _main(path, "train", "--task", "intent", "--run", run, "--seed", str(seed)) == 0
     assert _main(path, "evaluate", "--task", "intent", "--run", run, "--seed", str(seed)) == 0
-    return paths.run_dir("intent", run, seed)
+    return paths.run_dir("intent", "synthetic", run, seed)
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +69,10 @@ def smoke_tree(tmp_path_factory):
 def test_smoke_runs_exports_and_report(smoke_tree, monkeypatch):
     folder, path = smoke_tree
     monkeypatch.chdir(folder)
-    manifest = json.loads((paths.prepared_dir("intent") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("intent", "synthetic") / "manifest.json").read_text())
     assert manifest["labels"] == 24 and manifest["utterances"] == {"train": 240, "valid": 48, "test": 96}
     for run in ("mean-pool", "self-attention", "transformer"):
-        run_dir = paths.run_dir("intent", run, 0)
+        run_dir = paths.run_dir("intent", "synthetic", run, 0)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["macro_f1"] <= 1
         assert metrics["mlm_accuracy"] is None and metrics["test_utterances"] == 96
@@ -104,7 +105,7 @@ def test_bert_fine_tuned_twice_with_the_same_seed_gives_identical_metrics(intent
     assert metrics["mlm_accuracy"] is not None and 0 <= metrics["mlm_accuracy"] <= 1
     info = json.loads((folder / "train_info.json").read_text())
     assert len(info["pretrain_log"]) == 2 and info["pretrain_seconds"] > 0
-    state = paths.state_dir("intent", "bert", 0)
+    state = paths.state_dir("intent", "synthetic", "bert", 0)
     assert (state / "pretrained.pt").is_file()
     # fine-tune the same pre-trained checkpoint again: identical metrics
     (folder / "model.pt").unlink()
@@ -127,7 +128,7 @@ def test_csv_data_through_the_cli_and_bad_file(intent_params, tmp_path, monkeypa
     intent_params["tasks"]["intent"]["runs"] = {"self-attention": intent_params["tasks"]["intent"]["runs"]["self-attention"]}
     path = write_params(tmp_path / "params.yaml", intent_params)
     assert _main(path, "prepare", "--task", "intent") == 0
-    manifest = json.loads((paths.prepared_dir("intent") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("intent", "synthetic") / "manifest.json").read_text())
     assert manifest["source"] == "csv" and sum(manifest["utterances"].values()) == 36 and manifest["labels"] == 3
     assert manifest["gold_keywords"]["test"] is False
     metrics = json.loads((_train_eval(path, "self-attention") / "metrics.json").read_text())
@@ -172,7 +173,8 @@ def test_notebook_runs_on_smoke_results(smoke_tree, monkeypatch):
 
     folder, path = smoke_tree
     monkeypatch.chdir(folder)
-    out = run_notebook(load_params(path), "intent")
+    out = run_notebook(for_dataset(load_params(path), "intent", "synthetic"), "intent")
+    assert out == paths.notebook("intent", "synthetic") == Path("reports/notebooks/intent/synthetic.ipynb")
     nb = json.loads(out.read_text(encoding="utf-8"))
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert paths.notebook("intent", "html").read_text(encoding="utf-8").count("data:image/png;base64,") >= 3
+    assert paths.notebook("intent", "synthetic", "html").read_text(encoding="utf-8").count("data:image/png;base64,") >= 3

@@ -12,7 +12,7 @@ import torch
 
 from attnbench import cli, paths
 from attnbench.attention import build
-from attnbench.config import ParamsError, load_params, validate
+from attnbench.config import ParamsError, for_dataset, load_params, validate
 from attnbench.metrics import forecast_scores, guarded_mape, mask_roc_auc, smape
 from attnbench.models.forecaster import AnomalyMask, FeatureAttention, RecurrentForecaster, SeasonalNaive
 from attnbench.tasks.load.generator import KINDS, NOISE, corrupt, generate
@@ -51,7 +51,7 @@ def _run(path, *runs: str, prepare: bool = True) -> None:
 
 
 def _metrics(run: str) -> dict:
-    return json.loads((paths.run_dir("load", run, 0) / "metrics.json").read_text())
+    return json.loads((paths.run_dir("load", "synthetic", run, 0) / "metrics.json").read_text())
 
 
 # ---------------------------------------------------------------------------------------- generator
@@ -181,11 +181,11 @@ def test_cli_runs_baselines_feature_attention_and_mask(tmp_path, monkeypatch):
     path = write_params(tmp_path / "params.yaml", params)
     _run(path, "seasonal-naive", "ridge", "feature-attention", "anomaly-mask")
 
-    manifest = json.loads((tmp_path / "data/prepared/load/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data/prepared/load/synthetic/manifest.json").read_text())
     assert manifest["irrelevant_features"] == list(NOISE) and manifest["anomalies"]["targets_corrupted"] is False
     assert manifest["splits"]["train"]["steps"][1] == manifest["splits"]["valid"]["steps"][0]
     assert manifest["splits"]["valid"]["steps"][1] == manifest["splits"]["test"]["steps"][0]
-    with np.load(tmp_path / "data/prepared/load/series.npz") as z:
+    with np.load(tmp_path / "data/prepared/load/synthetic/series.npz") as z:
         kind, load, bad = z["anomaly_kind"], z["load"], z["load_corrupted"]
         test_start = manifest["splits"]["test"]["steps"][0]
         assert (kind[: test_start - 48] == 0).all() and (kind > 0).any()          # only the test inputs
@@ -202,14 +202,14 @@ def test_cli_runs_baselines_feature_attention_and_mask(tmp_path, monkeypatch):
     assert 0 < feat["irrelevant_attention"] < 1 and feat["uniform_share"] == pytest.approx(3 / 12)
     assert feat["mask_auc"] is None and masked["irrelevant_attention"] is None
     assert 0.5 < masked["mask_auc"] <= 1.0 and set(masked["mask_auc_by_kind"]) == {"spike", "dropout", "stuck"}
-    info = json.loads((paths.run_dir("load", "ridge", 0) / "train_info.json").read_text())
+    info = json.loads((paths.run_dir("load", "synthetic", "ridge", 0) / "train_info.json").read_text())
     assert info["epochs_trained"] == 0 and info["parameters"] == 0
-    with np.load(paths.run_dir("load", "feature-attention", 0) / "attention.npz") as z:
+    with np.load(paths.run_dir("load", "synthetic", "feature-attention", 0) / "attention.npz") as z:
         assert z["feature_weights"].shape == (12, 12)
         assert z["example_input"].shape == (48,) and z["example_kind"].any()
-    with np.load(paths.run_dir("load", "anomaly-mask", 0) / "attention.npz") as z:
+    with np.load(paths.run_dir("load", "synthetic", "anomaly-mask", 0) / "attention.npz") as z:
         assert z["example_mask"].shape == (48,) and z["day_mask"].shape == z["day_kind"].shape
-    lines = (paths.run_dir("load", "ridge", 0) / "samples.jsonl").read_text().splitlines()
+    lines = (paths.run_dir("load", "synthetic", "ridge", 0) / "samples.jsonl").read_text().splitlines()
     first = json.loads(lines[0])
     assert first["origin"].endswith("T00:00:00") and len(first["forecast"]) == 12
 
@@ -218,7 +218,7 @@ def test_cli_runs_baselines_feature_attention_and_mask(tmp_path, monkeypatch):
     from attnbench.report.aggregate import aggregate
 
     params = load_params(path)
-    aggregate(params, "load")
+    aggregate(for_dataset(params, "load", "synthetic"), "load")
     render_report(params, paths.report_html())
     html = paths.report_html().read_text()
     for run in params["tasks"]["load"]["runs"]:
@@ -235,13 +235,13 @@ def test_same_seed_gives_identical_metrics(tmp_path, monkeypatch):
     params["tasks"]["load"]["scales"]["smoke"]["epochs"] = 1
     path = write_params(tmp_path / "params.yaml", params)
     _run(path, "anomaly-mask")
-    first = (paths.run_dir("load", "anomaly-mask", 0) / "metrics.json").read_bytes()
+    first = (paths.run_dir("load", "synthetic", "anomaly-mask", 0) / "metrics.json").read_bytes()
     import shutil
 
     shutil.rmtree(paths.RESULTS)
     shutil.rmtree(paths.STATE)
     _run(path, "anomaly-mask", prepare=False)
-    assert (paths.run_dir("load", "anomaly-mask", 0) / "metrics.json").read_bytes() == first
+    assert (paths.run_dir("load", "synthetic", "anomaly-mask", 0) / "metrics.json").read_bytes() == first
 
 
 def test_report_section_without_results(tmp_path, monkeypatch):

@@ -63,7 +63,7 @@ def _model(params, run: str, tmp_path):
     at their (seeded) initial weights, which suffices for a property of the architecture."""
     task = tasks.get("load")
     cfg = resolve_run(params, "load", run, 0)
-    data = task.load(paths.prepared_dir("load"), cfg)
+    data = task.load(paths.prepared_dir("load", "synthetic"), cfg)
     if cfg["model"] in ("seasonal_naive", "ridge", "dlinear"):
         run_dir = tmp_path / "runs" / run
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def _changes(params, run, tmp_path, where: str) -> bool:
 
 def test_observed_only_feature_never_reaches_a_forecast_through_the_horizon(tmp_path, monkeypatch):
     params = _prepared(tmp_path, monkeypatch, {"known": ["temp"], "observed": ["feeder"]})
-    manifest = json.loads((tmp_path / "data/prepared/load/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data/prepared/load/synthetic/manifest.json").read_text())
     assert manifest["observed_features"] == ["feeder"] and manifest["known_features"] == ["temp", *CALENDAR]
     assert set(params["tasks"]["load"]["runs"]) == set(ALL_RUNS)
     for run in ALL_RUNS:
@@ -143,7 +143,7 @@ def test_synthetic_features_are_all_known(tmp_path, monkeypatch):
     path = write_params(tmp_path / "params.yaml", tiny())
     assert cli.main(["-q", "--params", str(path), "prepare", "--task", "load"]) == 0
     task = tasks.get("load")
-    data = task.load(paths.prepared_dir("load"), resolve_run(validate(tiny()), "load", "gru", 0))
+    data = task.load(paths.prepared_dir("load", "synthetic"), resolve_run(validate(tiny()), "load", "gru", 0))
     assert data.known.all() and data.known_names == data.feature_names
     origins = data.origins["test"][:3]
     _, z, _ = data.windows(origins)
@@ -228,10 +228,10 @@ def test_dlinear_fits_a_series_exactly_linear_in_its_window(tmp_path, monkeypatc
                  *[[step_, "--task", "load", "--run", run, "--seed", "0"]
                    for run in ("seasonal-naive", "dlinear") for step_ in ("train", "evaluate")]):
         assert cli.main(["-q", "--params", str(path), *argv]) == 0, argv
-    metrics = {r: json.loads((paths.run_dir("load", r, 0) / "metrics.json").read_text())
+    metrics = {r: json.loads((paths.run_dir("load", "synthetic", r, 0) / "metrics.json").read_text())
                for r in ("seasonal-naive", "dlinear")}
     assert metrics["dlinear"]["mape"] < 1e-3, metrics["dlinear"]["mape"]          # percent
     assert metrics["dlinear"]["mae_scaled"] < 1e-4
     assert metrics["seasonal-naive"]["mape"] > 1.0
-    state = torch.load(paths.run_dir("load", "dlinear", 0) / "model.pt", weights_only=True)
+    state = torch.load(paths.run_dir("load", "synthetic", "dlinear", 0) / "model.pt", weights_only=True)
     assert float(state["model"]["alpha"]) == 1e-9                                   # chosen on validation

@@ -52,13 +52,13 @@ def test_prepare_from_csv_counts_skipped_windows(tmp_path, monkeypatch):
     for argv in (["prepare", "--task", "load"], ["train", "--task", "load", "--run", "seasonal-naive", "--seed", "0"],
                  ["evaluate", "--task", "load", "--run", "seasonal-naive", "--seed", "0"]):
         assert cli.main(["-q", "--params", str(path), *argv]) == 0
-    manifest = json.loads((tmp_path / "data/prepared/load/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "data/prepared/load/synthetic/manifest.json").read_text())
     assert manifest["source"] == "csv" and manifest["missing_steps"] == 3
     assert manifest["ground_truth"]["missing_steps"] == 3
     skipped = sum(s["windows_skipped_missing"] for s in manifest["splits"].values())
     assert skipped == 48 + 12 + 3 - 1                       # every window whose span touches the gap
     assert manifest["irrelevant_features"] == []
-    metrics = json.loads((tmp_path / "data/results/load/seasonal-naive/seed0/metrics.json").read_text())
+    metrics = json.loads((tmp_path / "data/results/load/synthetic/seasonal-naive/seed0/metrics.json").read_text())
     assert metrics["irrelevant_attention"] is None and metrics["mape"] > 0
 
 

@@ -86,4 +86,4 @@ def test_a_training_job_does_not_import_torch_dynamo(tmp_path):
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "torch" in imported and "attnbench.optim" in imported   # the import profile is there
     assert "torch._dynamo" not in imported
-    assert (work / "data/results/translation/rnn-additive/seed0/model.pt").is_file()
+    assert (work / "data/results/translation/synthetic/rnn-additive/seed0/model.pt").is_file()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from attnbench import paths
-from attnbench.config import REPO_ROOT, load_params
+from attnbench.config import REPO_ROOT, for_dataset, load_params
 from attnbench.report import overview
 from attnbench.report.sections import translation as section
 
@@ -21,10 +21,10 @@ def _params(seeds):
 
 
 def _write(run, seed, bleu, short, long, attention):
-    folder = paths.run_dir("translation", run, seed)
+    folder = paths.run_dir("translation", "synthetic", run, seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps({
-        "task": "translation", "run": run, "seed": seed, "model": "transformer" if run == "transformer" else "rnn",
+        "task": "translation", "dataset": "synthetic", "run": run, "seed": seed, "model": "transformer" if run == "transformer" else "rnn",
         "attention": attention, "bleu": bleu, "chrf": bleu, "aer": None, "exact_match": 0.0,
         "bleu_by_length": {"1-10": short, "11-20": (short + long) / 2, "21-30": long},
         "sentences_by_length": {"1-10": 10, "11-20": 10, "21-30": 10}}))
@@ -41,8 +41,10 @@ def _tree(seeds, table):
 
 
 def _c1(params):
-    ctx = section.context(params, "translation", out_dir=paths.REPORTS)
-    return next(c for c in overview.claims([{"task": "translation", "ctx": ctx}]) if c["id"] == "C1")
+    ctx = section.context(for_dataset(params, "translation", "synthetic"), "translation", out_dir=paths.REPORTS)
+    c1 = next(c for c in overview.claims([{"task": "translation", "ctx": ctx}]) if c["id"] == "C1")
+    assert c1["task"] == "translation" and c1["dataset"] == "synthetic"
+    return c1
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +85,9 @@ def test_matrix_marks_the_best_and_a_tie_within_noise_over_seeds():
     assert cells["additive"]["text"] == "50.00 ± 3.00" and cells["additive"]["seeds"] == 3
     assert "Welch" in m["noise_test"]
     assert [r["mechanism"] for r in m["rows"]][0] == "none"
+    column = m["columns"][0]
+    assert (column["task"], column["dataset"], column["key"], column["anchor"]) == ("translation", "synthetic",
+                                                                                   "translation", "translation")
 
 
 def test_matrix_with_one_seed_says_it_cannot_mark_ties():

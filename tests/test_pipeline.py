@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from attnbench import tasks
+from attnbench.config import dataset_names
 
 from .conftest import BIN, copy_pipeline, run, smoke_copy as _smoke
 
@@ -29,8 +30,8 @@ def _outputs(workdir: Path) -> set[str]:
 def _expected_run_files(workdir: Path) -> set[str]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     names = ("model.pt", "train_log.csv", "train_info.json", "metrics.json", "attention.npz", "samples.jsonl")
-    return {f"data/results/{t}/{r}/seed{s}/{n}" for t, sec in params["tasks"].items() for r in sec["runs"]
-            for s in params["seeds"] for n in names}
+    return {f"data/results/{t}/{d}/{r}/seed{s}/{n}" for t, sec in params["tasks"].items()
+            for d in dataset_names(params, t) for r in sec["runs"] for s in params["seeds"] for n in names}
 
 
 def _set_attn_dim(p):
@@ -67,11 +68,11 @@ def test_snakemake_smoke_pipeline_produces_the_report_and_every_metrics_file(sna
     html = (workdir / "reports/index.html").read_text()
     for run_name in params["tasks"]["translation"]["runs"]:
         assert run_name in html
-    assert (workdir / "reports/notebooks/translation.html").stat().st_size > 0
+    assert (workdir / "reports/notebooks/translation/synthetic.html").stat().st_size > 0
     for name in ("train", "evaluate"):
-        bench = workdir / f"logs/benchmarks/translation/rnn-additive/seed0.{name}.tsv"
+        bench = workdir / f"logs/benchmarks/translation/synthetic/rnn-additive/seed0.{name}.tsv"
         assert bench.read_text().startswith("s\th:m:s\tmax_rss")
-    assert (workdir / "logs/translation/rnn-additive/seed0.train.log").read_text().count("epoch") >= 1
+    assert (workdir / "logs/translation/synthetic/rnn-additive/seed0.train.log").read_text().count("epoch") >= 1
 
 
 def test_snakemake_reruns_only_the_run_whose_parameter_changed(snakemake_run):
@@ -86,14 +87,14 @@ def test_snakemake_reruns_only_the_run_whose_parameter_changed(snakemake_run):
     finally:
         (workdir / "params.yaml").write_text(original)  # the session's other tests share this run
     trained = sorted(w for r, w in jobs if r in ("train", "evaluate"))
-    assert trained == ["task=translation, run=rnn-additive, seed=0"] * 2, jobs
+    assert trained == ["task=translation, dataset=synthetic, run=rnn-additive, seed=0"] * 2, jobs
     assert sorted(r for r, _ in jobs) == ["aggregate", "all", "evaluate", "notebook", "report", "train"]
 
 
 def test_same_seed_twice_gives_identical_metrics(snakemake_run, tmp_path):
     workdir, _ = snakemake_run
     other = _smoke(tmp_path / "again")
-    targets = [f"data/results/translation/{r}/seed0/metrics.json" for r in ("rnn-additive", "transformer")]
+    targets = [f"data/results/translation/synthetic/{r}/seed0/metrics.json" for r in ("rnn-additive", "transformer")]
     run([str(BIN / "snakemake"), "--cores", "2", *targets], other)
     for target in targets:
         assert (other / target).read_bytes() == (workdir / target).read_bytes(), target
@@ -111,7 +112,7 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(t
     run(argv, ref)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = workdir / "data/state/translation/rnn-general/seed0/last.pt"
+    state = workdir / "data/state/translation/synthetic/rnn-general/seed0/last.pt"
     deadline = time.time() + 120
     import torch
 
@@ -123,13 +124,13 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(t
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = torch.load(state, weights_only=True)["epoch"]
-    assert 2 <= killed_at < 6 and not (workdir / "data/results/translation/rnn-general/seed0/model.pt").exists()
+    assert 2 <= killed_at < 6 and not (workdir / "data/results/translation/synthetic/rnn-general/seed0/model.pt").exists()
     resumed = run(argv, workdir)
     assert f"from epoch {killed_at}" in resumed.stderr
     eval_argv = ["attnbench", "evaluate", "--task", "translation", "--run", "rnn-general", "--seed", "0"]
     run(eval_argv, ref)
     run(eval_argv, workdir)
-    metrics = "data/results/translation/rnn-general/seed0/metrics.json"
+    metrics = "data/results/translation/synthetic/rnn-general/seed0/metrics.json"
     assert (workdir / metrics).read_bytes() == (ref / metrics).read_bytes()
 
 
@@ -148,7 +149,8 @@ def _two_runs_per_task(p):
 
 def _run_folders(workdir: Path) -> set[str]:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    return {f"data/results/{t}/{r}/" for t, sec in params["tasks"].items() for r in sec["runs"]}
+    return {f"data/results/{t}/{d}/{r}/" for t, sec in params["tasks"].items() for d in dataset_names(params, t)
+            for r in sec["runs"]}
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,7 @@ def test_dvc_metrics_params_and_plots_are_declared(dvc_run):
     workdir, _ = dvc_run
     metrics = json.loads(run([str(BIN / "dvc"), "metrics", "show", "--json"], workdir).stdout)
     text = json.dumps(metrics)
-    assert "rnn-additive/seed0/metrics.json" in text and '"bleu"' in text
+    assert "translation/synthetic/rnn-additive/seed0/metrics.json" in text and '"bleu"' in text
     params = run([str(BIN / "dvc"), "params", "diff", "--all", "--json"], workdir).stdout
     assert "tasks.translation.runs.rnn-additive" in params
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], workdir).stdout
@@ -197,5 +199,5 @@ def test_dvc_reruns_only_the_run_whose_parameter_changed(dvc_run):
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run([str(BIN / "dvc"), "repro"], workdir).stdout
     ran = sorted(set(re.findall(r"Running stage '([^']+)'", out)))
-    assert ran == ["aggregate@translation", "evaluate-translation@rnn-additive-0", "notebook@translation", "report",
-                   "train-translation@rnn-additive-0"], out
+    assert ran == ["aggregate-translation@synthetic", "evaluate-translation@synthetic-rnn-additive-0",
+                   "notebook-translation@synthetic", "report", "train-translation@synthetic-rnn-additive-0"], out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, load_params
+from attnbench.config import REPO_ROOT, for_dataset, load_params
 from attnbench.report import render_report
 from attnbench.report.aggregate import aggregate
 
@@ -45,7 +45,7 @@ def _run(path, *runs, prepare=True):
 
 
 def _metrics(run: str) -> dict:
-    return json.loads((paths.run_dir("recsys", run, 0) / "metrics.json").read_text())
+    return json.loads((paths.run_dir("recsys", "synthetic", run, 0) / "metrics.json").read_text())
 
 
 def test_synthetic_rating_runs_metrics_exports_determinism_and_report(tmp_path, monkeypatch):
@@ -53,7 +53,7 @@ def test_synthetic_rating_runs_metrics_exports_determinism_and_report(tmp_path, 
     params = _tiny()
     path = write_params(tmp_path / "params.yaml", params)
     _run(path, "linear", "fm", "afm")
-    manifest = json.loads((paths.prepared_dir("recsys") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("recsys", "synthetic") / "manifest.json").read_text())
     assert manifest["ground_truth"] and manifest["pairs"] == 6 and len(manifest["strong_pairs"]) == 2
     lin, fm, afm = _metrics("linear"), _metrics("fm"), _metrics("afm")
     for m in (lin, fm, afm):
@@ -63,29 +63,29 @@ def test_synthetic_rating_runs_metrics_exports_determinism_and_report(tmp_path, 
     assert fm["pair_spearman"] is None and fm["interaction_spearman"] is not None
     assert afm["has_attention"] and -1 <= afm["pair_spearman"] <= 1 and 0 <= afm["strong_pair_recall"] <= 1
     assert 0 < afm["attention_entropy"] <= 1
-    info = json.loads((paths.run_dir("recsys", "linear", 0) / "train_info.json").read_text())
+    info = json.loads((paths.run_dir("recsys", "synthetic", "linear", 0) / "train_info.json").read_text())
     assert info["epochs_trained"] == 1 and info["parameters"] == lin["parameters"]
-    with np.load(paths.run_dir("recsys", "afm", 0) / "attention.npz", allow_pickle=False) as z:
+    with np.load(paths.run_dir("recsys", "synthetic", "afm", 0) / "attention.npz", allow_pickle=False) as z:
         assert [str(f) for f in z["fields"]] == ["user", "item", "hour", "device"]
         assert z["importance"].shape == z["attention_mean"].shape == (6,) and z["strong"].sum() == 2
         assert z["attention_examples"].shape == (64, 6)
         np.testing.assert_allclose(z["attention_examples"].sum(1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(z["attention_mean"].sum(), 1.0, rtol=1e-5)
-    with np.load(paths.run_dir("recsys", "fm", 0) / "attention.npz", allow_pickle=False) as z:
+    with np.load(paths.run_dir("recsys", "synthetic", "fm", 0) / "attention.npz", allow_pickle=False) as z:
         assert np.isnan(z["attention_mean"]).all() and np.isfinite(z["contribution_std"]).all()
-    samples = (paths.run_dir("recsys", "afm", 0) / "samples.jsonl").read_text().splitlines()
+    samples = (paths.run_dir("recsys", "synthetic", "afm", 0) / "samples.jsonl").read_text().splitlines()
     assert len(samples) == 5 and "top_pair" in json.loads(samples[0]) and "user=user" in json.loads(samples[0])["features"]
 
     # determinism: retraining and re-evaluating from scratch gives a byte-identical metrics.json
-    first = (paths.run_dir("recsys", "afm", 0) / "metrics.json").read_bytes()
-    for folder in (paths.run_dir("recsys", "afm", 0), paths.state_dir("recsys", "afm", 0)):
+    first = (paths.run_dir("recsys", "synthetic", "afm", 0) / "metrics.json").read_bytes()
+    for folder in (paths.run_dir("recsys", "synthetic", "afm", 0), paths.state_dir("recsys", "synthetic", "afm", 0)):
         for f in folder.iterdir():
             f.unlink()
     _run(path, "afm", prepare=False)
-    assert (paths.run_dir("recsys", "afm", 0) / "metrics.json").read_bytes() == first
+    assert (paths.run_dir("recsys", "synthetic", "afm", 0) / "metrics.json").read_bytes() == first
 
     # the report section: leaderboard, claim C7 with its computed verdict, pair matrices, escaped and inline
-    aggregate(params, "recsys")
+    aggregate(for_dataset(params, "recsys", "synthetic"), "recsys")
     out = paths.report_html()
     render_report(params, out)
     html = out.read_text(encoding="utf-8")
@@ -105,7 +105,7 @@ def test_click_target_reports_logloss_and_auc(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_params(tmp_path / "params.yaml", _tiny("click", runs=("linear", "nfm")))
     _run(path, "linear", "nfm")
-    manifest = json.loads((paths.prepared_dir("recsys") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("recsys", "synthetic") / "manifest.json").read_text())
     assert 0.3 < manifest["click_rate"]["train"] < 0.7 and "auc" in manifest["oracle"]
     for run in ("linear", "nfm"):
         m = _metrics(run)
@@ -128,21 +128,21 @@ def test_libsvm_files_end_to_end_and_escaped_in_the_report(tmp_path, monkeypatch
         "field_names": ["user", XSS, "tag"]}}
     path = write_params(tmp_path / "params.yaml", params)
     _run(path, "fm", "afm")
-    manifest = json.loads((paths.prepared_dir("recsys") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("recsys", "synthetic") / "manifest.json").read_text())
     assert manifest["source"] == "files" and not manifest["ground_truth"] and manifest["pairs"] == 3
     afm = _metrics("afm")
     assert afm["pair_spearman"] is None and afm["interaction_spearman"] is None and afm["rmse"] > 0
-    aggregate(params, "recsys")
+    aggregate(for_dataset(params, "recsys", "synthetic"), "recsys")
     render_report(params, paths.report_html())
     html = paths.report_html().read_text(encoding="utf-8")
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "no true pair importances" in html
     # the analysis notebook runs on data without a ground truth too (the synthetic path runs in the pipeline test)
     assert cli.main(["-q", "--params", str(path), "notebook", "--task", "recsys"]) == 0
-    nb = json.loads(paths.notebook("recsys").read_text(encoding="utf-8"))
+    nb = json.loads(paths.notebook("recsys", "synthetic").read_text(encoding="utf-8"))
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert "no run exported pair scores with a ground truth" in json.dumps(nb)
-    assert XSS not in paths.notebook("recsys", "html").read_text(encoding="utf-8")
+    assert XSS not in paths.notebook("recsys", "synthetic", "html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("fmt", ["libsvm", "csv"])

@@ -67,7 +67,7 @@ def test_disk_full_while_evaluating_names_the_file_and_leaves_no_truncated_outpu
     monkeypatch.setattr(np, "savez_compressed", full_disk)
     assert cli.main([*base, "evaluate", "--task", "translation", "--run", "rnn-dot", "--seed", "0"]) == 1
     err = capsys.readouterr().err
-    run_dir = tmp_path / "data/results/translation/rnn-dot/seed0"
+    run_dir = tmp_path / "data/results/translation/synthetic/rnn-dot/seed0"
     assert "attention.npz: could not write (No space left on device)" in err
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.pt", "train_info.json", "train_log.csv"]
 
@@ -108,7 +108,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
 def test_a_second_snakemake_on_the_same_folder_is_refused_and_the_first_finishes(tmp_path):
     workdir = smoke_copy(tmp_path, _two_runs)
     first = _start(workdir)
-    _wait_for(workdir / "logs/translation/prepare.log", first)
+    _wait_for(workdir / "logs/translation/synthetic/prepare.log", first)
     second = run([str(BIN / "snakemake"), "--cores", "1"], workdir, check=False)
     assert second.returncode != 0 and "cannot be locked" in (second.stdout + second.stderr)
     out, _ = first.communicate(timeout=600)
@@ -121,8 +121,8 @@ def test_ctrl_c_then_rerun_incomplete_finishes_without_retraining_finished_runs(
     workdir = smoke_copy(tmp_path, _two_runs)
     first = _start(workdir)
     # the evaluate job of rnn-none starts only once Snakemake has recorded its train job as finished
-    _wait_for(workdir / "logs/translation/rnn-none/seed0.evaluate.log", first)
-    model = workdir / "data/results/translation/rnn-none/seed0/model.pt"
+    _wait_for(workdir / "logs/translation/synthetic/rnn-none/seed0.evaluate.log", first)
+    model = workdir / "data/results/translation/synthetic/rnn-none/seed0/model.pt"
     stamp = model.stat().st_mtime_ns
     # Ctrl-C in the terminal reaches the whole process group. Snakemake's log handler swallows a
     # KeyboardInterrupt raised while it writes, so, like a user whose Ctrl-C did nothing, press it again
@@ -141,7 +141,7 @@ def test_ctrl_c_then_rerun_incomplete_finishes_without_retraining_finished_runs(
     assert (workdir / "reports/index.html").exists(), rerun.stdout
     assert model.stat().st_mtime_ns == stamp, "a finished run was trained again"
     for name in ("rnn-none", "rnn-dot"):
-        assert (workdir / f"data/results/translation/{name}/seed0/metrics.json").exists()
+        assert (workdir / f"data/results/translation/synthetic/{name}/seed0/metrics.json").exists()
 
 
 @pytest.mark.slow
@@ -155,7 +155,7 @@ def test_a_second_dvc_repro_is_refused_while_one_runs(tmp_path):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     first = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=workdir, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
-    _wait_for(workdir / "data/prepared/translation/manifest.json", first)
+    _wait_for(workdir / "data/prepared/translation/synthetic/manifest.json", first)
     second = run([str(BIN / "dvc"), "repro"], workdir, check=False)
     assert second.returncode != 0 and "lock" in (second.stdout + second.stderr).lower()
     out, _ = first.communicate(timeout=600)
@@ -210,16 +210,16 @@ def _one_translation_run(tiny_params, tmp_path, monkeypatch) -> list[str]:
 def test_sigkill_during_evaluation_leaves_no_metrics_and_the_rerun_completes(tiny_params, tmp_path, monkeypatch):
     base = _one_translation_run(tiny_params, tmp_path, monkeypatch)
     evaluate = [*base, "evaluate", "--task", "translation", "--run", "rnn-dot", "--seed", "0"]
-    run_dir = tmp_path / "data/results/translation/rnn-dot/seed0"
+    run_dir = tmp_path / "data/results/translation/synthetic/rnn-dot/seed0"
     _killed_at_rename(tmp_path, "metrics.json", evaluate)
     assert not (run_dir / "metrics.json").exists(), "a metrics file appeared although the job was killed"
     leftovers = list(run_dir.glob(".metrics.json.*.tmp"))
     assert len(leftovers) == 1 and json.loads(leftovers[0].read_text())["run"] == "rnn-dot"  # complete, but hidden
     # aggregation does not take the temporary file for a result: the run is not 'ok'
-    from attnbench.config import load_params
+    from attnbench.config import for_dataset, load_params
     from attnbench.report.aggregate import aggregate
 
-    params = load_params(tmp_path / "params.yaml")
+    params = for_dataset(load_params(tmp_path / "params.yaml"), "translation", "synthetic")
     assert aggregate(params, "translation").set_index("run").loc["rnn-dot", "status"] != "ok"
     assert cli.main(evaluate) == 0  # the same command again completes
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -256,25 +256,25 @@ def test_a_failed_run_is_marked_failed_with_its_log_path_in_every_task_section(t
     """Only the failed run's log exists (no results yet): aggregation and the report still render,
     and the task's section names the run as failed, with the log's path and its last line."""
     from attnbench import paths
-    from attnbench.config import REPO_ROOT, load_params
+    from attnbench.config import REPO_ROOT, for_dataset, load_params
     from attnbench.report import render_report
     from attnbench.report.aggregate import aggregate
 
     monkeypatch.chdir(tmp_path)
     params = load_params(REPO_ROOT / "params.yaml", {"scale": "smoke", "seeds": [0]})
     run_name = next(iter(params["tasks"][task]["runs"]))
-    log = paths.LOGS / task / run_name / "seed0.train.log"
+    log = paths.job_log(task, "synthetic", run_name, 0, "train")
     log.parent.mkdir(parents=True)
     log.write_text("INFO training\nattnbench: error: <b>boom</b> & \"quotes\"\n")
-    table = aggregate(params, task).set_index("run")
+    table = aggregate(for_dataset(params, task, "synthetic"), task).set_index("run")
     assert table.loc[run_name, "status"] == "failed"
-    assert f"logs/{task}/{run_name}/seed0.train.log" in table.loc[run_name, "reason"]
+    assert f"logs/{task}/synthetic/{run_name}/seed0.train.log" in table.loc[run_name, "reason"]
     out = paths.report_html()
     render_report(params, out)
     html = out.read_text(encoding="utf-8")
     section = html[html.index(f'<section id="{task}"'):]
     section = section[:section.index("</section>")]
-    assert "failed" in section and f"logs/{task}/{run_name}/seed0.train.log" in section, section[-3000:]
+    assert "failed" in section and f"logs/{task}/synthetic/{run_name}/seed0.train.log" in section, section[-3000:]
     assert "&lt;b&gt;boom&lt;/b&gt; &amp; &#34;quotes&#34;" in section and "<b>boom" not in html
 
 
@@ -292,14 +292,14 @@ def test_partial_grid_through_snakemake_keep_going_then_aggregate_and_report(tmp
     --keep-going finishes the other run; `attnbench aggregate` and `attnbench report` render the
     partial grid with the failed run marked, naming the log Snakemake kept."""
     workdir = smoke_copy(tmp_path, _failing_grid)
-    blocker = workdir / "data/state/translation/rnn-none"
+    blocker = workdir / "data/state/translation/synthetic/rnn-none"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("a file where the run's state folder should be\n")
-    targets = [f"data/results/translation/{r}/seed0/metrics.json" for r in ("rnn-none", "rnn-dot")]
+    targets = [f"data/results/translation/synthetic/{r}/seed0/metrics.json" for r in ("rnn-none", "rnn-dot")]
     snake = run([str(BIN / "snakemake"), "--cores", "1", "--keep-going", *targets], workdir, check=False)
     assert snake.returncode != 0
     assert (workdir / targets[1]).is_file() and not (workdir / targets[0]).exists(), snake.stderr[-3000:]
-    log = "logs/translation/rnn-none/seed0.train.log"
+    log = "logs/translation/synthetic/rnn-none/seed0.train.log"
     assert "attnbench: error:" in (workdir / log).read_text() and "last.pt: could not write" in (workdir / log).read_text()
     run(["attnbench", "aggregate", "--task", "translation"], workdir)
     run(["attnbench", "report"], workdir)
@@ -307,7 +307,7 @@ def test_partial_grid_through_snakemake_keep_going_then_aggregate_and_report(tmp
     section = html[html.index('<section id="translation"'):]
     section = section[:section.index("</section>")]
     assert "failed" in section and log in section and "last.pt: could not write" in section
-    assert 'href="../data/results/translation/rnn-dot/seed0/metrics.json"' in section
+    assert 'href="../data/results/translation/synthetic/rnn-dot/seed0/metrics.json"' in section
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from attnbench import paths
-from attnbench.config import REPO_ROOT, load_params, run_list
+from attnbench.config import REPO_ROOT, for_dataset, load_params, run_list
 from attnbench.report import render_report
 from attnbench.report.aggregate import aggregate
 
@@ -34,10 +34,16 @@ def params() -> dict:
     return p
 
 
+@pytest.fixture
+def view(params) -> dict:
+    """params as the translation task's synthetic dataset sees them (what aggregate and the notebook take)."""
+    return for_dataset(params, "translation", "synthetic")
+
+
 def _metrics(run: str, seed: int, bleu: float, attention: str) -> dict:
     aligned = attention != "none"
     return {
-        "task": "translation", "run": run, "seed": seed, "model": "transformer" if run == "transformer" else "rnn",
+        "task": "translation", "dataset": "synthetic", "run": run, "seed": seed, "model": "transformer" if run == "transformer" else "rnn",
         "attention": attention, "parameters": 1234 + len(run), "bleu": bleu + seed, "chrf": 2 * bleu,
         "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
         "chrf_signature": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0",
@@ -49,7 +55,7 @@ def _metrics(run: str, seed: int, bleu: float, attention: str) -> dict:
 
 
 def _write_run(run: str, seed: int, bleu: float, attention: str) -> None:
-    folder = paths.run_dir("translation", run, seed)
+    folder = paths.run_dir("translation", "synthetic", run, seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(_metrics(run, seed, bleu, attention), indent=2))
     (folder / "train_info.json").write_text(json.dumps(
@@ -84,39 +90,41 @@ def tree(tmp_path, monkeypatch, params) -> Path:
         for seed in (0, 1):
             if (run, seed) != ("rnn-dot", 1):
                 _write_run(run, seed, bleu, runs[run]["attention"])
-    log = paths.LOGS / "translation" / "rnn-general" / "seed0.train.log"
+    log = paths.job_log("translation", "synthetic", "rnn-general", 0, "train")
     log.parent.mkdir(parents=True)
     log.write_text("INFO training\nattnbench: error: loss is not finite at epoch 2\n")
-    bench = paths.LOGS / "benchmarks" / "translation" / "rnn-additive" / "seed0.train.tsv"
+    bench = paths.benchmark_tsv("translation", "synthetic", "rnn-additive", 0, "train")
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
                      "7.25\t0:00:07\t512.5\t900\t400\t410\t0\t1.2\t98\t7.1\n")
     return tmp_path
 
 
-def test_aggregate_rows_status_and_columns(tree, params):
-    table = aggregate(params, "translation")
-    assert len(table) == 6 * 2 and list(table.columns[:7]) == ["task", "run", "seed", "model", "attention", "status",
-                                                                  "reason"]
+def test_aggregate_rows_status_and_columns(tree, view):
+    table = aggregate(view, "translation")
+    assert len(table) == 6 * 2 and list(table.columns[:8]) == ["task", "dataset", "run", "seed", "model", "attention",
+                                                                  "status", "reason"]
+    assert set(table["dataset"]) == {"synthetic"} and table.attrs["dataset"] == "synthetic"
     status = {(r, s): st for r, s, st in zip(table["run"], table["seed"], table["status"])}
     assert status[("rnn-additive", 0)] == "ok" and status[("rnn-dot", 1)] == "missing"
     assert status[("rnn-general", 0)] == "failed" and status[("rnn-concat", 0)] == "missing"
     reason = table.set_index(["run", "seed"]).loc[("rnn-general", 0), "reason"]
-    assert "logs/translation/rnn-general/seed0.train.log" in reason and "loss is not finite" in reason
+    assert "logs/translation/synthetic/rnn-general/seed0.train.log" in reason and "loss is not finite" in reason
     assert "no metrics.json" in table.set_index(["run", "seed"]).loc[("rnn-concat", 1), "reason"]
     row = table.set_index(["run", "seed"]).loc[("rnn-additive", 0)]
     assert row["bleu_len_1-10"] == pytest.approx(26.5) and row["train_seconds"] == pytest.approx(1.5)
     assert row["train_wall_s"] == pytest.approx(7.25) and row["train_max_rss_mb"] == pytest.approx(512.5)
     assert row["epochs_trained"] == 3 and row["parameters"] == 1234 + len("rnn-additive")
-    assert paths.summary_csv("translation").is_file()
-    assert not list(paths.summary_csv("translation").parent.glob(".*.tmp"))
+    assert paths.summary_csv("translation", "synthetic") == Path("data/summary/translation/synthetic.csv")
+    assert paths.summary_csv("translation", "synthetic").is_file()
+    assert not list(paths.summary_csv("translation", "synthetic").parent.glob(".*.tmp"))
 
 
-def test_summary_json_is_deterministic_and_has_no_timings(tree, params):
-    aggregate(params, "translation")
-    first = paths.summary_json("translation").read_bytes()
-    aggregate(params, "translation")
-    assert paths.summary_json("translation").read_bytes() == first
+def test_summary_json_is_deterministic_and_has_no_timings(tree, params, view):
+    aggregate(view, "translation")
+    first = paths.summary_json("translation", "synthetic").read_bytes()
+    aggregate(view, "translation")
+    assert paths.summary_json("translation", "synthetic").read_bytes() == first
     data = json.loads(first)
     assert set(data) == set(params["tasks"]["translation"]["runs"])
     assert data["rnn-additive"]["seed0"]["bleu"] == 21.5 and data["rnn-additive"]["seed1"]["bleu"] == 22.5
@@ -134,8 +142,8 @@ def _report(params) -> str:
     return out.read_text(encoding="utf-8")
 
 
-def test_report_renders_every_run_escaped_and_self_contained(tree, params):
-    aggregate(params, "translation")
+def test_report_renders_every_run_escaped_and_self_contained(tree, params, view):
+    aggregate(view, "translation")
     html = _report(params)
     for run in params["tasks"]["translation"]["runs"]:
         assert run in html
@@ -153,7 +161,7 @@ def test_report_renders_every_run_escaped_and_self_contained(tree, params):
     assert re.search(r'<tr class="status-partial best">\s*<td data-sort="rnn-dot">', html)
     assert "22.00 ± 0.71" in html  # rnn-additive BLEU over seeds 0, 1
     assert "peak memory (MB)" in html and ">512<" in html.replace(" ", "")
-    assert 'href="../data/results/translation/rnn-additive/seed0/metrics.json"' in html
+    assert 'href="../data/results/translation/synthetic/rnn-additive/seed0/metrics.json"' in html
     assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0" in html
     assert html.count("nrefs:1|case:mixed|eff:no|tok:13a") == 1  # the signature is printed once
     for claim in ("C1", "C2", "C3"):
@@ -169,13 +177,14 @@ def test_report_without_results_shows_missing_notice(tmp_path, monkeypatch, para
     assert "rnn-none" in html
 
 
-def test_notebook_executes_on_tiny_tree_and_exports_offline_html(tree, params):
+def test_notebook_executes_on_tiny_tree_and_exports_offline_html(tree, view):
     from attnbench.report.notebook import run_notebook
 
-    aggregate(params, "translation")
-    out = run_notebook(params, "translation")
-    assert out == paths.notebook("translation") and out.is_file()
-    html = paths.notebook("translation", "html").read_text(encoding="utf-8")
+    aggregate(view, "translation")
+    out = run_notebook(view, "translation")
+    assert out == paths.notebook("translation", "synthetic") == Path("reports/notebooks/translation/synthetic.ipynb")
+    assert out.is_file()
+    html = paths.notebook("translation", "synthetic", "html").read_text(encoding="utf-8")
     nb = json.loads(out.read_text(encoding="utf-8"))
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
@@ -186,27 +195,48 @@ def test_notebook_executes_on_tiny_tree_and_exports_offline_html(tree, params):
     assert XSS not in html
 
 
-def test_failing_notebook_cell_is_named_and_leaves_no_output(tree, params):
+def test_failing_notebook_cell_is_named_and_leaves_no_output(tree, view):
     from attnbench.report.notebook import NotebookError, run_notebook
 
-    aggregate(params, "translation")
+    aggregate(view, "translation")
     # a summary without the status column breaks the notebook's first analysis cell
-    paths.summary_csv("translation").write_text("task,run,seed\ntranslation,rnn-none,0\n")
+    paths.summary_csv("translation", "synthetic").write_text("task,dataset,run,seed\ntranslation,synthetic,rnn-none,0\n")
     with pytest.raises(NotebookError, match=r"cell In \[\d+\].*KeyError"):
-        run_notebook(params, "translation")
-    assert not paths.notebook("translation").exists() and not paths.notebook("translation", "html").exists()
-    assert not list(paths.notebook("translation").parent.glob("*"))
+        run_notebook(view, "translation")
+    assert not paths.notebook("translation", "synthetic").exists()
+    assert not paths.notebook("translation", "synthetic", "html").exists()
+    assert not list(paths.notebook("translation", "synthetic").parent.glob("*"))
 
 
-def test_task_without_section_module_gets_the_generic_section(tmp_path, monkeypatch, params):
+@pytest.fixture
+def toy_task():
+    """A registered task with neither a section module nor a template (the generic section reads what it
+    declares: headline, direction, metric columns)."""
+    from attnbench import tasks
+
+    class Toy(tasks.Task):
+        name, valid_metric, headline, higher_is_better, metric_columns = "toy", "acc", "acc", True, ("acc",)
+
+    tasks.register(Toy())
+    yield "toy"
+    tasks._TASKS.pop("toy")
+
+
+def test_task_without_section_module_gets_the_generic_section(toy_task, tmp_path, monkeypatch, params):
+    from attnbench.report import sections
+
     monkeypatch.chdir(tmp_path)
+    assert sections.module_for(toy_task) is None
     params["tasks"]["toy"] = {"runs": {"toy-a": {"model": "m", "attention": "none"}}}
     html = _report(params)
-    assert 'id="toy"' in html and "toy-a" in html and "No results yet for toy" in html
+    assert 'id="toy"' in html and "toy-a" in html
+    section = html[html.index('<section id="toy"'):]
+    section = section[:section.index("</section>")]
+    assert "No results yet" in section and "Missing." in section, section
 
 
 def _timing(run: str, seed: int, step: str, started: float, startup: float, wall: float) -> None:
-    path = paths.timing_json("translation", run, seed, step)
+    path = paths.timing_json("translation", "synthetic", run, seed, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"step": step, "started_at": started, "ready_at": started + startup,
                                 "startup_s": startup, "finished_at": started + wall, "wall_s": wall}))
@@ -220,7 +250,7 @@ def test_throughput_reads_job_timings_and_ranks_the_slowest_runs(tree, params):
     _timing("rnn-additive", 0, "train", t0, 2.0, 10.0)
     _timing("rnn-additive", 0, "evaluate", t0 + 10, 1.0, 3.0)
     _timing("rnn-dot", 0, "train", t0 + 5, 4.0, 20.0)   # ends last, at t0 + 25
-    path = paths.timing_json("translation", "rnn-dot", 0, "evaluate")
+    path = paths.timing_json("translation", "synthetic", "rnn-dot", 0, "evaluate")
     path.write_text("{not json")                        # unreadable: skipped, not fatal
     q = throughput.context(params)
     assert q["jobs"] == 3 and q["expected_jobs"] == 2 * len(run_list(params))
@@ -244,11 +274,11 @@ def test_summary_names_the_machine(tree, params):
     assert m["cpu"] in _report(params)
 
 
-def test_sections_drawn_in_parallel_match_the_serial_report(tree, params):
+def test_sections_drawn_in_parallel_match_the_serial_report(tree, params, view):
     def body(html: str) -> str:  # the generation time is the only line allowed to differ
         return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "TIME", html)
 
-    aggregate(params, "translation")
+    aggregate(view, "translation")
     serial = body(_report(params))
     render_report(params, paths.report_html(), workers=2)
     parallel = body(paths.report_html().read_text(encoding="utf-8"))

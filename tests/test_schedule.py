@@ -49,7 +49,7 @@ def test_a_table_with_other_columns_is_refused(tmp_path):
 
 def test_measured_costs_add_train_and_evaluate_and_average_the_seeds(tmp_path):
     def bench(task, run, seed, step, seconds):
-        path = tmp_path / task / run / f"seed{seed}.{step}.tsv"
+        path = tmp_path / task / "synthetic" / run / f"seed{seed}.{step}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:01\t10\n")
 
@@ -72,8 +72,8 @@ def test_snakemake_starts_the_most_expensive_run_first(tmp_path):
     work = tiny_translation_copy(tmp_path / "w", runs=runs)
     wanted = ("rnn-dot", "rnn-none", "rnn-additive")   # not the params order, not alphabetical
     _table(work / schedule.COSTS_TSV, "".join(f"translation\t{r}\t{300 - 100 * i}\n" for i, r in enumerate(wanted)))
-    proc = run([str(BIN / "snakemake"), "data/summary/translation.csv", "--cores", "1", "--resources", "gpu=1"], work)
+    proc = run([str(BIN / "snakemake"), "data/summary/translation/synthetic.csv", "--cores", "1", "--resources", "gpu=1"], work)
     log = proc.stdout + proc.stderr
-    started = re.findall(r"rule train:\s*\n(?:.*\n)*?\s+wildcards: task=translation, run=([\w-]+), seed=0", log)
+    started = re.findall(r"rule train:\s*\n(?:.*\n)*?\s+wildcards: task=translation, dataset=synthetic, run=([\w-]+), seed=0", log)
     assert tuple(started) == wanted, log[-3000:]
     assert yaml.safe_load((work / "params.yaml").read_text())["scale"] == "smoke"

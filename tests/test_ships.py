@@ -267,12 +267,12 @@ def test_files_source_end_to_end(tmp_path):
     s["runs"] = {k: s["runs"][k] for k in ("shallow", "task-partition")}
     (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     run(["attnbench", "prepare", "--task", "ships"], work)
-    manifest = json.loads((work / "data/prepared/ships/manifest.json").read_text())
+    manifest = json.loads((work / "data/prepared/ships/synthetic/manifest.json").read_text())
     assert manifest["splits"] == {"train": 32, "valid": 11, "test": 11} and not manifest["ship_kinds"]
     for r in ("shallow", "task-partition"):
         run(["attnbench", "train", "--task", "ships", "--run", r, "--seed", "0"], work)
         run(["attnbench", "evaluate", "--task", "ships", "--run", r, "--seed", "0"], work)
-    m = json.loads((work / "data/results/ships/task-partition/seed0/metrics.json").read_text())
+    m = json.loads((work / "data/results/ships/synthetic/task-partition/seed0/metrics.json").read_text())
     assert m["bowstern_iou_inshore"] is None and 0 <= m["bowstern_iou"] <= 1 and m["miou"] is not None
     assert len(m["confusion"]) == 4
     (masks / "tile3.png").write_bytes(b"garbage")

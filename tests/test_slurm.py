@@ -196,7 +196,7 @@ def _tiny_grid(dest: Path) -> Path:
     return tiny_translation_copy(dest, RUNS)
 
 
-METRICS = [f"data/results/translation/{r}/seed0/metrics.json" for r in RUNS]
+METRICS = [f"data/results/translation/synthetic/{r}/seed0/metrics.json" for r in RUNS]
 
 
 def _snakemake_slurm(workdir: Path, *args: str, timeout: int = 900, check: bool = True, env: dict | None = None):
@@ -220,7 +220,7 @@ def test_slurm_profile_runs_the_pipeline_and_matches_a_local_run(slurm_run, tmp_
     out = proc.stdout + proc.stderr
     assert "has been submitted with SLURM jobid" in out, out[-3000:]
     assert (workdir / "reports/index.html").stat().st_size > 0
-    assert (workdir / "reports/notebooks/translation.html").stat().st_size > 0
+    assert (workdir / "reports/notebooks/translation/synthetic.html").stat().st_size > 0
     # every rule ran as a SLURM job (only the target-only rule `all` is local)
     submitted = {line.split("rule ", 1)[1].rstrip(":") for line in out.splitlines() if line.startswith("rule ")}
     assert submitted == {"prepare", "train", "evaluate", "aggregate", "notebook", "report", "bench_attention"}, submitted
@@ -284,9 +284,9 @@ def test_a_failing_job_stops_snakemake_in_bounded_time_and_rerun_incomplete_fini
     print(f"failing job -> snakemake exit {failed.returncode} after {elapsed:.1f}s")
     assert failed.returncode != 0, out[-3000:]
     assert "Error in rule train" in out, out[-3000:]
-    assert "injected failure" in (workdir / "logs/translation/rnn-additive/seed0.train.log").read_text()
+    assert "injected failure" in (workdir / "logs/translation/synthetic/rnn-additive/seed0.train.log").read_text()
     assert out.count("Trying to restart job") == _profile()["retries"], out[-3000:]  # the profile's retries
-    assert not (workdir / "data/results/translation/rnn-additive/seed0/model.pt").exists()
+    assert not (workdir / "data/results/translation/synthetic/rnn-additive/seed0/model.pt").exists()
     # the crash is gone (wrapper off the PATH): the same grid finishes
     done = _snakemake_slurm(workdir, "--rerun-incomplete", *METRICS, timeout=600)
     assert "Error" not in done.stdout + done.stderr

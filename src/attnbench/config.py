@@ -154,8 +154,8 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
             merged = dataset_section(params, name, dataset)
             where = origin if dataset == SYNTHETIC else f"{origin} (tasks.{name} with dataset_options.{dataset} merged in)"
             _check(merged, _schema(f"tasks/{name}.schema.yaml"), ["tasks", name], where)
-            if task is None or name == task:
-                tasks.get(name).check_params(merged, where)
+        # before the task's own checks: those look mechanisms up and would fail on an unknown one
+        # without naming the key
         for run, spec in section["runs"].items():
             mech = spec["attention"]
             if mech not in attention.available():
@@ -163,6 +163,10 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
                     f"{origin}: tasks.{name}.runs.{run}.attention: value {mech!r} is not allowed; "
                     f"expected one of: {', '.join(attention.available())}"
                 )
+        if task is None or name == task:
+            for dataset in dataset_names(params, name, selected=False):
+                where = origin if dataset == SYNTHETIC else f"{origin} (tasks.{name} with dataset_options.{dataset} merged in)"
+                tasks.get(name).check_params(dataset_section(params, name, dataset), where)
     if params["device"] == "cuda":
         import torch
 

@@ -1,6 +1,7 @@
 """Collect one task's runs (every run × seed of the grid) into summary.csv and summary.json.
 
-One row per run × seed of `run_list(params)`, whether or not it produced results:
+One row per run × seed of the task on the dataset of a `config.for_dataset` view, whether or not it
+produced results:
 
 - status 'ok'      its metrics.json exists and reads;
 - status 'failed'  no (readable) metrics.json, but the job left a train/evaluate log: the reason
@@ -22,7 +23,7 @@ import pandas as pd
 
 from .. import io as aio
 from .. import paths
-from ..config import run_list
+from ..config import RunSpec
 
 ID_COLUMNS = ("task", "dataset", "run", "seed", "model", "attention", "status", "reason")
 TRAIN_COLUMNS = ("parameters", "train_seconds", "epochs_trained", "best_epoch", "best_valid", "device", "threads")
@@ -149,13 +150,19 @@ def run_row(params: dict, task: str, run: str, seed: int) -> dict[str, Any]:
     return row
 
 
+def _view_runs(params: dict, task: str) -> list[RunSpec]:
+    """The runs x seeds of `task` on the view's dataset, in params order. Not `run_list(view)`: a view's
+    task section has no `datasets` key (dataset_section drops it), so the grid of a view is synthetic's."""
+    return [RunSpec(task, params["dataset"], run, seed) for run in params["tasks"][task]["runs"]
+            for seed in params["seeds"]]
+
+
 def collect(params: dict, task: str) -> pd.DataFrame:
     """The summary table of `task` on the dataset of `params` (a `config.for_dataset` view; no file
     written); columns in a fixed order."""
     if task not in params["tasks"]:
         raise KeyError(f"unknown task {task!r}; expected one of: {', '.join(params['tasks'])}")
-    rows = [run_row(params, s.task, s.run, s.seed) for s in run_list(params)
-            if s.task == task and s.dataset == params["dataset"]]
+    rows = [run_row(params, s.task, s.run, s.seed) for s in _view_runs(params, task)]
     headline = [c for c in metric_columns(task)]
     fixed = list(ID_COLUMNS) + headline + list(TRAIN_COLUMNS) + list(BENCH_COLUMNS)
     extra = sorted({k for r in rows for k in r} - set(fixed))
@@ -188,9 +195,7 @@ def summary_metrics(params: dict, task: str, table: pd.DataFrame | None = None) 
     breakdown) from each metrics.json; no timings, no paths, so equal results give equal JSON."""
     out: dict[str, dict] = {}
     headline = list(metric_columns(task))
-    for spec in run_list(params):
-        if spec.task != task or spec.dataset != params["dataset"]:
-            continue
+    for spec in _view_runs(params, task):
         path = paths.run_dir(task, spec.dataset, spec.run, spec.seed) / "metrics.json"
         metrics, _ = _read_json(path)
         entry: dict[str, Any]
