@@ -36,7 +36,7 @@ from ..base import Task
 from ..common import TokenVocab, long_tensors
 from . import tfidf
 from .corpus import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
-from .readers import read_clinc_json, read_csv
+from .readers import read_clinc_json, read_csv, read_csv_files
 
 log = logging.getLogger("attnbench.intent")
 SPLITS = ("train", "valid", "test")
@@ -153,14 +153,29 @@ class Intent(Task):
                 raise ParamsError(f"{where}.attention: value 'multihead' is not allowed for pooling; expected "
                                   "model encoder: transformer for multi-head self-attention")
         data = section["data"]
-        if data["source"] != "synthetic":
+        where = f"{origin}: tasks.intent.data"
+        source = data["source"]
+        columns = f"{data.get('text_column', 'text')},{data.get('label_column', 'label')}"
+        if source != "csv":
+            for key in ("files", "text_column", "label_column"):
+                if key in data:
+                    raise ParamsError(f"{where}.{key}: not allowed for source {source!r}; expected source: csv")
+        if source == "csv" and "files" in data:
+            if "path" in data:
+                raise ParamsError(f"{where}: keys 'path' and 'files' are both set; expected one of them (path: one CSV "
+                                  "file, files: one CSV file per split)")
+            for split, value in data["files"].items():
+                if not Path(value).is_file():
+                    raise ParamsError(f"{where}.files.{split}: file {value!r} does not exist; expected a CSV file with "
+                                      f"columns {columns}")
+        elif source != "synthetic":
             path = data.get("path")
             if not path:
-                raise ParamsError(f"{origin}: tasks.intent.data.path: missing key 'path' for source "
-                                  f"{data['source']!r}; expected the path of the data file")
+                raise ParamsError(f"{where}.path: missing key 'path' for source {source!r}; expected the path of the "
+                                  "data file" + (" (or files: one CSV file per split)" if source == "csv" else ""))
             if not Path(path).is_file():
-                raise ParamsError(f"{origin}: tasks.intent.data.path: file {path!r} does not exist; expected a "
-                                  + ("CLINC150-shaped JSON file" if data["source"] == "clinc_json" else "CSV file with text,label columns"))
+                raise ParamsError(f"{where}.path: file {path!r} does not exist; expected a "
+                                  + ("CLINC150-shaped JSON file" if source == "clinc_json" else f"CSV file with columns {columns}"))
 
     def prepare(self, params: dict, out_dir: Path) -> dict:
         section = params["tasks"]["intent"]
@@ -178,8 +193,10 @@ class Intent(Task):
             raw = read_clinc_json(data["path"])
             splits = {"train": raw["train"], "valid": raw["val"], "test": raw["test"]}
         else:
-            raw = read_csv(data["path"], seed=data.get("split_seed", 0), val_fraction=data.get("val_fraction", 0.1),
-                           test_fraction=data.get("test_fraction", 0.2))
+            kw = {"seed": data.get("split_seed", 0), "val_fraction": data.get("val_fraction", 0.1),
+                  "test_fraction": data.get("test_fraction", 0.2), "text_column": data.get("text_column", "text"),
+                  "label_column": data.get("label_column", "label")}
+            raw = read_csv_files(data["files"], **kw) if "files" in data else read_csv(data["path"], **kw)
             splits = {"train": raw["train"], "valid": raw["val"], "test": raw["test"]}
         vocab = Vocab.build((u.tokens for u in splits["train"]), data.get("min_count", 2))
         labels = sorted({u.label for u in splits["train"]})

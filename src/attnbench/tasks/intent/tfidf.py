@@ -64,13 +64,19 @@ def _vectorizer(part: str, o: dict, vocabulary=None):
     return TfidfVectorizer(min_df=o["min_df"], sublinear_tf=o["sublinear_tf"], **kw)
 
 
-def make_pipeline(opts: dict, C: float, seed: int = 0):
-    """The scikit-learn pipeline this baseline is (features + classifier), unfitted."""
-    from sklearn.pipeline import FeatureUnion, Pipeline
+def make_features(opts: dict):
+    """The features: word and char_wb TF-IDF side by side (a FeatureUnion), unfitted."""
+    from sklearn.pipeline import FeatureUnion
 
     o = options(opts)
-    union = FeatureUnion([(p, _vectorizer(p, o)) for p in PARTS])
-    return Pipeline([("features", union), ("classifier", _classifier(o, C, seed))])
+    return FeatureUnion([(p, _vectorizer(p, o)) for p in PARTS])
+
+
+def make_pipeline(opts: dict, C: float, seed: int = 0):
+    """The scikit-learn pipeline this baseline is (features + classifier), unfitted."""
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("features", make_features(opts)), ("classifier", _classifier(options(opts), C, seed))])
 
 
 def _classifier(o: dict, C: float, seed: int):
@@ -190,8 +196,7 @@ def fit_select(train: Sequence[str], y_train: Sequence[int], valid: Sequence[str
     if len(np.unique(y_train)) < 2:
         raise ValueError(f"the TF-IDF baseline needs at least 2 classes in the training split, got {len(np.unique(y_train))}")
     t0 = time.perf_counter()
-    base = make_pipeline(o, o["C"][0], seed)
-    features = base.named_steps["features"]
+    features = make_features(o)
     x_train = features.fit_transform(list(train))
     x_valid = features.transform(list(valid))
     scores: dict[str, float] = {}
