@@ -1,13 +1,18 @@
 """Translation: bi-GRU encoder–decoders with every attention mechanism, and a Transformer.
 
 Data: the embedded synthetic language pair (corpus.py) with gold word alignments, or real
-line-aligned files / TSV named in params.yaml. Metrics: sacreBLEU BLEU (signature kept), chrF,
-BLEU per source-length bucket, alignment error rate (AER) of the attention against gold links.
+line-aligned files / TSV named in params.yaml, raw text tokenised by the pipeline if the data spec
+says so (preprocess.py). Metrics: sacreBLEU BLEU (signature kept), chrF, BLEU per source-length
+bucket, alignment error rate (AER) of the attention against gold links. When the pipeline tokenised
+the corpus, BLEU and chrF are scored on detokenised output against the raw references (case-
+insensitively when lowercased) and BLEU on the pipeline's tokens is kept as `bleu_tok`.
+
+`max_len` (per scale) leaves training pairs with longer sources out (the manifest counts them);
+validation and test pairs are kept and scored whole, however long.
 """
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from torch.nn.utils.rnn import pad_sequence
 from ... import io as aio
 from ...config import ParamsError
 from ...metrics import alignment_error_rate, argmax_alignment, corpus_bleu, corpus_chrf
+from . import preprocess
 from ...models.seq2seq import BOS, EOS, PAD, UNK, RNNSeq2Seq
 from ...models.transformer import TransformerSeq2Seq
 from .. import register
@@ -34,9 +40,10 @@ class Vocab(TokenVocab):
     unk = UNK
 
     @classmethod
-    def build(cls, sentences) -> "Vocab":
-        counts = Counter(tok for s in sentences for tok in s)
-        return cls(list(SPECIALS) + sorted(counts, key=lambda t: (-counts[t], t)))
+    def build(cls, sentences, min_freq: int = 1, max_size: int | None = None) -> "Vocab":
+        """Specials, then the training token types seen at least `min_freq` times, most frequent first
+        (ties alphabetical), at most `max_size` of them; every other token encodes as <unk>."""
+        return cls(list(SPECIALS) + preprocess.kept_types(sentences, min_freq, max_size)[0])
 
     def decode(self, ids) -> list[str]:
         out = []
@@ -55,6 +62,10 @@ class Data:
         vocab = aio.read_json(prepared / "vocab.json")
         self.src_vocab, self.tgt_vocab = Vocab(vocab["source"]), Vocab(vocab["target"])
         self.pairs = {split: read_pairs_jsonl(prepared / f"{split}.jsonl") for split in SPLITS}
+        manifest = prepared / "manifest.json"
+        # how the corpus was prepared (older prepared folders have no record: whitespace tokens, as given)
+        self.preprocessing = preprocess.settings(
+            aio.read_json(manifest).get("preprocessing", {}) if manifest.is_file() else {})
         self.tensors = {split: self._encode(pairs) for split, pairs in self.pairs.items()}
 
     def _encode(self, pairs: list[Pair]) -> dict[str, list[torch.Tensor]]:
@@ -102,25 +113,50 @@ class Translation(Task):
                     if not Path(value).is_file():
                         raise ParamsError(f"{origin}: tasks.translation.data.files.{split}.{key}: file {value!r} "
                                           "does not exist; expected a path to a text file (gzip allowed)")
+                if "alignments" in spec and section["data"].get("tokenize", "none") != "none":
+                    raise ParamsError(f"{origin}: tasks.translation.data.files.{split}.alignments: gold links index "
+                                      "whitespace tokens, but data.tokenize re-tokenises the text; expected "
+                                      "tokenize: none with alignments (give pre-tokenised files)")
+        elif section["data"].get("tokenize", "none") != "none":
+            raise ParamsError(f"{origin}: tasks.translation.data.tokenize: value {section['data']['tokenize']!r} "
+                              "is not allowed with source: synthetic (that corpus is already tokenised); "
+                              "expected: none")
 
     def prepare(self, params: dict, out_dir: Path) -> dict:
         section = params["tasks"]["translation"]
         size, data = section["scales"][params["scale"]], section["data"]
+        prep = preprocess.settings(data)
+        max_len = size["max_len"]
         if data["source"] == "synthetic":
             splits = generate_splits({s: size[f"{s}_size"] for s in SPLITS}, seed=data.get("seed", 1234),
-                                     max_len=size["max_len"])
+                                     max_len=max_len)
         else:
+            tokenizers = tuple(preprocess.tokenizer(prep["tokenize"], prep["lang"][side], prep["lowercase"])
+                               for side in preprocess.SIDES)
             splits = {}
             for split in SPLITS:
                 spec = data["files"][split]
                 splits[split] = read_parallel(spec.get("source", spec.get("tsv")), spec.get("target"),
-                                              alignments=spec.get("alignments"), lowercase=data.get("lowercase", False),
-                                              max_len=size["max_len"])
-                if not splits[split]:
-                    raise ParamsError(f"tasks.translation.data.files.{split}: no pair is left after dropping sources "
-                                      f"longer than max_len={size['max_len']}")
-        vocab = {"source": Vocab.build(p.src for p in splits["train"]).itos,
-                 "target": Vocab.build(p.tgt for p in splits["train"]).itos}
+                                              alignments=spec.get("alignments"), tokenizers=tokenizers,
+                                              keep_raw=prep["tokenize"] != "none")
+        # max_len bounds training only: validation and test are scored whole, so nothing is dropped there
+        long_train = sum(len(p.src) > max_len for p in splits["train"])
+        if long_train:
+            splits["train"] = [p for p in splits["train"] if len(p.src) <= max_len]
+        if not splits["train"]:
+            raise ParamsError(f"tasks.translation.data.files.train: no pair is left after leaving out sources "
+                              f"longer than max_len={max_len}")
+        vocab, vocab_info = {}, {}
+        for side, attr in zip(preprocess.SIDES, ("src", "tgt")):
+            limits = preprocess.vocab_limits(data, side)
+            kept, info = preprocess.kept_types((getattr(p, attr) for p in splits["train"]), **limits)
+            vocab[side] = list(SPECIALS) + kept
+            vocab_info[side] = {**limits, "train_types": info["types"], "kept_types": info["kept"],
+                                "cut_below_min_freq": info["below_min_freq"], "cut_over_max_size": info["over_max_size"],
+                                "size_with_specials": len(vocab[side])}
+        unk = {split: {side: preprocess.unk_counts((getattr(p, attr) for p in pairs), set(vocab[side]))
+                       for side, attr in zip(preprocess.SIDES, ("src", "tgt"))}
+               for split, pairs in splits.items()}
         out_dir.mkdir(parents=True, exist_ok=True)
         for split, pairs in splits.items():
             write_pairs_jsonl(pairs, out_dir / f"{split}.jsonl")
