@@ -234,20 +234,36 @@ class Translation(Task):
                 out[i] = weights[row, : len(p.tgt) + 1, : len(p.src) + 1]
         return out
 
+    @staticmethod
+    def scoring_texts(data: Data, pairs: list[Pair], hyp_tokens: list[list[str]]) -> tuple[list[str], list[str], dict]:
+        """(hypotheses, references, sacreBLEU options) of the headline scores.
+
+        Corpora the pipeline tokenised: hypotheses detokenised (sacremoses, the target language) against
+        the raw reference lines, case-insensitive when the data were lowercased. Otherwise (the synthetic
+        corpus, pre-tokenised files): the tokens joined by spaces on both sides."""
+        prep = data.preprocessing
+        if prep["tokenize"] == "none" or any(p.ref is None for p in pairs):
+            return [" ".join(h) for h in hyp_tokens], [" ".join(p.tgt) for p in pairs], {}
+        detok = preprocess.detokenizer(prep["tokenize"], prep["lang"]["target"])
+        return [detok(h) for h in hyp_tokens], [p.ref for p in pairs], {"lowercase": prep["lowercase"]}
+
     @torch.no_grad()
     def evaluate(self, model, data: Data, cfg: dict, device, out_dir: Path) -> dict:
         pairs = data.pairs["test"]
         edges = cfg["eval"]["length_buckets"]
-        hyps = [" ".join(h) for h in self._translate(model, data, "test", cfg, device)]
+        hyp_tokens = self._translate(model, data, "test", cfg, device)
+        hyps = [" ".join(h) for h in hyp_tokens]
         refs = [" ".join(p.tgt) for p in pairs]
-        bleu, bleu_sig = corpus_bleu(hyps, refs)
-        chrf, chrf_sig = corpus_chrf(hyps, refs)
+        texts, raw_refs, opts = self.scoring_texts(data, pairs, hyp_tokens)
+        detok = bool(opts)
+        bleu, bleu_sig = corpus_bleu(texts, raw_refs, **opts)
+        chrf, chrf_sig = corpus_chrf(texts, raw_refs, **opts)
         buckets = [length_bucket(len(p.src), edges) for p in pairs]
         by_length, counts = {}, {}
         for label in bucket_labels(edges):
             idx = [i for i, b in enumerate(buckets) if b == label]
             counts[label] = len(idx)
-            by_length[label] = corpus_bleu([hyps[i] for i in idx], [refs[i] for i in idx])[0] if idx else None
+            by_length[label] = corpus_bleu([texts[i] for i in idx], [raw_refs[i] for i in idx], **opts)[0] if idx else None
 
         attention = self._teacher_forced_attention(model, data, "test", device)
         mech = model.attention if isinstance(model, RNNSeq2Seq) else None
@@ -257,13 +273,21 @@ class Translation(Task):
             predicted = [argmax_alignment(w, len(p.src), len(p.tgt)) for w, p in zip(attention, pairs)]
             aer = round(alignment_error_rate(predicted, [set(map(tuple, p.align)) for p in pairs]), 4)
 
-        self._export(out_dir, pairs, hyps, attention, buckets, cfg["eval"]["heatmap_sentences"])
-        return {
+        self._export(out_dir, pairs, hyps, attention, buckets, cfg["eval"]["heatmap_sentences"],
+                     detok=(texts, raw_refs) if detok else None)
+        metrics = {
             "bleu": bleu, "bleu_signature": bleu_sig, "chrf": chrf, "chrf_signature": chrf_sig,
             "bleu_by_length": by_length, "sentences_by_length": counts, "aer": aer, "alignment": bool(aligns),
             "exact_match": round(float(np.mean([h == r for h, r in zip(hyps, refs)])), 4),
             "test_sentences": len(pairs),
         }
+        if detok:
+            # the secondary figure: BLEU on the pipeline's own tokens (both sides tokenised and, if asked, lowercased)
+            metrics["bleu_tok"], metrics["bleu_tok_signature"] = corpus_bleu(hyps, refs, tokenize="none")
+            metrics["scored_on"] = (f"detokenised hypotheses (sacremoses, {data.preprocessing['lang']['target']}) "
+                                    "against the raw references" + (", case-insensitive" if opts["lowercase"] else ""))
+            metrics["hyp_unk_tokens"] = sum(h.count("<unk>") for h in hyp_tokens)
+        return metrics
 
     @staticmethod
     def heatmap_indices(pairs: list[Pair], k: int) -> list[int]:
@@ -272,7 +296,7 @@ class Translation(Task):
         rest = [i for i in range(len(pairs)) if i not in set(mid)]
         return (mid + rest)[:k]
 
-    def _export(self, out_dir: Path, pairs, hyps, attention, buckets, k: int) -> None:
+    def _export(self, out_dir: Path, pairs, hyps, attention, buckets, k: int, detok=None) -> None:
         arrays: dict[str, np.ndarray] = {}
         for n, i in enumerate(self.heatmap_indices(pairs, k)):
             p = pairs[i]
@@ -286,8 +310,12 @@ class Translation(Task):
         with aio.atomic_path(out_dir / "attention.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-        lines = [json.dumps({"src": " ".join(p.src), "ref": " ".join(p.tgt), "hyp": h, "bucket": b}, ensure_ascii=False)
-                 for p, h, b in zip(pairs, hyps, buckets)]
+        records = [{"src": " ".join(p.src), "ref": " ".join(p.tgt), "hyp": h, "bucket": b}
+                   for p, h, b in zip(pairs, hyps, buckets)]
+        if detok is not None:  # what the headline scores compared
+            for record, hyp_text, ref_text in zip(records, *detok):
+                record["hyp_detok"], record["ref_raw"] = hyp_text, ref_text
+        lines = [json.dumps(record, ensure_ascii=False) for record in records]
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
 
 
