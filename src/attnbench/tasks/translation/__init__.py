@@ -167,6 +167,12 @@ class Translation(Task):
             "source_vocab": len(vocab["source"]), "target_vocab": len(vocab["target"]),
             "gold_alignments": {s: all(p.align is not None for p in ps) for s, ps in splits.items()},
             "max_source_len": max(len(p.src) for ps in splits.values() for p in ps),
+            "preprocessing": prep,
+            "vocab": vocab_info,
+            "unk": unk,
+            "max_len": max_len,
+            "train_left_out_longer_than_max_len": long_train,
+            "kept_longer_than_max_len": {s: sum(len(p.src) > max_len for p in splits[s]) for s in ("valid", "test")},
         }
         aio.write_json(out_dir / "manifest.json", manifest)
         return manifest
@@ -179,12 +185,40 @@ class Translation(Task):
         kind, opts = cfg["model"], cfg["model_options"]
         vocab = (len(data.src_vocab), len(data.tgt_vocab))
         if kind == "rnn":
-            return RNNSeq2Seq(*vocab, **opts, attention=cfg["attention"], attention_options=cfg["attention_options"])
+            model = RNNSeq2Seq(*vocab, **opts, attention=cfg["attention"], attention_options=cfg["attention_options"])
+            self._check_source_lengths(model.attention, cfg, data)
+            return model
         if kind == "transformer":
-            max_len = 2 * cfg["size"]["max_len"] + 8
+            # positions are a fixed sinusoid table (not learnt, not saved), so sizing it to the data changes no
+            # number: it only has to cover the longest sentence of any split, which max_len no longer bounds
+            max_len = max(2 * cfg["size"]["max_len"] + 8, self.positions_needed(data, cfg["eval"]["max_output_ratio"]))
             return TransformerSeq2Seq(*vocab, **opts, max_len=max_len, attention=cfg["attention"],
                                       attention_options=cfg["attention_options"])
         raise ValueError(f"unknown translation model {kind!r}")
+
+    @staticmethod
+    def positions_needed(data: Data, max_output_ratio: float) -> int:
+        """Positions a Transformer reads on this data: sources + </s>, <s> + references (teacher forcing), and
+        greedy decoding's longest output (`_translate`: ratio x the longest padded source + 2)."""
+        pairs = [p for ps in data.pairs.values() for p in ps]
+        longest_src = max(len(p.src) for p in pairs) + 1
+        longest_tgt = max(len(p.tgt) for p in pairs) + 1
+        return max(longest_src, longest_tgt, int(max_output_ratio * longest_src) + 2)
+
+    @staticmethod
+    def _check_source_lengths(mechanism: nn.Module, cfg: dict, data: Data) -> None:
+        """A mechanism with a fixed number of source positions (location attention's `max_len`) must cover the
+        longest source of every split (+ </s>): validation and test keep sentences longer than the scale's
+        max_len. Fail before training, naming the option, rather than at evaluation."""
+        limit = getattr(mechanism, "max_len", None)
+        if limit is None:
+            return
+        longest = {split: max((len(p.src) for p in pairs), default=0) + 1 for split, pairs in data.pairs.items()}
+        split = max(longest, key=longest.get)
+        if longest[split] > limit:
+            raise ParamsError(f"tasks.translation.runs.{cfg.get('run', '?')}.options.max_len: value {limit} is too small: "
+                              f"{cfg['attention']} attention scores at most max_len source positions, and the {split} "
+                              f"split's longest source has {longest[split]} (with </s>); expected >= {longest[split]}")
 
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
         """Shuffled, then length-sorted within pools of 50 batches (less padding), batch order shuffled."""
