@@ -13,10 +13,11 @@ import numpy as np
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *, lowercase: bool = False,
                 tokenize: str | None = None) -> tuple[float, str]:
     """sacreBLEU corpus BLEU and its signature: default 13a tokenisation (`tokenize="none"` for text the
-    pipeline already tokenised), case-sensitive unless `lowercase` (the signature then says `case:lc`)."""
+    pipeline already tokenised, which also silences sacreBLEU's "forgot to detokenize?" warning),
+    case-sensitive unless `lowercase` (the signature then says `case:lc`)."""
     from sacrebleu.metrics import BLEU   # here, not at the top: most tasks' jobs never score BLEU (start-up)
 
-    bleu = BLEU(lowercase=lowercase, tokenize=tokenize)
+    bleu = BLEU(lowercase=lowercase, tokenize=tokenize, force=tokenize == "none")
     score = bleu.corpus_score(list(hypotheses), [list(references)])
     return round(score.score, 4), str(bleu.get_signature())
 

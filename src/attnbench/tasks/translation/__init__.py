@@ -253,7 +253,9 @@ class Translation(Task):
     def validate(self, model, data: Data, cfg: dict, device) -> float:
         hyps = self._translate(model, data, "valid", cfg, device)
         refs = [" ".join(p.tgt) for p in data.pairs["valid"]]
-        return corpus_bleu([" ".join(h) for h in hyps], refs)[0]
+        # on the tokens (no detokenising per epoch); tokenised by the pipeline: as they are, like bleu_tok
+        tokenize = "none" if data.preprocessing["tokenize"] != "none" else None
+        return corpus_bleu([" ".join(h) for h in hyps], refs, tokenize=tokenize)[0]
 
     def _teacher_forced_attention(self, model, data: Data, split: str, device) -> list[np.ndarray]:
         """Attention of every pair while reading its reference: [tgt tokens + </s>, src tokens + </s>]."""
