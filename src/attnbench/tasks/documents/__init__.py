@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ... import io as aio
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...metrics import sentence_hit_rate
 from ...models.han import HAN, FlatAttention
 from .. import register

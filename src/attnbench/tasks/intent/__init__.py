@@ -26,7 +26,8 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ... import io as aio
 from ...attention import available as available_mechanisms
-from ...config import ParamsError, config_hash
+from ...config import config_hash
+from ...errors import ParamsError
 from ...metrics import attention_mass_ratio, attention_top1_hit
 from ...models.bert import PAD, SPECIALS, UNK, mask_tokens
 from ...models.classifier import POOLINGS, IntentClassifier

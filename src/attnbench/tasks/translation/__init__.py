@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ... import attention
 from ... import io as aio
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...metrics import alignment_error_rate, argmax_alignment, corpus_bleu, corpus_chrf
 from . import preprocess
 from ...models.seq2seq import BOS, EOS, PAD, UNK, RNNSeq2Seq
