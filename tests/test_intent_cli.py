@@ -27,6 +27,8 @@ def _intent_params() -> dict:
     t["scales"]["smoke"] = {"train_size": 240, "valid_size": 48, "test_size": 96, "unlabelled_size": 240,
                             "max_len": 16, "epochs": 2, "pretrain_epochs": 2}
     for opts in t["models"].values():
+        if opts["encoder"] == "tfidf":   # the classical baseline has no width
+            continue
         opts["dim"] = 16
         if opts["encoder"] == "transformer":
             opts.update(heads=2, layers=1, ffn_dim=32)

@@ -10,19 +10,23 @@ from typing import Iterable, Sequence
 import numpy as np
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
-    """sacreBLEU corpus BLEU (default 13a tokenisation) and its signature."""
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *, lowercase: bool = False,
+                tokenize: str | None = None) -> tuple[float, str]:
+    """sacreBLEU corpus BLEU and its signature: default 13a tokenisation (`tokenize="none"` for text the
+    pipeline already tokenised, which also silences sacreBLEU's "forgot to detokenize?" warning),
+    case-sensitive unless `lowercase` (the signature then says `case:lc`)."""
     from sacrebleu.metrics import BLEU   # here, not at the top: most tasks' jobs never score BLEU (start-up)
 
-    bleu = BLEU()
+    bleu = BLEU(lowercase=lowercase, tokenize=tokenize, force=tokenize == "none")
     score = bleu.corpus_score(list(hypotheses), [list(references)])
     return round(score.score, 4), str(bleu.get_signature())
 
 
-def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
+def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str], *, lowercase: bool = False) -> tuple[float, str]:
+    """sacreBLEU corpus chrF and its signature; case-insensitive with `lowercase`."""
     from sacrebleu.metrics import CHRF
 
-    chrf = CHRF()
+    chrf = CHRF(lowercase=lowercase)
     score = chrf.corpus_score(list(hypotheses), [list(references)])
     return round(score.score, 4), str(chrf.get_signature())
 

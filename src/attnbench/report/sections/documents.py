@@ -1,4 +1,5 @@
-"""The documents section: leaderboard, claim C6 (HAN vs HAN-mean and HAN-max), whether each run's
+"""The documents section: leaderboard (the classical TF-IDF baseline marked), claim C6 (HAN vs HAN-mean,
+HAN-max and the classical baseline: the best run without attention), whether each run's
 weights find the label-bearing sentence, and test documents drawn with their sentence weights (bars)
 and word weights (highlights), one block per run.
 
@@ -28,7 +29,12 @@ METRICS = ("accuracy", "macro_f1", "sentence_hit_rate", "word_hit_rate", "gold_s
            "parameters", "train_seconds", "epochs_trained", "best_epoch")
 
 
+CLASSICAL = "tfidf"   # the classical baseline's model (tasks/intent/tfidf.py): no weights, no pooling
+
+
 def pooling(spec: dict) -> str:
+    if spec["model"] == CLASSICAL:
+        return "none"
     if spec["attention"] == "none":
         return (spec.get("options") or {}).get("pooling", "mean")
     return "attention"
@@ -37,6 +43,8 @@ def pooling(spec: dict) -> str:
 def kind(spec: dict) -> str:
     """What a run is, in the paper's terms."""
     p = pooling(spec)
+    if spec["model"] == CLASSICAL:
+        return "classical baseline"
     if spec["model"] == "flat":
         return "flat attention" if p == "attention" else f"flat {p}-pooling"
     return {"attention": "HAN", "mean": "HAN-mean", "max": "HAN-max"}[p]
@@ -47,13 +55,18 @@ def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
     runs = collect_runs(params, task, table, {c: 1 if c == "train_seconds" else 3 for c in METRICS})
     for entry in runs:
         spec, ok = params["tasks"][task]["runs"][entry["run"]], entry["ok"]
-        entry.update({"pooling": pooling(spec), "kind": kind(spec)})
+        entry.update({"pooling": pooling(spec), "kind": kind(spec), "classical": spec["model"] == CLASSICAL})
+        if entry["classical"]:
+            described = ok["classical_baseline"].dropna() if "classical_baseline" in ok else []
+            entry["kind"] = "classical baseline: " + (str(described.iloc[0]) if len(described)
+                                                      else "TF-IDF n-grams + linear classifier")
         # still learning when training stopped: the best epoch was the last of the budget
         still = [int(b) for b, e in zip(ok.get("best_epoch", []), ok.get("epochs_trained", []))
                  if finite(b) and finite(e) and int(b) == int(e) == epochs]
         entry["still_improving"] = bool(still)
         weights = ok["sentence_weights"].dropna() if "sentence_weights" in ok else []
-        entry["weights_kind"] = str(weights.iloc[0]) if len(weights) else ("attention" if spec["attention"] != "none" else "")
+        entry["weights_kind"] = (str(weights.iloc[0]) if len(weights) else
+                                 "attention" if spec["attention"] != "none" else "none" if entry["classical"] else "")
     return runs
 
 
@@ -91,6 +104,10 @@ def _claims(runs: list[dict], n_classes: int | None) -> list[dict]:
 
     han, mean, mx = pick("HAN"), pick("HAN-mean"), pick("HAN-max")
     others = [r for r in (mean, mx) if r is not None]
+    # the claim is that attention helps: it is also decided against the classical baseline (the best run
+    # without attention may be it), when that has results
+    classical = max((r for r in runs if r["classical"] and finite(r["mean"]["accuracy"])),
+                    key=lambda r: r["mean"]["accuracy"], default=None)
     if han is None or not others:
         have = ", ".join(r["run"] for r in (han, mean, mx) if r) or "none"
         return [_claim("not measurable", f"needs a HAN run with results and a HAN-mean or HAN-max run (have: {have})")]
@@ -105,12 +122,19 @@ def _claims(runs: list[dict], n_classes: int | None) -> list[dict]:
         text = f"{r['run']} {r['accuracy']['text']}"
         return text + (f" (macro-F1 {r['macro_f1']['text']})" if r["macro_f1"]["n"] else "")
 
-    wins = [r for r in others if han["mean"]["accuracy"] > r["mean"]["accuracy"]]  # ties are no win
+    against = others + ([classical] if classical is not None else [])
+    wins = [r for r in against if han["mean"]["accuracy"] > r["mean"]["accuracy"]]  # ties are no win
     evidence = (f"test accuracy: {fig(han)} vs " + ", ".join(
-        f"{fig(r)} ({han['mean']['accuracy'] - r['mean']['accuracy']:+.3f})" for r in others))
+        f"{fig(r)}{' (classical baseline)' if r is classical else ''} ({han['mean']['accuracy'] - r['mean']['accuracy']:+.3f})"
+        for r in against))
     if len(others) < 2:
         evidence += "; only one of HAN-mean / HAN-max has results"
-    verdict = ("supported" if len(wins) == 2 else "partly supported" if wins else "not supported")
+    if classical is None:
+        evidence += "; the classical baseline has no results"
+    elif classical not in wins:
+        evidence += "; the classical baseline is not behind HAN: attention does not beat the best run without it"
+    verdict = ("supported" if len(others) == 2 and len(wins) == len(against) else "partly supported" if wins
+               else "not supported")
     still = [r["run"] for r in compared if r["still_improving"]]
     if still:
         evidence += (f"; note: {', '.join(still)} still improved on the validation set in the last epoch of the budget, "
@@ -163,11 +187,15 @@ def _documents(task: str, runs: list[dict]) -> dict:
         for e in exports:
             z = e["z"]
             block: dict[str, Any] = {"run": e["run"], "kind": e["kind"], "weights": e["weights"], "seed": e["seed"],
-                                     "missing": "", "rows": []}
+                                     "missing": "", "note": "", "rows": []}
             if z is None:
                 block["missing"] = "attention.npz missing or unreadable"
             elif f"tokens_{n}" not in z or z[f"tokens_{n}"].shape != tokens.shape or not (z[f"tokens_{n}"] == tokens).all():
                 block["missing"] = "another document was exported"
+            elif f"sentence_{n}" not in z:   # the classical baseline: a prediction, no weights
+                block["pred"], block["label"] = str(z[f"pred_{n}"]), str(z[f"label_{n}"])
+                block["correct"] = block["pred"] == block["label"]
+                block["note"] = "no sentence or word weights (the classical baseline reads the whole text as n-grams)"
             else:
                 sw, ww = z[f"sentence_{n}"].astype(float), z[f"word_{n}"].astype(float)
                 dw = _doc_weights(e["model"], sw, ww)
@@ -192,7 +220,7 @@ def _gold_weights(task: str, runs: list[dict]) -> tuple[str | None, float | None
     rows = []
     chance = None
     for r in runs:
-        if not r["seeds"] or r["pooling"] == "mean":
+        if not r["seeds"] or r["pooling"] in ("mean", "none"):
             continue
         z = load_npz(run_file(task, r, "attention.npz"))
         if z is None or "gold_sentence_weight" not in z:

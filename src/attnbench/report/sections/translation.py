@@ -256,8 +256,12 @@ def context(params: dict, task: str = "translation", out_dir: Path | str = paths
     baseline, best = _baseline(runs), best_run(runs, "bleu")
     length = _length_section(runs, table, baseline)
     ok = table[table["status"] == "ok"]
-    signatures = {"BLEU": sorted(set(ok["bleu_signature"].dropna())) if "bleu_signature" in ok else [],
-                  "chrF": sorted(set(ok["chrf_signature"].dropna())) if "chrf_signature" in ok else []}
+    def distinct(column: str) -> list[str]:
+        return sorted(set(ok[column].dropna())) if column in ok else []
+
+    signatures = {"BLEU": distinct("bleu_signature"), "chrF": distinct("chrf_signature"),
+                  # corpora the pipeline tokenised: the headline is detokenised; BLEU on its tokens is secondary
+                  "BLEU on the pipeline's tokens (bleu_tok)": distinct("bleu_tok_signature")}
     return {
         **base,
         **results_context(params, task, table, out_dir),
@@ -270,5 +274,6 @@ def context(params: dict, task: str = "translation", out_dir: Path | str = paths
         "samples": _samples(task, best, baseline),
         "curves": curves(task, runs, baseline["run"] if baseline else None, "validation BLEU (greedy)"),
         "signatures": signatures,
+        "scored_on": distinct("scored_on"),
         "test_sentences": first_int(ok, "test_sentences"),
     }

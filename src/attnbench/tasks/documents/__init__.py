@@ -4,7 +4,8 @@ Data: the embedded synthetic reviews (corpus.py), whose label is decided by one 
 sentence among distractors that share its vocabulary (gold sentence and words recorded), or real
 JSON lines with `text` and `label`. Runs: HAN (word- and sentence-level attention with learned
 context vectors over bi-GRU states), HAN-mean / HAN-max (the same encoders, averaging or max-pooling
-at both levels), flat attention over all words. Metrics: accuracy, macro-F1 (scikit-learn), the
+at both levels), flat attention over all words, and the classical baseline: TF-IDF word + character
+n-grams of the whole document text and a linear classifier (scikit-learn, ../intent/tfidf.py). Metrics: accuracy, macro-F1 (scikit-learn), the
 sentence-attention hit rate (share of documents whose most-attended sentence is the gold one) and
 the word hit rate (share whose most-attended word of the gold sentence is a gold word).
 """
@@ -19,12 +20,13 @@ import torch
 from torch import nn
 
 from ... import io as aio
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...metrics import sentence_hit_rate
 from ...models.han import HAN, FlatAttention
 from .. import register
 from ..base import Task
 from ..common import ordered_batches, to_device
+from ..intent import tfidf
 from .corpus import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
                      stratified_split, to_jsonl, truncate)
 
@@ -32,6 +34,7 @@ SPLITS = ("train", "valid", "test")
 PAD, UNK = 0, 1
 SPECIALS = ("<pad>", "<unk>")
 MODELS = {"han": HAN, "flat": FlatAttention}
+TEXTS = "texts.json"   # prepared: {split: [whole document text]} for the TF-IDF baseline
 
 
 def pooling_of(spec: dict) -> str:
@@ -58,6 +61,15 @@ class Data:
         self.ids = {split: [[[self.stoi.get(w, UNK) for w in s] for s in d.sentences] for d in docs]
                     for split, docs in self.docs.items()}
         self.y = {split: [self.label_index[d.label] for d in docs] for split, docs in self.docs.items()}
+        self._prepared = Path(prepared)
+
+    def texts(self, split: str) -> list[str]:
+        """The whole text of each document (before truncation to max_sentences / max_words: texts.json of the
+        prepare step); a data folder prepared before texts.json existed gives the truncated documents."""
+        path = self._prepared / TEXTS
+        if path.is_file():
+            return aio.read_json(path)[split]
+        return [d.text() for d in self.docs[split]]
 
     def batch(self, split: str, index) -> dict[str, torch.Tensor]:
         docs = [self.ids[split][i] for i in index]
@@ -89,6 +101,17 @@ class Documents(Task):
         where = f"{origin}: tasks.documents"
         for run, spec in section["runs"].items():
             options = spec.get("options", {})
+            if spec["model"] == tfidf.MODEL:
+                if spec["attention"] != "none":
+                    raise ParamsError(f"{where}.runs.{run}.attention: value {spec['attention']!r} is not allowed for "
+                                      "model 'tfidf' (the TF-IDF + linear classifier baseline); expected: none")
+                if options:
+                    raise ParamsError(f"{where}.runs.{run}.options: the TF-IDF baseline takes no options here; set its "
+                                      "n-grams, classifier and C under tasks.documents.models.tfidf")
+                if tfidf.MODEL not in section["models"]:
+                    raise ParamsError(f"{where}.models: missing key 'tfidf' (run {run!r} uses model 'tfidf'); expected "
+                                      "its options, e.g. tfidf: {C: [0.1, 1.0, 10.0]}")
+                continue
             if "pooling" in options and spec["attention"] != "none":
                 raise ParamsError(f"{where}.runs.{run}.options.pooling: value {options['pooling']!r} is not allowed with "
                                   f"attention {spec['attention']!r}; expected no pooling option (the mechanism pools), "
@@ -146,6 +169,7 @@ class Documents(Task):
                                      min_sentences=size["min_sentences"], max_sentences=size["max_sentences"])
         else:
             splits = self._read_files(data)
+        texts = {s: [d.text() for d in docs] for s, docs in splits.items()}   # whole documents: the TF-IDF baseline
         splits = {s: [truncate(d, size["max_sentences"], size["max_words"]) for d in docs] for s, docs in splits.items()}
         counts = Counter(w for d in splits["train"] for s in d.sentences for w in s)
         words = list(SPECIALS) + sorted(counts, key=lambda w: (-counts[w], w))[: data.get("max_vocab", 50000)]
@@ -154,6 +178,7 @@ class Documents(Task):
         for split, docs in splits.items():
             aio.write_text(out_dir / f"{split}.jsonl", to_jsonl(docs))
         aio.write_json(out_dir / "vocab.json", {"words": words, "labels": labels})
+        aio.write_json(out_dir / TEXTS, texts)
         test = splits["test"]
         manifest = {
             "task": "documents", "source": data["source"], "scale": params["scale"],
@@ -185,6 +210,17 @@ class Documents(Task):
         pooling = options.pop("pooling", "mean") if cfg["attention"] == "none" else "attention"
         return MODELS[kind](len(data.itos), len(data.labels), **cfg["model_options"], pooling=pooling,
                             attention=cfg["attention"], attention_options=options)
+
+    def fit(self, data: Data, cfg: dict, run_dir: Path, state_dir: Path, device: torch.device) -> dict:
+        if cfg["model"] == tfidf.MODEL:   # closed form, outside the shared loop
+            return tfidf.fit_run(data.texts("train"), data.y["train"], data.texts("valid"), data.y["valid"], cfg,
+                                 run_dir, device)
+        return super().fit(data, cfg, run_dir, state_dir, device)
+
+    def load_trained(self, data: Data, cfg: dict, run_dir: Path, device: torch.device) -> nn.Module:
+        if cfg["model"] == tfidf.MODEL:
+            return tfidf.load_run(cfg, run_dir, device)
+        return super().load_trained(data, cfg, run_dir, device)
 
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
         """Shuffled, sorted by size within pools of 20 batches (less padding), batch order shuffled."""
@@ -233,9 +269,14 @@ class Documents(Task):
 
         docs = data.docs["test"]
         y = np.array(data.y["test"])
-        pred, word_w, sent_w = self.predict(model, data, "test", device)
-        pooling = _model_pooling(model)
-        has_weights = pooling != "mean"    # averaging has no preferred position
+        baseline = cfg["model"] == tfidf.MODEL
+        if baseline:   # no sentence or word weights: the hit rates are None
+            pred, word_w, sent_w = model.predict(data.texts("test")), None, None
+            pooling = "none"
+        else:
+            pred, word_w, sent_w = self.predict(model, data, "test", device)
+            pooling = _model_pooling(model)
+        has_weights = pooling not in ("mean", "none")    # averaging has no preferred position
         gold = [d.gold_sentence for d in docs]
         with_gold = [i for i, g in enumerate(gold) if g is not None]
         hit = word_hit = gold_mass = None
@@ -251,10 +292,11 @@ class Documents(Task):
             "accuracy": round(float(accuracy_score(y, pred)), 4),
             "macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
             "sentence_hit_rate": hit, "word_hit_rate": word_hit, "gold_sentence_weight": gold_mass,
-            "chance_hit_rate": _chance(docs), "sentence_weights": weights_kind(pooling),
+            "chance_hit_rate": _chance(docs), "sentence_weights": None if baseline else weights_kind(pooling),
             "test_documents": len(docs), "documents_with_gold": len(with_gold),
             "accuracy_by_class": {data.labels[c]: round(float(np.mean(pred[y == c] == c)), 4)
                                   for c in range(len(data.labels)) if (y == c).any()},
+            **({"classical_baseline": tfidf.describe(cfg["model_options"])} if baseline else {}),
         }
 
     @staticmethod
@@ -265,14 +307,16 @@ class Documents(Task):
         return (good + rest)[:k]
 
     def _export(self, out_dir: Path, data: Data, pred, word_w, sent_w, k: int) -> None:
+        """attention.npz and samples.jsonl; without weights (the TF-IDF baseline: word_w and sent_w None) the
+        shown documents carry their tokens, label and prediction only."""
         docs = data.docs["test"]
         arrays: dict[str, np.ndarray] = {
-            "gold_sentence": np.array([-1 if d.gold_sentence is None else d.gold_sentence for d in docs], dtype=np.int64),
-            "top_sentence": np.array([int(np.argmax(w)) for w in sent_w], dtype=np.int64),
-            "gold_sentence_weight": np.array([w[d.gold_sentence] if d.gold_sentence is not None else np.nan
-                                              for w, d in zip(sent_w, docs)], dtype=np.float32),
-            "n_sentences": np.array([len(d.sentences) for d in docs], dtype=np.int64),
-        }
+            "gold_sentence": np.array([-1 if d.gold_sentence is None else d.gold_sentence for d in docs], dtype=np.int64)}
+        if sent_w is not None:
+            arrays["top_sentence"] = np.array([int(np.argmax(w)) for w in sent_w], dtype=np.int64)
+            arrays["gold_sentence_weight"] = np.array([w[d.gold_sentence] if d.gold_sentence is not None else np.nan
+                                                       for w, d in zip(sent_w, docs)], dtype=np.float32)
+        arrays["n_sentences"] = np.array([len(d.sentences) for d in docs], dtype=np.int64)
         for n, i in enumerate(self.show_indices(docs, k)):
             d = docs[i]
             S, L = len(d.sentences), max(len(s) for s in d.sentences)
@@ -282,17 +326,19 @@ class Documents(Task):
                 tokens[s, : len(sent)] = sent
             if d.gold_sentence is not None and d.gold_words:
                 gold_words[d.gold_sentence, list(d.gold_words)] = 1
-            arrays.update({f"doc_{n}": np.array(i), f"tokens_{n}": tokens.astype(str), f"word_{n}": word_w[i].astype(np.float32),
-                           f"sentence_{n}": sent_w[i].astype(np.float32), f"gold_{n}": np.array(arrays["gold_sentence"][i]),
-                           f"gold_words_{n}": gold_words, f"label_{n}": np.array(d.label),
-                           f"pred_{n}": np.array(data.labels[pred[i]])})
+            arrays.update({f"doc_{n}": np.array(i), f"tokens_{n}": tokens.astype(str)})
+            if sent_w is not None:
+                arrays.update({f"word_{n}": word_w[i].astype(np.float32), f"sentence_{n}": sent_w[i].astype(np.float32)})
+            arrays.update({f"gold_{n}": np.array(arrays["gold_sentence"][i]), f"gold_words_{n}": gold_words,
+                           f"label_{n}": np.array(d.label), f"pred_{n}": np.array(data.labels[pred[i]])})
         with aio.atomic_path(out_dir / "attention.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
         lines = [json.dumps({"doc": i, "label": d.label, "pred": data.labels[pred[i]], "correct": bool(d.label == data.labels[pred[i]]),
                              "sentences": len(d.sentences), "gold_sentence": d.gold_sentence,
-                             "top_sentence": int(arrays["top_sentence"][i]),
-                             "gold_weight": None if d.gold_sentence is None else round(float(sent_w[i][d.gold_sentence]), 4),
+                             "top_sentence": None if sent_w is None else int(arrays["top_sentence"][i]),
+                             "gold_weight": None if d.gold_sentence is None or sent_w is None
+                             else round(float(sent_w[i][d.gold_sentence]), 4),
                              "text": d.text()}, ensure_ascii=False)
                  for i, d in enumerate(docs)]
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")

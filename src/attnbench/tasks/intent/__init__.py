@@ -5,7 +5,8 @@ a CLINC150-shaped JSON file or a `text,label` CSV (readers.py). Runs: embeddings
 pooling, an LSTM's last state, attention pooling with any registry mechanism (the notes'
 self-attention `self_dot`, `additive` with a learned query, `token_location`, `external`), a
 Transformer encoder ([CLS] or attention pooling) from scratch, and the same encoder pre-trained
-with masked-LM on the training text (+ unlabelled generator text) first (BERT).
+with masked-LM on the training text (+ unlabelled generator text) first (BERT); and the classical
+baseline, TF-IDF word + character n-grams and a linear classifier fitted by scikit-learn (tfidf.py).
 Metrics: accuracy, macro-F1 (scikit-learn), attention mass on the gold keyword tokens relative
 to a uniform distribution, share of utterances whose most-attended token is a keyword, and the
 masked-LM accuracy of the pre-trained encoder.
@@ -25,7 +26,8 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ... import io as aio
 from ...attention import available as available_mechanisms
-from ...config import ParamsError, config_hash
+from ...config import config_hash
+from ...errors import ParamsError
 from ...metrics import attention_mass_ratio, attention_top1_hit
 from ...models.bert import PAD, SPECIALS, UNK, mask_tokens
 from ...models.classifier import POOLINGS, IntentClassifier
@@ -33,8 +35,9 @@ from ...optim import Adam
 from .. import register
 from ..base import Task
 from ..common import TokenVocab, long_tensors
+from . import tfidf
 from .corpus import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
-from .readers import read_clinc_json, read_csv
+from .readers import read_clinc_json, read_csv, read_csv_files
 
 log = logging.getLogger("attnbench.intent")
 SPLITS = ("train", "valid", "test")
@@ -77,6 +80,10 @@ class Data:
                                              for line in lines if line.strip()])
         return self._unlabelled
 
+    def texts(self, split: str) -> list[str]:
+        """The whole utterances of a split (not truncated to max_len), tokens joined by spaces."""
+        return [u.text for u in self.utts[split]]
+
     def batch(self, split: str, index) -> tuple[torch.Tensor, torch.Tensor]:
         return (pad_sequence([self.ids[split][i] for i in index], batch_first=True, padding_value=PAD),
                 self.y[split][index])
@@ -103,6 +110,9 @@ class Intent(Task):
         models = section["models"]
         for name, opts in models.items():
             where = f"{origin}: tasks.intent.models.{name}"
+            if opts["encoder"] == tfidf.MODEL:
+                _check_tfidf(opts, where)
+                continue
             enc, pool = opts["encoder"], opts["pooling"]
             if pool not in POOLINGS[enc]:
                 raise ParamsError(f"{where}.pooling: value {pool!r} is not allowed for encoder {enc!r}; "
@@ -123,7 +133,14 @@ class Intent(Task):
                 raise ParamsError(f"{where}.model: value {spec['model']!r} is not allowed; expected one of the "
                                   f"models of tasks.intent.models: {', '.join(models)}")
             opts, mech = models[spec["model"]], spec["attention"]
-            if opts["encoder"] == "transformer":
+            if opts["encoder"] == tfidf.MODEL:
+                if mech != "none":
+                    raise ParamsError(f"{where}.attention: value {mech!r} is not allowed for model {spec['model']!r} "
+                                      "(the TF-IDF + linear classifier baseline); expected: none")
+                if spec.get("options"):
+                    raise ParamsError(f"{where}.options: the TF-IDF baseline takes no attention options; set its "
+                                      f"n-grams, classifier and C under tasks.intent.models.{spec['model']}")
+            elif opts["encoder"] == "transformer":
                 if mech != "multihead":
                     raise ParamsError(f"{where}.attention: value {mech!r} is not allowed for a transformer "
                                       "encoder; expected: multihead (its pooling mechanism is the model's pool_attention)")
@@ -137,14 +154,29 @@ class Intent(Task):
                 raise ParamsError(f"{where}.attention: value 'multihead' is not allowed for pooling; expected "
                                   "model encoder: transformer for multi-head self-attention")
         data = section["data"]
-        if data["source"] != "synthetic":
+        where = f"{origin}: tasks.intent.data"
+        source = data["source"]
+        columns = f"{data.get('text_column', 'text')},{data.get('label_column', 'label')}"
+        if source != "csv":
+            for key in ("files", "text_column", "label_column"):
+                if key in data:
+                    raise ParamsError(f"{where}.{key}: not allowed for source {source!r}; expected source: csv")
+        if source == "csv" and "files" in data:
+            if "path" in data:
+                raise ParamsError(f"{where}: keys 'path' and 'files' are both set; expected one of them (path: one CSV "
+                                  "file, files: one CSV file per split)")
+            for split, value in data["files"].items():
+                if not Path(value).is_file():
+                    raise ParamsError(f"{where}.files.{split}: file {value!r} does not exist; expected a CSV file with "
+                                      f"columns {columns}")
+        elif source != "synthetic":
             path = data.get("path")
             if not path:
-                raise ParamsError(f"{origin}: tasks.intent.data.path: missing key 'path' for source "
-                                  f"{data['source']!r}; expected the path of the data file")
+                raise ParamsError(f"{where}.path: missing key 'path' for source {source!r}; expected the path of the "
+                                  "data file" + (" (or files: one CSV file per split)" if source == "csv" else ""))
             if not Path(path).is_file():
-                raise ParamsError(f"{origin}: tasks.intent.data.path: file {path!r} does not exist; expected a "
-                                  + ("CLINC150-shaped JSON file" if data["source"] == "clinc_json" else "CSV file with text,label columns"))
+                raise ParamsError(f"{where}.path: file {path!r} does not exist; expected a "
+                                  + ("CLINC150-shaped JSON file" if source == "clinc_json" else f"CSV file with columns {columns}"))
 
     def prepare(self, params: dict, out_dir: Path) -> dict:
         section = params["tasks"]["intent"]
@@ -162,8 +194,10 @@ class Intent(Task):
             raw = read_clinc_json(data["path"])
             splits = {"train": raw["train"], "valid": raw["val"], "test": raw["test"]}
         else:
-            raw = read_csv(data["path"], seed=data.get("split_seed", 0), val_fraction=data.get("val_fraction", 0.1),
-                           test_fraction=data.get("test_fraction", 0.2))
+            kw = {"seed": data.get("split_seed", 0), "val_fraction": data.get("val_fraction", 0.1),
+                  "test_fraction": data.get("test_fraction", 0.2), "text_column": data.get("text_column", "text"),
+                  "label_column": data.get("label_column", "label")}
+            raw = read_csv_files(data["files"], **kw) if "files" in data else read_csv(data["path"], **kw)
             splits = {"train": raw["train"], "valid": raw["val"], "test": raw["test"]}
         vocab = Vocab.build((u.tokens for u in splits["train"]), data.get("min_count", 2))
         labels = sorted({u.label for u in splits["train"]})
@@ -227,10 +261,17 @@ class Intent(Task):
         preds, _ = self._predict(model, data, "valid", device)
         return float((preds == data.y["valid"].numpy()).mean())
 
-    # ---- BERT: masked-LM pre-training inside fit ---------------------------------------
+    # ---- the TF-IDF baseline (closed form, no epochs) and BERT's pre-training inside fit ----
+    @staticmethod
+    def is_tfidf(cfg: dict) -> bool:
+        return cfg["model_options"].get("encoder") == tfidf.MODEL
+
     def fit(self, data: Data, cfg: dict, run_dir: Path, state_dir: Path, device: torch.device) -> dict:
         from ...training import fit as shared_fit
 
+        if self.is_tfidf(cfg):
+            return tfidf.fit_run(data.texts("train"), data.y["train"].numpy(), data.texts("valid"),
+                                 data.y["valid"].numpy(), cfg, run_dir, device)
         if "mlm" not in cfg["model_options"]:
             return shared_fit(self, data, cfg, run_dir, state_dir, device)
         pre = self._pretrain(data, cfg, Path(state_dir), device)
@@ -244,6 +285,11 @@ class Intent(Task):
                 "pretrain_epochs": len(pre["log"]), "pretrain_log": pre["log"]}
         aio.write_json(Path(run_dir) / "train_info.json", info)
         return info
+
+    def load_trained(self, data: Data, cfg: dict, run_dir: Path, device: torch.device) -> nn.Module:
+        if self.is_tfidf(cfg):
+            return tfidf.load_run(cfg, run_dir, device)
+        return super().load_trained(data, cfg, run_dir, device)
 
     def _mlm_accuracy(self, model, data: Data, seqs: list[torch.Tensor], prob: float, device) -> float:
         """Masked-LM accuracy on `seqs` with one fixed masking (the same for every run and epoch)."""
@@ -332,7 +378,10 @@ class Intent(Task):
         from sklearn.metrics import accuracy_score, f1_score
 
         y = data.y["test"].numpy()
-        preds, weights = self._predict(model, data, "test", device, need_weights=True)
+        if self.is_tfidf(cfg):   # no token weights: the keyword metrics are None
+            preds, weights = model.predict(data.texts("test")), [None] * len(y)
+        else:
+            preds, weights = self._predict(model, data, "test", device, need_weights=True)
         utts = data.utts["test"]
         has_weights = all(w is not None for w in weights)
         gold = [None if u.keywords is None else [k for k in u.keywords if k < len(data.ids["test"][i])]
@@ -350,6 +399,7 @@ class Intent(Task):
                    "confuser": np.array([bool(u.distractors) for u in utts]),
                    "keyword_typo": np.array([u.typo_in_keyword for u in utts])}
         self._export(model, data, cfg, device, out_dir, preds, weights, gold)
+        extra = {"classical_baseline": tfidf.describe(cfg["model_options"])} if self.is_tfidf(cfg) else {}
         return {
             "accuracy": round(float(accuracy_score(y, preds)), 4),
             "macro_f1": round(float(f1_score(y, preds, labels=labels, average="macro", zero_division=0)), 4),
@@ -360,12 +410,12 @@ class Intent(Task):
             if all(g is not None for g in gold) else None,
             "token_weights": {"attention": "attention", "saliency": "max-pool saliency",
                               "cls": "[CLS] attention"}.get(self._weight_kind(cfg), None),
-            "test_utterances": int(len(y)), "classes": len(data.labels),
+            "test_utterances": int(len(y)), "classes": len(data.labels), **extra,
         }
 
     @staticmethod
     def _weight_kind(cfg: dict) -> str | None:
-        pool = cfg["model_options"]["pooling"]
+        pool = cfg["model_options"].get("pooling")
         return {"attention": "attention", "max": "saliency", "cls": "cls"}.get(pool)
 
     @staticmethod
@@ -406,7 +456,7 @@ class Intent(Task):
             arrays[f"pred_{n}"] = np.array(data.labels[preds[i]])
             if weights[i] is not None:
                 arrays[f"weights_{n}"] = weights[i].astype(np.float32)
-            if cfg["model_options"]["encoder"] == "transformer":
+            if cfg["model_options"].get("encoder") == "transformer":
                 _, extra = model(ids.unsqueeze(0).to(device), need_weights=True)
                 arrays[f"heads_{n}"] = extra["heads"][0].float().cpu().numpy().astype(np.float16)
         with aio.atomic_path(out_dir / "attention.npz") as tmp:
@@ -423,6 +473,14 @@ class Intent(Task):
                 item["keyword_mass"] = round(float(w[gold[i]].sum()), 4)
             lines.append(json.dumps(item, ensure_ascii=False))
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
+
+
+def _check_tfidf(opts: dict, where: str) -> None:
+    """What the schema cannot say about the TF-IDF baseline's options."""
+    for key in ("word_ngrams", "char_ngrams"):
+        lo, hi = opts.get(key, tfidf.DEFAULTS[key])
+        if lo > hi:
+            raise ParamsError(f"{where}.{key}: value {[lo, hi]!r} is not allowed; expected [min, max] with min <= max")
 
 
 register(Intent())

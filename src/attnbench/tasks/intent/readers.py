@@ -1,4 +1,4 @@
-"""Real intent data: a CLINC150-shaped JSON file or a `text,label` CSV.
+"""Real intent data: a CLINC150-shaped JSON file, or CSV: one file, or one file per split.
 
 JSON (CLINC150's ``data_full.json`` shape)::
 
@@ -6,17 +6,21 @@ JSON (CLINC150's ``data_full.json`` shape)::
 
 Other top-level keys (CLINC150's ``oos_train`` / ``oos_val`` / ``oos_test`` ...) are ignored.
 
-CSV: a header row with a ``text`` and a ``label`` column (any order, other columns ignored) and,
-optionally, a ``split`` column with ``train`` / ``val`` / ``test`` (``valid`` and ``validation``
-are accepted for ``val``). Without it the rows are split by a seeded stratified split
-(scikit-learn's ``train_test_split``), so every label keeps its share in each split.
+CSV: a header row with a text and a label column, named ``text`` and ``label`` unless the
+``text_column`` / ``label_column`` options say otherwise (BANKING77: ``text,category``); names match
+case-insensitively, in any order, other columns are ignored. One file (:func:`read_csv`) may have a
+``split`` column with ``train`` / ``val`` / ``test`` (``valid`` and ``validation`` are accepted for
+``val``); without it the rows are split by a seeded stratified split (scikit-learn's
+``train_test_split``), so every label keeps its share in each split. Or one file per split
+(:func:`read_csv_files`: ``train`` and ``test``, ``valid`` optional): a missing valid (or test) split
+is carved from the training file, seeded and stratified, ``val_fraction`` (``test_fraction``) of it.
 
 Text is lower-cased and tokenised into words and single punctuation marks
 (``[\\w']+|[^\\w\\s]``). Every problem raises :class:`IntentDataError` naming the file and the
 entry (JSON: ``val[12]``, 0-based like the file's list) or the line (CSV, 1-based, header = line 1):
 invalid UTF-8 or JSON, a missing split key or column, an entry that is not ``[text, label]``, an
-empty text or label, a label in val/test that train does not have, a label with too few rows to
-split. Nothing is written when reading fails.
+empty text or label, a label in val/test that train does not have (named with its own file and
+line), a label with too few rows to split. Nothing is written when reading fails.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from pathlib import Path
 from ...errors import DataError
 from .corpus import Utterance
 
-__all__ = ["IntentDataError", "tokenize", "read_clinc_json", "read_csv", "SPLITS"]
+__all__ = ["IntentDataError", "tokenize", "read_clinc_json", "read_csv", "read_csv_files", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 _TOKEN = re.compile(r"[\w']+|[^\w\s]")
@@ -57,12 +61,14 @@ def _read_text(path: Path) -> str:
         raise IntentDataError(f"{path}, line {line}: invalid UTF-8 (byte {exc.start}); expected UTF-8 text") from None
 
 
-def _check_labels(path: Path, splits: dict[str, list[tuple[Utterance, str]]]) -> None:
+def _check_labels(path: Path | dict[str, Path], splits: dict[str, list[tuple[Utterance, str]]]) -> None:
+    """Every val/test label occurs in train; `path` is the one file, or each split's file."""
     known = {u.label for u, _ in splits["train"]}
     for split in ("val", "test"):
         for u, where in splits[split]:
             if u.label not in known:
-                raise IntentDataError(f"{path}, {where}: label {u.label!r} does not occur in the train split; "
+                where_file = path[split] if isinstance(path, dict) else path
+                raise IntentDataError(f"{where_file}, {where}: label {u.label!r} does not occur in the train split; "
                                       f"expected one of the {len(known)} train labels")
 
 
@@ -102,10 +108,9 @@ def read_clinc_json(path: str | Path) -> dict[str, list[Utterance]]:
     return {split: [u for u, _ in items] for split, items in out.items()}
 
 
-def read_csv(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1,
-             test_fraction: float = 0.2) -> dict[str, list[Utterance]]:
-    """The rows of a `text,label[,split]` CSV, split by its `split` column or a seeded stratified split."""
-    path = Path(path)
+def _read_csv_rows(path: Path, text_column: str, label_column: str, split_column: str | None
+                   ) -> tuple[list[tuple[Utterance, str, str | None]], bool]:
+    """The rows of one CSV file as (utterance, 'line N', split or None), and whether it has a split column."""
     text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -114,14 +119,18 @@ def read_csv(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1,
             header = next(reader, None)
     except csv.Error as exc:
         raise IntentDataError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+    wanted = [text_column, label_column]
     if header is None:
-        raise IntentDataError(f"{path}: empty file; expected a header row with columns text,label")
+        raise IntentDataError(f"{path}: empty file; expected a header row with columns {','.join(wanted)}")
     names = [h.strip().lower() for h in header]
-    missing = [c for c in ("text", "label") if c not in names]
-    if missing:
-        raise IntentDataError(f"{path}, line {reader.line_num}: missing column {missing[0]!r}; expected a header "
-                              f"with columns text,label (and optionally split), found: {','.join(header)}")
-    col = {c: names.index(c) for c in ("text", "label", "split") if c in names}
+    for c, option in ((text_column, "text_column"), (label_column, "label_column")):
+        if c.strip().lower() not in names:
+            raise IntentDataError(f"{path}, line {reader.line_num}: missing column {c!r} (data.{option}); expected a "
+                                  f"header with columns {','.join(wanted)}{' (and optionally split)' if split_column else ''}, "
+                                  f"found: {','.join(header)}")
+    col = {"text": names.index(text_column.strip().lower()), "label": names.index(label_column.strip().lower())}
+    if split_column and split_column in names:
+        col["split"] = names.index(split_column)
     rows: list[tuple[Utterance, str, str | None]] = []
     try:
         for row in reader:
@@ -133,9 +142,9 @@ def read_csv(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1,
                 raise IntentDataError(f"{path}, {where}: {len(row)} field(s), expected {len(names)} (header: {','.join(header)})")
             tokens, label = tokenize(row[col["text"]]), row[col["label"]].strip()
             if not tokens:
-                raise IntentDataError(f"{path}, {where}: empty text")
+                raise IntentDataError(f"{path}, {where}: empty text (column {header[col['text']].strip()!r})")
             if not label:
-                raise IntentDataError(f"{path}, {where}: empty label")
+                raise IntentDataError(f"{path}, {where}: empty label (column {header[col['label']].strip()!r})")
             split = None
             if "split" in col:
                 raw = row[col["split"]].strip().lower()
@@ -148,7 +157,15 @@ def read_csv(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1,
         raise IntentDataError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
     if not rows:
         raise IntentDataError(f"{path}: no data rows after the header")
-    if "split" in col:
+    return rows, "split" in col
+
+
+def read_csv(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
+             text_column: str = "text", label_column: str = "label") -> dict[str, list[Utterance]]:
+    """The rows of a `text,label[,split]` CSV, split by its `split` column or a seeded stratified split."""
+    path = Path(path)
+    rows, has_split = _read_csv_rows(path, text_column, label_column, "split")
+    if has_split:
         out = {s: [(u, w) for u, w, sp in rows if sp == s] for s in SPLITS}
         for s in SPLITS:
             if not out[s]:
@@ -156,6 +173,58 @@ def read_csv(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1,
         _check_labels(path, out)
         return {s: [u for u, _ in items] for s, items in out.items()}
     return _stratified(path, [(u, w) for u, w, _ in rows], seed, val_fraction, test_fraction)
+
+
+FILE_SPLITS = {"train": "train", "valid": "val", "test": "test"}   # data.files keys -> split names
+
+
+def read_csv_files(files: dict[str, str | Path], *, seed: int = 0, val_fraction: float = 0.1,
+                   test_fraction: float = 0.2, text_column: str = "text", label_column: str = "label"
+                   ) -> dict[str, list[Utterance]]:
+    """One CSV file per split (`files`: train, and optionally valid and test). A missing split is carved from
+    the training file, seeded and stratified: test first (`test_fraction` of it), then valid (`val_fraction`)."""
+    unknown = sorted(set(files) - set(FILE_SPLITS))
+    if unknown or "train" not in files:
+        raise IntentDataError(f"data.files: expected keys train, valid, test (train required), got: {', '.join(files)}")
+    paths = {FILE_SPLITS[k]: Path(v) for k, v in files.items()}
+    read: dict[str, list[tuple[Utterance, str]]] = {}
+    for split, path in paths.items():   # every file is read (and checked) before anything is carved or written
+        rows, _ = _read_csv_rows(path, text_column, label_column, None)
+        read[split] = [(u, w) for u, w, _ in rows]
+    train = read["train"]
+    total = len(train)
+    for split, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if split not in read:
+            what = "valid" if split == "val" else split   # as data.files names it
+            train, read[split] = _carve(paths["train"], train, max(1, round(fraction * total)), seed, what)
+    read["train"] = train
+    _check_labels({s: paths.get(s, paths["train"]) for s in SPLITS}, read)
+    return {s: [u for u, _ in read[s]] for s in SPLITS}
+
+
+def _carve(path: Path, rows: list[tuple[Utterance, str]], n_out: int, seed: int, what: str
+           ) -> tuple[list[tuple[Utterance, str]], list[tuple[Utterance, str]]]:
+    """(rest, carved): `n_out` rows drawn stratified by label (seeded), both in file order."""
+    from sklearn.model_selection import train_test_split
+
+    counts = Counter(u.label for u, _ in rows)
+    few = [label for label, n in counts.items() if n < 2]
+    if few:
+        first = next(w for u, w in rows if u.label == few[0])
+        raise IntentDataError(f"{path}, {first}: label {few[0]!r} has 1 row; carving a stratified {what} split from "
+                              f"this file needs at least 2 per label (or give a {what} file)")
+    n_out = max(n_out, len(counts))
+    if n_out + len(counts) > len(rows):
+        raise IntentDataError(f"{path}: {len(rows)} rows for {len(counts)} labels are too few to carve a stratified "
+                              f"{what} split of {n_out} rows; add rows or give a {what} file")
+    index = list(range(len(rows)))
+    try:
+        rest, out = train_test_split(index, test_size=n_out, random_state=seed + (0 if what == "test" else 1),
+                                     stratify=[u.label for u, _ in rows])
+    except ValueError as exc:
+        raise IntentDataError(f"{path}: cannot carve a stratified {what} split ({exc}); add rows or give a "
+                              f"{what} file") from None
+    return [rows[i] for i in sorted(rest)], [rows[i] for i in sorted(out)]
 
 
 def _stratified(path: Path, rows: list[tuple[Utterance, str]], seed: int, val_fraction: float,

@@ -1,13 +1,18 @@
 """Translation: bi-GRU encoder–decoders with every attention mechanism, and a Transformer.
 
 Data: the embedded synthetic language pair (corpus.py) with gold word alignments, or real
-line-aligned files / TSV named in params.yaml. Metrics: sacreBLEU BLEU (signature kept), chrF,
-BLEU per source-length bucket, alignment error rate (AER) of the attention against gold links.
+line-aligned files / TSV named in params.yaml, raw text tokenised by the pipeline if the data spec
+says so (preprocess.py). Metrics: sacreBLEU BLEU (signature kept), chrF, BLEU per source-length
+bucket, alignment error rate (AER) of the attention against gold links. When the pipeline tokenised
+the corpus, BLEU and chrF are scored on detokenised output against the raw references (case-
+insensitively when lowercased) and BLEU on the pipeline's tokens is kept as `bleu_tok`.
+
+`max_len` (per scale) leaves training pairs with longer sources out (the manifest counts them);
+validation and test pairs are kept and scored whole, however long.
 """
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +23,9 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ... import attention
 from ... import io as aio
-from ...config import ParamsError
+from ...errors import ParamsError
 from ...metrics import alignment_error_rate, argmax_alignment, corpus_bleu, corpus_chrf
+from . import preprocess
 from ...models.seq2seq import BOS, EOS, PAD, UNK, RNNSeq2Seq
 from ...models.transformer import TransformerSeq2Seq
 from .. import register
@@ -35,9 +41,10 @@ class Vocab(TokenVocab):
     unk = UNK
 
     @classmethod
-    def build(cls, sentences) -> "Vocab":
-        counts = Counter(tok for s in sentences for tok in s)
-        return cls(list(SPECIALS) + sorted(counts, key=lambda t: (-counts[t], t)))
+    def build(cls, sentences, min_freq: int = 1, max_size: int | None = None) -> "Vocab":
+        """Specials, then the training token types seen at least `min_freq` times, most frequent first
+        (ties alphabetical), at most `max_size` of them; every other token encodes as <unk>."""
+        return cls(list(SPECIALS) + preprocess.kept_types(sentences, min_freq, max_size)[0])
 
     def decode(self, ids) -> list[str]:
         out = []
@@ -56,6 +63,10 @@ class Data:
         vocab = aio.read_json(prepared / "vocab.json")
         self.src_vocab, self.tgt_vocab = Vocab(vocab["source"]), Vocab(vocab["target"])
         self.pairs = {split: read_pairs_jsonl(prepared / f"{split}.jsonl") for split in SPLITS}
+        manifest = prepared / "manifest.json"
+        # how the corpus was prepared (older prepared folders have no record: whitespace tokens, as given)
+        self.preprocessing = preprocess.settings(
+            aio.read_json(manifest).get("preprocessing", {}) if manifest.is_file() else {})
         self.tensors = {split: self._encode(pairs) for split, pairs in self.pairs.items()}
 
     def _encode(self, pairs: list[Pair]) -> dict[str, list[torch.Tensor]]:
@@ -104,25 +115,50 @@ class Translation(Task):
                     if not Path(value).is_file():
                         raise ParamsError(f"{origin}: tasks.translation.data.files.{split}.{key}: file {value!r} "
                                           "does not exist; expected a path to a text file (gzip allowed)")
+                if "alignments" in spec and section["data"].get("tokenize", "none") != "none":
+                    raise ParamsError(f"{origin}: tasks.translation.data.files.{split}.alignments: gold links index "
+                                      "whitespace tokens, but data.tokenize re-tokenises the text; expected "
+                                      "tokenize: none with alignments (give pre-tokenised files)")
+        elif section["data"].get("tokenize", "none") != "none":
+            raise ParamsError(f"{origin}: tasks.translation.data.tokenize: value {section['data']['tokenize']!r} "
+                              "is not allowed with source: synthetic (that corpus is already tokenised); "
+                              "expected: none")
 
     def prepare(self, params: dict, out_dir: Path) -> dict:
         section = params["tasks"]["translation"]
         size, data = section["scales"][params["scale"]], section["data"]
+        prep = preprocess.settings(data)
+        max_len = size["max_len"]
         if data["source"] == "synthetic":
             splits = generate_splits({s: size[f"{s}_size"] for s in SPLITS}, seed=data.get("seed", 1234),
-                                     max_len=size["max_len"])
+                                     max_len=max_len)
         else:
+            tokenizers = tuple(preprocess.tokenizer(prep["tokenize"], prep["lang"][side], prep["lowercase"])
+                               for side in preprocess.SIDES)
             splits = {}
             for split in SPLITS:
                 spec = data["files"][split]
                 splits[split] = read_parallel(spec.get("source", spec.get("tsv")), spec.get("target"),
-                                              alignments=spec.get("alignments"), lowercase=data.get("lowercase", False),
-                                              max_len=size["max_len"])
-                if not splits[split]:
-                    raise ParamsError(f"tasks.translation.data.files.{split}: no pair is left after dropping sources "
-                                      f"longer than max_len={size['max_len']}")
-        vocab = {"source": Vocab.build(p.src for p in splits["train"]).itos,
-                 "target": Vocab.build(p.tgt for p in splits["train"]).itos}
+                                              alignments=spec.get("alignments"), tokenizers=tokenizers,
+                                              keep_raw=prep["tokenize"] != "none")
+        # max_len bounds training only: validation and test are scored whole, so nothing is dropped there
+        long_train = sum(len(p.src) > max_len for p in splits["train"])
+        if long_train:
+            splits["train"] = [p for p in splits["train"] if len(p.src) <= max_len]
+        if not splits["train"]:
+            raise ParamsError(f"tasks.translation.data.files.train: no pair is left after leaving out sources "
+                              f"longer than max_len={max_len}")
+        vocab, vocab_info = {}, {}
+        for side, attr in zip(preprocess.SIDES, ("src", "tgt")):
+            limits = preprocess.vocab_limits(data, side)
+            kept, info = preprocess.kept_types((getattr(p, attr) for p in splits["train"]), **limits)
+            vocab[side] = list(SPECIALS) + kept
+            vocab_info[side] = {**limits, "train_types": info["types"], "kept_types": info["kept"],
+                                "cut_below_min_freq": info["below_min_freq"], "cut_over_max_size": info["over_max_size"],
+                                "size_with_specials": len(vocab[side])}
+        unk = {split: {side: preprocess.unk_counts((getattr(p, attr) for p in pairs), set(vocab[side]))
+                       for side, attr in zip(preprocess.SIDES, ("src", "tgt"))}
+               for split, pairs in splits.items()}
         out_dir.mkdir(parents=True, exist_ok=True)
         for split, pairs in splits.items():
             write_pairs_jsonl(pairs, out_dir / f"{split}.jsonl")
@@ -133,6 +169,12 @@ class Translation(Task):
             "source_vocab": len(vocab["source"]), "target_vocab": len(vocab["target"]),
             "gold_alignments": {s: all(p.align is not None for p in ps) for s, ps in splits.items()},
             "max_source_len": max(len(p.src) for ps in splits.values() for p in ps),
+            "preprocessing": prep,
+            "vocab": vocab_info,
+            "unk": unk,
+            "max_len": max_len,
+            "train_left_out_longer_than_max_len": long_train,
+            "kept_longer_than_max_len": {s: sum(len(p.src) > max_len for p in splits[s]) for s in ("valid", "test")},
         }
         aio.write_json(out_dir / "manifest.json", manifest)
         return manifest
@@ -145,12 +187,40 @@ class Translation(Task):
         kind, opts = cfg["model"], cfg["model_options"]
         vocab = (len(data.src_vocab), len(data.tgt_vocab))
         if kind == "rnn":
-            return RNNSeq2Seq(*vocab, **opts, attention=cfg["attention"], attention_options=cfg["attention_options"])
+            model = RNNSeq2Seq(*vocab, **opts, attention=cfg["attention"], attention_options=cfg["attention_options"])
+            self._check_source_lengths(model.attention, cfg, data)
+            return model
         if kind == "transformer":
-            max_len = 2 * cfg["size"]["max_len"] + 8
+            # positions are a fixed sinusoid table (not learnt, not saved), so sizing it to the data changes no
+            # number: it only has to cover the longest sentence of any split, which max_len no longer bounds
+            max_len = max(2 * cfg["size"]["max_len"] + 8, self.positions_needed(data, cfg["eval"]["max_output_ratio"]))
             return TransformerSeq2Seq(*vocab, **opts, max_len=max_len, attention=cfg["attention"],
                                       attention_options=cfg["attention_options"])
         raise ValueError(f"unknown translation model {kind!r}")
+
+    @staticmethod
+    def positions_needed(data: Data, max_output_ratio: float) -> int:
+        """Positions a Transformer reads on this data: sources + </s>, <s> + references (teacher forcing), and
+        greedy decoding's longest output (`_translate`: ratio x the longest padded source + 2)."""
+        pairs = [p for ps in data.pairs.values() for p in ps]
+        longest_src = max(len(p.src) for p in pairs) + 1
+        longest_tgt = max(len(p.tgt) for p in pairs) + 1
+        return max(longest_src, longest_tgt, int(max_output_ratio * longest_src) + 2)
+
+    @staticmethod
+    def _check_source_lengths(mechanism: nn.Module, cfg: dict, data: Data) -> None:
+        """A mechanism with a fixed number of source positions (location attention's `max_len`) must cover the
+        longest source of every split (+ </s>): validation and test keep sentences longer than the scale's
+        max_len. Fail before training, naming the option, rather than at evaluation."""
+        limit = getattr(mechanism, "max_len", None)
+        if limit is None:
+            return
+        longest = {split: max((len(p.src) for p in pairs), default=0) + 1 for split, pairs in data.pairs.items()}
+        split = max(longest, key=longest.get)
+        if longest[split] > limit:
+            raise ParamsError(f"tasks.translation.runs.{cfg.get('run', '?')}.options.max_len: value {limit} is too small: "
+                              f"{cfg['attention']} attention scores at most max_len source positions, and the {split} "
+                              f"split's longest source has {longest[split]} (with </s>); expected >= {longest[split]}")
 
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
         """Shuffled, then length-sorted within pools of 50 batches (less padding), batch order shuffled."""
@@ -185,7 +255,9 @@ class Translation(Task):
     def validate(self, model, data: Data, cfg: dict, device) -> float:
         hyps = self._translate(model, data, "valid", cfg, device)
         refs = [" ".join(p.tgt) for p in data.pairs["valid"]]
-        return corpus_bleu([" ".join(h) for h in hyps], refs)[0]
+        # on the tokens (no detokenising per epoch); tokenised by the pipeline: as they are, like bleu_tok
+        tokenize = "none" if data.preprocessing["tokenize"] != "none" else None
+        return corpus_bleu([" ".join(h) for h in hyps], refs, tokenize=tokenize)[0]
 
     def _teacher_forced_attention(self, model, data: Data, split: str, device) -> list[np.ndarray]:
         """Attention of every pair while reading its reference: [tgt tokens + </s>, src tokens + </s>]."""
@@ -200,20 +272,36 @@ class Translation(Task):
                 out[i] = weights[row, : len(p.tgt) + 1, : len(p.src) + 1]
         return out
 
+    @staticmethod
+    def scoring_texts(data: Data, pairs: list[Pair], hyp_tokens: list[list[str]]) -> tuple[list[str], list[str], dict]:
+        """(hypotheses, references, sacreBLEU options) of the headline scores.
+
+        Corpora the pipeline tokenised: hypotheses detokenised (sacremoses, the target language) against
+        the raw reference lines, case-insensitive when the data were lowercased. Otherwise (the synthetic
+        corpus, pre-tokenised files): the tokens joined by spaces on both sides."""
+        prep = data.preprocessing
+        if prep["tokenize"] == "none" or any(p.ref is None for p in pairs):
+            return [" ".join(h) for h in hyp_tokens], [" ".join(p.tgt) for p in pairs], {}
+        detok = preprocess.detokenizer(prep["tokenize"], prep["lang"]["target"])
+        return [detok(h) for h in hyp_tokens], [p.ref for p in pairs], {"lowercase": prep["lowercase"]}
+
     @torch.no_grad()
     def evaluate(self, model, data: Data, cfg: dict, device, out_dir: Path) -> dict:
         pairs = data.pairs["test"]
         edges = cfg["eval"]["length_buckets"]
-        hyps = [" ".join(h) for h in self._translate(model, data, "test", cfg, device)]
+        hyp_tokens = self._translate(model, data, "test", cfg, device)
+        hyps = [" ".join(h) for h in hyp_tokens]
         refs = [" ".join(p.tgt) for p in pairs]
-        bleu, bleu_sig = corpus_bleu(hyps, refs)
-        chrf, chrf_sig = corpus_chrf(hyps, refs)
+        texts, raw_refs, opts = self.scoring_texts(data, pairs, hyp_tokens)
+        detok = bool(opts)
+        bleu, bleu_sig = corpus_bleu(texts, raw_refs, **opts)
+        chrf, chrf_sig = corpus_chrf(texts, raw_refs, **opts)
         buckets = [length_bucket(len(p.src), edges) for p in pairs]
         by_length, counts = {}, {}
         for label in bucket_labels(edges):
             idx = [i for i, b in enumerate(buckets) if b == label]
             counts[label] = len(idx)
-            by_length[label] = corpus_bleu([hyps[i] for i in idx], [refs[i] for i in idx])[0] if idx else None
+            by_length[label] = corpus_bleu([texts[i] for i in idx], [raw_refs[i] for i in idx], **opts)[0] if idx else None
 
         attention = self._teacher_forced_attention(model, data, "test", device)
         mech = model.attention if isinstance(model, RNNSeq2Seq) else None
@@ -223,13 +311,21 @@ class Translation(Task):
             predicted = [argmax_alignment(w, len(p.src), len(p.tgt)) for w, p in zip(attention, pairs)]
             aer = round(alignment_error_rate(predicted, [set(map(tuple, p.align)) for p in pairs]), 4)
 
-        self._export(out_dir, pairs, hyps, attention, buckets, cfg["eval"]["heatmap_sentences"])
-        return {
+        self._export(out_dir, pairs, hyps, attention, buckets, cfg["eval"]["heatmap_sentences"],
+                     detok=(texts, raw_refs) if detok else None)
+        metrics = {
             "bleu": bleu, "bleu_signature": bleu_sig, "chrf": chrf, "chrf_signature": chrf_sig,
             "bleu_by_length": by_length, "sentences_by_length": counts, "aer": aer, "alignment": bool(aligns),
             "exact_match": round(float(np.mean([h == r for h, r in zip(hyps, refs)])), 4),
             "test_sentences": len(pairs),
         }
+        if detok:
+            # the secondary figure: BLEU on the pipeline's own tokens (both sides tokenised and, if asked, lowercased)
+            metrics["bleu_tok"], metrics["bleu_tok_signature"] = corpus_bleu(hyps, refs, tokenize="none")
+            metrics["scored_on"] = (f"detokenised hypotheses (sacremoses, {data.preprocessing['lang']['target']}) "
+                                    "against the raw references" + (", case-insensitive" if opts["lowercase"] else ""))
+            metrics["hyp_unk_tokens"] = sum(h.count("<unk>") for h in hyp_tokens)
+        return metrics
 
     @staticmethod
     def heatmap_indices(pairs: list[Pair], k: int) -> list[int]:
@@ -238,7 +334,7 @@ class Translation(Task):
         rest = [i for i in range(len(pairs)) if i not in set(mid)]
         return (mid + rest)[:k]
 
-    def _export(self, out_dir: Path, pairs, hyps, attention, buckets, k: int) -> None:
+    def _export(self, out_dir: Path, pairs, hyps, attention, buckets, k: int, detok=None) -> None:
         arrays: dict[str, np.ndarray] = {}
         for n, i in enumerate(self.heatmap_indices(pairs, k)):
             p = pairs[i]
@@ -252,8 +348,12 @@ class Translation(Task):
         with aio.atomic_path(out_dir / "attention.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-        lines = [json.dumps({"src": " ".join(p.src), "ref": " ".join(p.tgt), "hyp": h, "bucket": b}, ensure_ascii=False)
-                 for p, h, b in zip(pairs, hyps, buckets)]
+        records = [{"src": " ".join(p.src), "ref": " ".join(p.tgt), "hyp": h, "bucket": b}
+                   for p, h, b in zip(pairs, hyps, buckets)]
+        if detok is not None:  # what the headline scores compared
+            for record, hyp_text, ref_text in zip(records, *detok):
+                record["hyp_detok"], record["ref_raw"] = hyp_text, ref_text
+        lines = [json.dumps(record, ensure_ascii=False) for record in records]
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
 
 

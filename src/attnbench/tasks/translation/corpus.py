@@ -70,7 +70,7 @@ import gzip
 import json
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,12 +108,15 @@ class Pair:
     """One sentence pair with optional gold word alignment.
 
     ``align`` holds ``(src_index, tgt_index)`` links (0-based), sorted by target
-    index then source index, or ``None`` when no alignment is known.
+    index then source index, or ``None`` when no alignment is known.  ``ref`` is
+    the raw (untokenised, not lowercased) target line when the pipeline tokenised
+    the corpus itself: detokenised output is scored against it.
     """
 
     src: tuple[str, ...]
     tgt: tuple[str, ...]
     align: tuple[tuple[int, int], ...] | None = None
+    ref: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.src, tuple):
@@ -700,15 +703,20 @@ def _nonempty_lines(path: Path) -> list[str]:
     return lines
 
 
-def _tokens(text: str, path: Path, lineno: int, side: str, lowercase: bool) -> tuple[str, ...]:
-    tokens = (text.lower() if lowercase else text).split()
+def _whitespace(lowercase: bool) -> Callable[[str], Sequence[str]]:
+    return (lambda text: text.lower().split()) if lowercase else str.split
+
+
+def _tokens(text: str, path: Path, lineno: int, side: str,
+            tokenize: Callable[[str], Sequence[str]]) -> tuple[str, ...]:
+    tokens = tokenize(text)
     if not tokens:
         raise CorpusError(f"{path}, line {lineno}: empty {side} side")
     return tuple(tokens)
 
 
-def _read_sides(source: Path, target: Path | None, lowercase: bool) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """(source tokens, target tokens) per line, from two files or one TSV file."""
+def _raw_sides(source: Path, target: Path | None) -> list[tuple[int, str, str]]:
+    """(1-based line, source text, target text) per line, from two files or one TSV file."""
     src_lines = _nonempty_lines(source)
     if target is None:
         sides = []
@@ -718,17 +726,14 @@ def _read_sides(source: Path, target: Path | None, lowercase: bool) -> list[tupl
                 raise CorpusError(f"{source}, line {lineno}: expected exactly one tab between "
                                   f"source and target, found {n_tabs}")
             src_text, tgt_text = line.split("\t")
-            sides.append((_tokens(src_text, source, lineno, "source", lowercase),
-                          _tokens(tgt_text, source, lineno, "target", lowercase)))
+            sides.append((lineno, src_text, tgt_text))
         return sides
     tgt_lines = _nonempty_lines(target)
     if len(src_lines) != len(tgt_lines):
         raise CorpusError(f"line count mismatch: {source} has {_lines(len(src_lines))} but {target} "
                           f"has {_lines(len(tgt_lines))} (first unmatched line: "
                           f"line {min(len(src_lines), len(tgt_lines)) + 1})")
-    return [(_tokens(s, source, lineno, "source", lowercase),
-             _tokens(t, target, lineno, "target", lowercase))
-            for lineno, (s, t) in enumerate(zip(src_lines, tgt_lines), 1)]
+    return [(lineno, s, t) for lineno, (s, t) in enumerate(zip(src_lines, tgt_lines), 1)]
 
 
 def _parse_alignment(line: str, path: Path, lineno: int, src_len: int,
@@ -765,7 +770,9 @@ def _read_alignments(path: Path, sides: list, source: Path) -> list[tuple[tuple[
 
 def read_parallel(source: str | Path, target: str | Path | None = None, *,
                   alignments: str | Path | None = None, lowercase: bool = False,
-                  max_len: int | None = None) -> list[Pair]:
+                  max_len: int | None = None,
+                  tokenizers: tuple[Callable[[str], Sequence[str]], Callable[[str], Sequence[str]]] | None = None,
+                  keep_raw: bool = False) -> list[Pair]:
     """Read a parallel corpus into :class:`Pair` objects.
 
     ``source`` and ``target`` are line-aligned files; with ``target=None``,
@@ -774,8 +781,13 @@ def read_parallel(source: str | Path, target: str | Path | None = None, *,
     be valid UTF-8; tokens are whitespace-separated.  ``alignments`` is an
     optional line-aligned Pharaoh file (``i-j`` source-target links, as
     written by fast_align / GIZA++); a blank line means "no links".
-    ``lowercase`` lowercases all tokens.  ``max_len`` drops (silently, after
-    validating them) pairs whose source has more than ``max_len`` tokens.
+    ``lowercase`` lowercases all tokens.  ``tokenizers`` (source, target)
+    replace the whitespace split (and ``lowercase``): each maps a raw line to its
+    tokens (see ``preprocess.tokenizer``).  ``keep_raw`` keeps each raw target
+    line, stripped, as ``Pair.ref``.  ``max_len`` drops (silently, after
+    validating them) pairs whose source has more than ``max_len`` tokens; the
+    pipeline's ``prepare`` does not use it (it drops long *training* pairs only,
+    and counts them).
 
     Raises CorpusError (file and 1-based line in the message) on: empty file,
     line-count mismatch, invalid UTF-8, TSV line without exactly one tab,
@@ -786,12 +798,17 @@ def read_parallel(source: str | Path, target: str | Path | None = None, *,
     if max_len is not None and max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
     source = Path(source)
-    sides = _read_sides(source, None if target is None else Path(target), lowercase)
+    tgt_path = source if target is None else Path(target)
+    tok_src, tok_tgt = tokenizers or (_whitespace(lowercase),) * 2
+    raw = _raw_sides(source, None if target is None else Path(target))
+    sides = [(_tokens(s, source, lineno, "source", tok_src), _tokens(t, tgt_path, lineno, "target", tok_tgt))
+             for lineno, s, t in raw]
     if alignments is not None:
         aligns: list = _read_alignments(Path(alignments), sides, source)
     else:
         aligns = [None] * len(sides)
-    return [Pair(src, tgt, align) for (src, tgt), align in zip(sides, aligns)
+    refs = [t.strip() for _, _, t in raw] if keep_raw else [None] * len(sides)
+    return [Pair(src, tgt, align, ref) for (src, tgt), align, ref in zip(sides, aligns, refs)
             if max_len is None or len(src) <= max_len]
 
 
@@ -799,7 +816,8 @@ def read_parallel(source: str | Path, target: str | Path | None = None, *,
 
 
 def write_pairs_jsonl(pairs: Iterable[Pair], path: str | Path) -> None:
-    """Write one JSON object per line: ``{"src": [...], "tgt": [...], "align": [[i, j], ...] | null}``.
+    """Write one JSON object per line: ``{"src": [...], "tgt": [...], "align": [[i, j], ...] | null}``,
+    plus ``"ref": "raw target line"`` for pairs that carry one.
 
     A ``.gz`` suffix writes gzip; parent directories are created.
     """
@@ -810,6 +828,8 @@ def write_pairs_jsonl(pairs: Iterable[Pair], path: str | Path) -> None:
         for pair in pairs:
             record = {"src": list(pair.src), "tgt": list(pair.tgt),
                       "align": None if pair.align is None else [list(link) for link in pair.align]}
+            if pair.ref is not None:  # only corpora the pipeline tokenised carry one
+                record["ref"] = pair.ref
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
@@ -825,9 +845,12 @@ def _record_to_pair(record: object, path: Path, lineno: int) -> Pair:
         raise CorpusError(f"{path}, line {lineno}: expected a JSON object")
     src = _token_list(record, "src", path, lineno)
     tgt = _token_list(record, "tgt", path, lineno)
+    ref = record.get("ref")
+    if ref is not None and not isinstance(ref, str):
+        raise CorpusError(f"{path}, line {lineno}: 'ref' must be a string (the raw target line) or absent")
     raw = record.get("align")
     if raw is None:
-        return Pair(src, tgt, None)
+        return Pair(src, tgt, None, ref)
     if not isinstance(raw, list):
         raise CorpusError(f"{path}, line {lineno}: 'align' must be a list of [i, j] or null")
     links = []
@@ -846,7 +869,7 @@ def _record_to_pair(record: object, path: Path, lineno: int) -> Pair:
             raise CorpusError(f"{path}, line {lineno}: link {link!r} out of range for sentence "
                               f"lengths {len(src)} (source) and {len(tgt)} (target)")
         links.append((link[0], link[1]))
-    return Pair(src, tgt, tuple(links))
+    return Pair(src, tgt, tuple(links), ref)
 
 
 def read_pairs_jsonl(path: str | Path) -> list[Pair]:
