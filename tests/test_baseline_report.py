@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from attnbench import cli
-from attnbench.config import REPO_ROOT, load_params
+from attnbench.config import REPO_ROOT, for_dataset, load_params
 from attnbench.report.sections import documents as doc_section
 from attnbench.report.sections import intent as intent_section
 
@@ -78,10 +78,10 @@ def test_leaderboards_mark_the_classical_baseline(tmp_path, monkeypatch):
     def row_of(board, run):
         return next(" | ".join(c["text"] for c in row["cells"]) for row in board["rows"] if row["cells"][0]["text"] == run)
 
-    t = intent_section.context(params, "intent", tmp_path / "reports")
+    t = intent_section.context(for_dataset(params, "intent", "synthetic"), "intent", tmp_path / "reports")
     assert "classical baseline: TF-IDF word 1–2 + char 2–5 grams, LinearSVC" in row_of(t["leaderboard"], "tfidf")
     assert "classical" not in row_of(t["leaderboard"], "mean-pool")
-    d = doc_section.context(params, "documents", tmp_path / "reports")
+    d = doc_section.context(for_dataset(params, "documents", "synthetic"), "documents", tmp_path / "reports")
     assert "classical baseline: TF-IDF" in row_of(d["leaderboard"], "tfidf")
     blocks = [b for doc in d["documents"]["docs"] for b in doc["blocks"] if b["run"] == "tfidf"]
     assert blocks and all(b["note"] and not b["missing"] and b["pred"] for b in blocks)

@@ -147,11 +147,11 @@ def test_prepare_train_evaluate_from_split_files(tmp_path, monkeypatch, capsys):
     path = write_params(tmp_path / "params.yaml", _params(
         tmp_path, files={"train": "train.csv", "test": "test.csv"}, text_column="text", label_column="category"))
     assert cli.main(["-q", "--params", str(path), "prepare", "--task", "intent"]) == 0
-    manifest = json.loads((paths.prepared_dir("intent") / "manifest.json").read_text())
+    manifest = json.loads((paths.prepared_dir("intent", "synthetic") / "manifest.json").read_text())
     assert manifest["utterances"] == {"train": 54, "valid": 6, "test": 12} and manifest["labels"] == 3
     for step in ("train", "evaluate"):
         assert cli.main(["-q", "--params", str(path), step, "--task", "intent", "--run", "tfidf", "--seed", "0"]) == 0
-    metrics = json.loads((paths.run_dir("intent", "tfidf", 0) / "metrics.json").read_text())
+    metrics = json.loads((paths.run_dir("intent", "synthetic", "tfidf", 0) / "metrics.json").read_text())
     assert metrics["accuracy"] == 1.0 and metrics["test_utterances"] == 12 and metrics["subset_accuracy"] is None
 
 
@@ -164,4 +164,4 @@ def test_bad_file_stops_prepare_before_anything_is_written(tmp_path, monkeypatch
     assert cli.main(["-q", "--params", str(path), "prepare", "--task", "intent"]) == 1
     err = capsys.readouterr().err
     assert "test.csv, line 3: empty text" in err
-    assert not paths.prepared_dir("intent").exists()
+    assert not paths.prepared_dir("intent", "synthetic").exists()

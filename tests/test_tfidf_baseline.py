@@ -146,7 +146,7 @@ def test_intent_train_and_evaluate_write_the_pipeline_files(tmp_path, monkeypatc
     path = write_params(tmp_path / "params.yaml", p)
     assert _main(path, "prepare", "--task", "intent") == 0
     assert _main(path, "train", "--task", "intent", "--run", "tfidf", "--seed", "0") == 0
-    out = paths.run_dir("intent", "tfidf", 0)
+    out = paths.run_dir("intent", "synthetic", "tfidf", 0)
     assert {"model.pt", "train_log.csv", "train_info.json"} <= {f.name for f in out.iterdir()}
     info = json.loads((out / "train_info.json").read_text())
     assert info["epochs_trained"] == 1 and info["C"] in p["tasks"]["intent"]["models"]["tfidf"]["C"]
@@ -176,14 +176,14 @@ def test_documents_baseline_reads_the_whole_text(tmp_path, monkeypatch):
     p["tasks"]["documents"]["scales"]["smoke"].update(train_size=120, valid_size=30, test_size=40, max_words=3)
     path = write_params(tmp_path / "params.yaml", p)
     assert _main(path, "prepare", "--task", "documents") == 0
-    prepared = paths.prepared_dir("documents")
+    prepared = paths.prepared_dir("documents", "synthetic")
     texts = json.loads((prepared / "texts.json").read_text())
     docs = [json.loads(line) for line in (prepared / "test.jsonl").read_text().splitlines()]
     assert len(texts["test"]) == len(docs) == 40
     assert sum(len(t.split()) for t in texts["test"]) > sum(len(s) for d in docs for s in d["sentences"])
     assert _main(path, "train", "--task", "documents", "--run", "tfidf", "--seed", "0") == 0
     assert _main(path, "evaluate", "--task", "documents", "--run", "tfidf", "--seed", "0") == 0
-    out = paths.run_dir("documents", "tfidf", 0)
+    out = paths.run_dir("documents", "synthetic", "tfidf", 0)
     assert {"model.pt", "train_log.csv", "train_info.json", "metrics.json", "attention.npz", "samples.jsonl"} <= \
         {f.name for f in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())

@@ -255,9 +255,9 @@ def test_files_prepared_by_the_cli_with_moses(tiny_params, tmp_path, monkeypatch
                  ["train", "--task", "translation", "--run", "rnn-general", "--seed", "0"],
                  ["evaluate", "--task", "translation", "--run", "rnn-general", "--seed", "0"]):
         assert cli.main(["-q", "--params", str(path), *argv]) == 0, argv
-    metrics = json.loads((tmp_path / "data/results/translation/rnn-general/seed0/metrics.json").read_text())
+    metrics = json.loads((tmp_path / "data/results/translation/synthetic/rnn-general/seed0/metrics.json").read_text())
     assert "case:lc" in metrics["bleu_signature"] and "tok:none" in metrics["bleu_tok_signature"]
     assert metrics["scored_on"].startswith("detokenised") and isinstance(metrics["hyp_unk_tokens"], int)
-    sample = json.loads((tmp_path / "data/results/translation/rnn-general/seed0/samples.jsonl")
+    sample = json.loads((tmp_path / "data/results/translation/synthetic/rnn-general/seed0/samples.jsonl")
                         .read_text().splitlines()[0])
     assert sample["ref_raw"] in RAW_TGT and "hyp_detok" in sample

@@ -26,7 +26,7 @@ from pathlib import Path
 from . import __version__
 from . import io as aio
 from . import paths
-from .config import ParamsError, dataset_options, for_dataset, load_params, parse_override, resolve_run, run_list
+from .config import ParamsError, check_dataset, dataset_options, for_dataset, load_params, parse_override, resolve_run, run_list
 
 log = logging.getLogger("attnbench")
 
@@ -66,6 +66,7 @@ def cmd_prepare(args) -> int:
         from . import datasets
 
         datasets.fetch(fetch, paths.RAW, mirror=datasets.mirror_dir(params))
+        check_dataset(params, args.task, args.dataset, args.params)   # its files exist now
     out = paths.prepared_dir(args.task, args.dataset)
     t0 = time.perf_counter()
     manifest = task.prepare(for_dataset(params, args.task, args.dataset), out)

@@ -165,14 +165,31 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
                 )
         if task is None or name == task:
             for dataset in dataset_names(params, name, selected=False):
-                where = origin if dataset == SYNTHETIC else f"{origin} (tasks.{name} with dataset_options.{dataset} merged in)"
-                tasks.get(name).check_params(dataset_section(params, name, dataset), where)
+                if not_fetched_yet(params, name, dataset):
+                    continue  # its files do not exist before `fetch`: prepare checks it then (check_dataset)
+                check_dataset(params, name, dataset, origin)
     if params["device"] == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ParamsError(f"{origin}: device: value 'cuda' is not allowed here: no CUDA device is visible; expected one of: auto, cpu")
     return params
+
+
+def check_dataset(params: dict, task: str, dataset: str, origin: str = DEFAULT_PARAMS) -> None:
+    """The task's own checks (those a schema cannot express, e.g. that a file exists) on one dataset."""
+    from . import tasks
+
+    where = origin if dataset == SYNTHETIC else f"{origin} (tasks.{task} with dataset_options.{dataset} merged in)"
+    tasks.get(task).check_params(dataset_section(params, task, dataset), where)
+
+
+def not_fetched_yet(params: dict, task: str, dataset: str) -> bool:
+    """A registry dataset whose files have not been fetched into data/raw/<name>/ yet."""
+    from .paths import raw_dir
+
+    name = dataset_options(params, task, dataset).get("fetch")
+    return bool(name) and not (raw_dir(name) / "SOURCE.json").is_file()
 
 
 def _check_datasets(section: dict, task: str, origin: str) -> None:
