@@ -16,6 +16,16 @@ BIN = Path(sys.executable).parent
 PIPELINE_FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "src")
 
 
+OUTPUT_DIRS = ("data/raw", "data/prepared", "data/results", "data/summary", "reports")
+
+
+def pipeline_outputs(workdir: Path, dirs: tuple[str, ...] = OUTPUT_DIRS) -> set[str]:
+    """The files a pipeline run wrote under `dirs` (the tools' own hidden files and the READMEs left out):
+    what Snakemake and DVC must agree on."""
+    return {p.relative_to(workdir).as_posix() for d in dirs for p in (workdir / d).rglob("*")
+            if p.is_file() and not p.name.startswith(".") and p.name != "README.md"}
+
+
 def load_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 

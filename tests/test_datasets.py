@@ -119,9 +119,12 @@ def test_second_fetch_downloads_nothing(server, tmp_path):
     ds = _dataset(server.url)
     datasets.fetch(ds, tmp_path / "raw", progress=False)
     hits = len(server.hits)
+    stamp = (tmp_path / "raw" / ds.name / "SOURCE.json").stat().st_mtime_ns
     folder = datasets.fetch(ds, tmp_path / "raw", progress=False)
     assert len(server.hits) == hits == 2
-    assert [f["origin"] for f in _source(folder)["files"]] == ["cache", "cache"]
+    # SOURCE.json still says where the files came from, untouched (a pipeline output of the fetch step)
+    assert [f["origin"] for f in _source(folder)["files"]] == ["url", "url"]
+    assert (folder / "SOURCE.json").stat().st_mtime_ns == stamp
 
 
 def test_corrupted_cached_file_is_fetched_again(server, tmp_path):

@@ -16,15 +16,9 @@ import yaml
 from attnbench import tasks
 from attnbench.config import dataset_names
 
-from .conftest import BIN, copy_pipeline, run, smoke_copy as _smoke
+from .conftest import BIN, pipeline_outputs, run, smoke_copy as _smoke
 
 pytestmark = pytest.mark.slow
-OUTPUT_DIRS = ("data/prepared", "data/results", "data/summary", "reports")
-
-
-def _outputs(workdir: Path) -> set[str]:
-    return {str(p.relative_to(workdir)) for d in OUTPUT_DIRS for p in (workdir / d).rglob("*")
-            if p.is_file() and not p.name.startswith(".")}
 
 
 def _expected_run_files(workdir: Path) -> set[str]:
@@ -53,7 +47,7 @@ def _snakemake_jobs(workdir: Path) -> list[tuple[str, str]]:
 
 def test_snakemake_smoke_pipeline_produces_the_report_and_every_metrics_file(snakemake_run):
     workdir, _ = snakemake_run
-    files = _outputs(workdir)
+    files = pipeline_outputs(workdir)
     missing = _expected_run_files(workdir) - files
     assert not missing, missing
     params = yaml.safe_load((workdir / "params.yaml").read_text())
@@ -170,7 +164,7 @@ def dvc_run(tmp_path_factory):
 def test_dvc_repro_produces_the_same_outputs_as_snakemake(dvc_run, snakemake_run):
     dvc_dir, _ = dvc_run
     snake_dir, _ = snakemake_run
-    dvc_files, snake_files = _outputs(dvc_dir), _outputs(snake_dir)
+    dvc_files, snake_files = pipeline_outputs(dvc_dir), pipeline_outputs(snake_dir)
     assert _expected_run_files(dvc_dir) <= dvc_files
     # Snakemake ran every run; compare on the runs DVC's grid kept (and everything outside run folders)
     kept = _run_folders(dvc_dir)

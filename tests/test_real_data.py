@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import BIN, ROOT, copy_pipeline, run
+from .conftest import BIN, ROOT, copy_pipeline, pipeline_outputs, run
 
 MIRROR = Path(os.environ.get("ATTNBENCH_MIRROR") or ROOT.parent / "shared" / "datasets")
 RUNS = ("seasonal-naive", "ridge", "dlinear", "gru-attention")
@@ -30,12 +30,6 @@ def _load_copy(work: Path) -> dict:
     env = {"ATTNBENCH_MIRROR": str(MIRROR)}
     run([str(BIN / "attnbench"), "dvc-yaml", "--write"], work, env=env)
     return env
-
-
-def _outputs(work: Path) -> set[str]:
-    return {p.relative_to(work).as_posix() for folder in ("data/raw", "data/prepared", "data/results", "data/summary",
-                                                          "reports/notebooks")
-            for p in (work / folder).rglob("*") if p.is_file() and p.name not in ("README.md", ".gitignore")}
 
 
 def test_a_real_dataset_runs_beside_the_synthetic_one_under_snakemake_and_dvc(tmp_path):
@@ -71,5 +65,5 @@ def test_a_real_dataset_runs_beside_the_synthetic_one_under_snakemake_and_dvc(tm
     run(["git", "add", "-A"], dvc_work)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "pipeline"], dvc_work)
     run([str(BIN / "dvc"), "exp", "run", "-S", "tasks.load.datasets=[synthetic,etth2]"], dvc_work, timeout=900, env=env)
-    assert _outputs(dvc_work) == _outputs(work)
+    assert pipeline_outputs(dvc_work) == pipeline_outputs(work)
     assert 'id="load--etth2"' in (dvc_work / "reports/index.html").read_text()

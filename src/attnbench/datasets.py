@@ -213,6 +213,8 @@ def fetch(name_or_dataset: str | Dataset, dest_root: str | Path = DEFAULT_DEST, 
                 log.info("%s/%s: downloading %s", ds.name, f.name, f.url)
             _write_verified(target, _download(f, ds, progress), f, f.url)
             origins[f.name] = "url"
+    if source_json.is_file() and set(origins.values()) == {"cache"}:
+        return folder  # nothing fetched: SOURCE.json keeps saying where the files came from (and its mtime)
     aio.write_json(source_json, {
         "name": ds.name, "title": ds.title, "licence": ds.licence, "citation": ds.citation, "homepage": ds.homepage,
         "files": [{"name": f.name, "url": f.url, "sha256": f.sha256, "origin": origins[f.name]} for f in ds.files],
