@@ -5,6 +5,26 @@ sets kept on the device: device_data.py), a checkpoint after every epoch with re
 early stopping on the validation metric (after the warm-up epochs a task may ask for), a progress
 bar, a per-epoch CSV log, and a clean stop when the loss stops being finite. Same config + seed on
 CPU => byte-identical weights and metrics, whether or not the run was interrupted and resumed.
+
+Optional `train:` keys (absent: the loop behaves exactly as before they existed):
+
+* `schedule: {kind: constant | cosine | linear, warmup_steps: N | warmup_fraction: f, min_lr_ratio: r}`
+  sets the learning rate before every optimizer step (`scheduled_lr`): a linear warm-up from lr/N to lr
+  over the first N steps, then constant, or a cosine / linear decay that reaches lr * r at the run's last
+  step. The run's steps are epochs x batches per epoch; the batches per epoch come from
+  `Task.steps_per_epoch` when the task can count them, else from the first epoch, whose batches are then
+  drawn before it starts (the same batches it trains on: no second pass). The schedule follows the step
+  count kept in the checkpoint, so a resumed run gets the same rates. The log's `lr` column holds the
+  rate of each epoch's last step.
+* `max_minutes: M` is a wall-clock budget for training plus validation (`elapsed`, kept across resumes).
+  The loop stops mid-epoch at the first step that would start after the budget, validates that partial
+  epoch, logs it (its `steps` column tells it was partial) and keeps the best checkpoint as usual; an
+  epoch whose validation ends past the budget is the last one. train_info.json says why training
+  stopped (`stopped_by`: epochs | patience | time budget) and the minutes used. A budget makes a run's
+  length depend on the machine: such runs are not byte-reproducible.
+
+A task may count the source tokens of a batch (`Task.source_tokens`); the log then has `tokens_per_s`
+per epoch and train_info.json their mean.
 """
 from __future__ import annotations
 
@@ -32,7 +52,12 @@ if TYPE_CHECKING:  # a type only: training never imports the tasks package
 
 log = logging.getLogger("attnbench.train")
 
-LOG_COLUMNS = ("epoch", "train_loss", "valid_metric", "best_valid", "seconds", "examples_per_s", "lr")
+# new columns go at the end: `steps` (optimizer steps of the epoch: fewer in an epoch cut by the time budget) and
+# `tokens_per_s` (source tokens per second, like examples_per_s; empty for tasks that count no tokens)
+LOG_COLUMNS = ("epoch", "train_loss", "valid_metric", "best_valid", "seconds", "examples_per_s", "lr",
+               "steps", "tokens_per_s")
+SCHEDULE_KINDS = ("constant", "cosine", "linear")
+STOPPED_BY = ("epochs", "patience", "time budget")
 
 
 class TrainingError(RuntimeError):
@@ -82,9 +107,52 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def warmup_steps(schedule: dict | None, total_steps: int | None) -> int:
+    """The warm-up's length in optimizer steps (`warmup_steps`, or `warmup_fraction` of the run's steps)."""
+    schedule = schedule or {}
+    if "warmup_steps" in schedule and "warmup_fraction" in schedule:
+        raise TrainingError("train.schedule: give warmup_steps or warmup_fraction, not both")
+    if "warmup_fraction" in schedule:
+        if total_steps is None:
+            raise TrainingError("train.schedule.warmup_fraction needs the run's number of steps")
+        return int(round(float(schedule["warmup_fraction"]) * total_steps))
+    return int(schedule.get("warmup_steps", 0))
+
+
+def schedule_needs_total(schedule: dict | None) -> bool:
+    """Whether the schedule's rates depend on the run's total number of steps."""
+    schedule = schedule or {}
+    return schedule.get("kind", "constant") != "constant" or "warmup_fraction" in schedule
+
+
+def scheduled_lr(step: int, total_steps: int | None, lr: float, schedule: dict | None) -> float:
+    """The learning rate of optimizer step `step` (0-based) of a run of `total_steps` steps.
+
+    Warm-up: lr * (step + 1) / W for the first W steps. Then `constant`: lr; `cosine` / `linear`: from lr at
+    the first step after the warm-up down to lr * min_lr_ratio at the last step (step total_steps - 1), and
+    lr * min_lr_ratio after it (a task whose epochs are longer than its first)."""
+    schedule = schedule or {}
+    kind = schedule.get("kind", "constant")
+    if kind not in SCHEDULE_KINDS:
+        raise TrainingError(f"train.schedule.kind: value {kind!r} is not allowed; expected one of: {', '.join(SCHEDULE_KINDS)}")
+    warm = warmup_steps(schedule, total_steps)
+    if step < warm:
+        return lr * (step + 1) / warm
+    if kind == "constant":
+        return lr
+    if total_steps is None:
+        raise TrainingError(f"train.schedule.kind {kind!r} needs the run's number of steps")
+    floor = lr * float(schedule.get("min_lr_ratio", 0.0))
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm - 1))
+    if kind == "cosine":
+        return floor + (lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return lr - (lr - floor) * progress
+
+
 def _log_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    # restval: rows of a checkpoint written before a column existed (resumed runs) leave it empty
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -129,6 +197,11 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
     cfg_hash = config_hash(cfg)
     seed = cfg["seed"]
     train_cfg, epochs = cfg["train"], cfg["size"]["epochs"]
+    schedule = train_cfg.get("schedule")          # None: the optimizer keeps train.lr, as before schedules existed
+    if schedule is not None:
+        scheduled_lr(0, 1, train_cfg["lr"], schedule)   # a bad kind or warm-up stops here, before any work
+    max_minutes = train_cfg.get("max_minutes")    # None: no time budget
+    budget_s = None if max_minutes is None else 60.0 * float(max_minutes)
     seed_everything(seed)
 
     model = task.build_model(cfg, data).to(device)
@@ -141,6 +214,7 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
 
     rows: list[dict] = []
     start_epoch, best, best_state, best_epoch, bad_epochs, elapsed = 1, -math.inf, None, 0, 0, 0.0
+    steps_done, steps_per_epoch, stopped_by = 0, None, None   # optimizer steps so far; batches an epoch; why it ended
     state = _resume(state_path, cfg_hash, cfg)
     if state is not None:
         try:
@@ -156,7 +230,13 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         bad_epochs, elapsed, start_epoch = state["bad_epochs"], state["elapsed"], state["epoch"] + 1
         # checkpoints written before best_epoch was stored: the first epoch with the best metric
         best_epoch = state.get("best_epoch") or next((r["epoch"] for r in rows if r["valid_metric"] == round(best, 6)), 0)
-        log.info("resuming %s from epoch %d (best %s so far %.4f)", cfg_hash, state["epoch"], task.valid_metric, best)
+        # checkpoints written before schedules and budgets: no schedule (its config has none), no stop recorded
+        steps_done, steps_per_epoch, stopped_by = state.get("steps", 0), state.get("steps_per_epoch"), state.get("stopped_by")
+        log.info("resuming %s from epoch %d (best %s so far %.4f, %.1f min used)", cfg_hash, state["epoch"],
+                 task.valid_metric, best, elapsed / 60)
+    needs_total = schedule_needs_total(schedule)
+    if needs_total and steps_per_epoch is None:
+        steps_per_epoch = task.steps_per_epoch(data, cfg)   # None: counted from the first epoch's batches
 
     # warm-up epochs (a task's own schedule, e.g. ships' deep-first task partitioning): logged, but
     # never the best checkpoint and not counted against the patience; at least the last epoch counts
@@ -166,26 +246,44 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         log.warning("%s: %d warm-up epoch(s) asked for, %d epoch(s) in all: warm-up shortened to %d",
                     cfg["run"], asked, epochs, warmup)
     show = sys.stderr.isatty() if progress is None else progress
-    done = state is not None and (state["epoch"] >= epochs or state["bad_epochs"] >= train_cfg["patience"])
+    done = state is not None and (state["epoch"] >= epochs or state["bad_epochs"] >= train_cfg["patience"]
+                                  or stopped_by is not None or (budget_s is not None and elapsed >= budget_s))
     for epoch in range(start_epoch, epochs + 1):
         if done:
             break
         task.start_epoch(model, cfg, epoch)
         model.train()
-        t0, step = time.perf_counter(), 0
-        # The loss sum, the example count and the first step whose loss was not finite stay on the device and
-        # are read once per epoch: reading them every step would make the host wait for the GPU every step.
+        t0, step, cut = time.perf_counter(), 0, False
+        # The loss sum, the example and token counts and the first step whose loss was not finite stay on the device
+        # and are read once per epoch: reading them every step would make the host wait for the GPU every step.
         total = torch.zeros((), dtype=torch.float64, device=device)
         count = torch.zeros((), dtype=torch.float64, device=device)
+        tokens = torch.zeros((), dtype=torch.float64, device=device)
+        counts_tokens = False
         first_bad = torch.zeros((), dtype=torch.long, device=device)   # 0: none yet
-        batches = prefetch(task.batches(data, cfg, _epoch_generator(seed, epoch)), device)   # CPU: the batches as is
+        batches = task.batches(data, cfg, _epoch_generator(seed, epoch))
+        if needs_total and steps_per_epoch is None:
+            batches = list(batches)   # the first epoch's batches, drawn before it starts: their count sizes the schedule
+            steps_per_epoch = len(batches)
+        total_steps = None if steps_per_epoch is None else epochs * steps_per_epoch
+        batches = prefetch(batches, device)   # CPU: the batches as is
         bar = tqdm(batches, desc=f"{cfg['run']} epoch {epoch}/{epochs}",
                    unit="batch", disable=not show, leave=False, file=sys.stderr)
         try:
             for batch in bar:
+                if budget_s is not None and step and elapsed + (time.perf_counter() - t0) >= budget_s:
+                    cut = True   # the budget is spent: this epoch ends here, validated and logged as usual
+                    break
+                if schedule is not None:
+                    optimizer.lr = scheduled_lr(steps_done, total_steps, train_cfg["lr"], schedule)
                 step += 1
+                steps_done += 1
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss, n = task.loss(model, batch, device)
+                units = task.source_tokens(batch)
+                if units is not None:
+                    tokens += units
+                    counts_tokens = True
                 loss_value = loss.detach().double()
                 first_bad = torch.where((first_bad == 0) & ~torch.isfinite(loss_value), step, first_bad)
                 optimizer.zero_grad(set_to_none=True)
@@ -200,8 +298,10 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         except Exception as exc:  # a non-finite loss can make a later step fail (e.g. sampling from NaN probabilities)
             _raise_if_not_finite(first_bad, cfg, epoch, state_path, exc)
             raise
+        finally:
+            bar.close()
         _raise_if_not_finite(first_bad, cfg, epoch, state_path)
-        total, count = total.item(), count.item()
+        total, count, tokens = torch.stack((total, count, tokens)).tolist()   # one read of the device
         model.eval()
         metric = float(task.validate(model, data, cfg, device))
         seconds = time.perf_counter() - t0
@@ -216,31 +316,57 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         rows.append({
             "epoch": epoch, "train_loss": round(total / max(count, 1), 6), "valid_metric": round(metric, 6),
             "best_valid": round(best, 6) if math.isfinite(best) else None, "seconds": round(seconds, 3),
-            "examples_per_s": round(count / max(seconds, 1e-9), 1), "lr": train_cfg["lr"],
+            "examples_per_s": round(count / max(seconds, 1e-9), 1),
+            "lr": train_cfg["lr"] if schedule is None else optimizer.lr,   # the rate of the epoch's last step
+            "steps": step, "tokens_per_s": round(tokens / max(seconds, 1e-9), 1) if counts_tokens else None,
         })
-        log.info("%s seed %d epoch %d/%d%s: train loss %.4f, valid %s %.4f (best %.4f), %.1fs",
+        if cut:
+            stopped_by = "time budget"
+        elif epoch >= epochs:
+            stopped_by = "epochs"
+        elif bad_epochs >= train_cfg["patience"]:
+            stopped_by = "patience"
+        elif budget_s is not None and elapsed >= budget_s:
+            stopped_by = "time budget"
+        log.info("%s seed %d epoch %d/%d%s: train loss %.4f, valid %s %.4f (best %.4f), %.1fs%s",
                  cfg["run"], seed, epoch, epochs, " (warm-up)" if epoch <= warmup else "", rows[-1]["train_loss"],
-                 task.valid_metric, metric, best, seconds)
+                 task.valid_metric, metric, best, seconds, f" (cut by the time budget after {step} steps)" if cut else "")
         aio.torch_save({
             "config_hash": cfg_hash, "config": cfg, "epoch": epoch, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "rows": rows, "best": best,
             "best_model": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "elapsed": elapsed,
+            "steps": steps_done, "steps_per_epoch": steps_per_epoch, "stopped_by": stopped_by,
         }, state_path)
-        if bad_epochs >= train_cfg["patience"]:
+        if stopped_by == "patience":
             log.info("early stop after epoch %d: no %s improvement for %d epochs", epoch, task.valid_metric, bad_epochs)
+        elif stopped_by == "time budget":
+            log.info("stopped after epoch %d: the time budget of %s min is spent (%.2f min used)", epoch, max_minutes,
+                     elapsed / 60)
+        if stopped_by is not None:
             break
 
+    if stopped_by is None:   # a finished run resumed from a checkpoint written before stop reasons were kept
+        stopped_by = "patience" if bad_epochs >= train_cfg["patience"] else "epochs"
+    if best_state is None:   # no epoch could be the best (the budget ended the run inside the task's warm-up)
+        log.warning("%s: no epoch after the warm-up was trained; keeping the last epoch's weights", cfg["run"])
+        best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+        best_epoch, best = rows[-1]["epoch"], rows[-1]["valid_metric"]
     model.load_state_dict(best_state)
+    extra = {"stopped_by": stopped_by, "max_minutes": max_minutes, "train_minutes": round(elapsed / 60, 3)}
+    rates = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s") is not None]
+    if rates:
+        extra["tokens_per_s"] = round(sum(rates) / len(rates), 1)   # the mean of the epochs' rates
     return save_trained(model, cfg, run_dir, rows, device=device, best_epoch=best_epoch, best_valid=best,
-                        train_seconds=elapsed)
+                        train_seconds=elapsed, extra=extra)
 
 
 def save_trained(model: torch.nn.Module, cfg: dict, run_dir: Path, rows: list[dict], *, device: torch.device,
-                 best_epoch: int, best_valid: float, train_seconds: float) -> dict:
+                 best_epoch: int, best_valid: float, train_seconds: float, extra: dict | None = None) -> dict:
     """Write a finished run: model.pt (its weights, tagged with the config), train_log.csv, train_info.json.
 
     Tasks whose baselines are fitted in closed form (no epochs) call this from their own `fit`, with
     their parameters as tensors of an nn.Module, so every run is evaluated and loaded the same way.
+    `extra`: more train_info.json keys (the shared loop's stop reason, budget and throughput).
     """
     run_dir = Path(run_dir)
     cfg_hash = config_hash(cfg)
@@ -252,7 +378,7 @@ def save_trained(model: torch.nn.Module, cfg: dict, run_dir: Path, rows: list[di
         "task": cfg["task"], "run": cfg["run"], "seed": cfg["seed"], "device": device.type,
         "threads": torch.get_num_threads(), "epochs_trained": len(rows), "best_epoch": best_epoch,
         "best_valid": best_valid, "train_seconds": round(train_seconds, 2),
-        "parameters": sum(p.numel() for p in model.parameters()), "config_hash": cfg_hash,
+        "parameters": sum(p.numel() for p in model.parameters()), "config_hash": cfg_hash, **(extra or {}),
     }
     aio.write_json(run_dir / "train_info.json", info)
     return info

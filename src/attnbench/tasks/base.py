@@ -58,6 +58,18 @@ class Task:
         """Training batches for one epoch, in an order drawn from `generator` only."""
         raise NotImplementedError
 
+    def steps_per_epoch(self, data: Any, cfg: dict) -> int | None:
+        """The number of batches `batches` yields an epoch, when the task can tell without drawing them; a
+        learning-rate schedule that decays over the run needs it (train.schedule). None (default): the
+        shared loop draws the first epoch's batches before it starts and counts them."""
+        return None
+
+    def source_tokens(self, batch: Any) -> torch.Tensor | int | None:
+        """How many source tokens (padding excluded) a training batch holds, for the log's tokens_per_s
+        throughput; a tensor may stay on the device (the loop sums it there and reads it once an epoch).
+        None (default): the task counts no tokens and the column stays empty."""
+        return None
+
     def warmup_epochs(self, cfg: dict) -> int:
         """Epochs at the start of a run whose validation score is logged but neither picks the best
         checkpoint nor counts against the patience (a schedule that trains part of the model first).
