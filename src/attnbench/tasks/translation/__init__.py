@@ -234,6 +234,15 @@ class Translation(Task):
         for j in torch.randperm(len(batches), generator=generator).tolist():
             yield data.batch("train", batches[j])
 
+    def steps_per_epoch(self, data: Data, cfg: dict) -> int:
+        """`batches` cuts each pool of 50 x batch_size pairs into 50 batches, the last pool's rest into as few as
+        fit: ceil(pairs / batch_size) in all."""
+        return -(-len(data.pairs["train"]) // cfg["train"]["batch_size"])
+
+    def source_tokens(self, batch: dict) -> torch.Tensor:
+        """Source positions the encoder reads, padding excluded: each sentence's tokens and its </s>."""
+        return batch["src_len"].sum()
+
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
         b = to_device(batch, device)
         logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
