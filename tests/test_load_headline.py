@@ -54,6 +54,12 @@ def test_rule_mape_far_from_zero_mase_across_or_near_zero():
     # the share threshold is a setting; a negative series far from zero keeps MAPE
     assert hl.choose(touching, 24, 0.01, max_share=0.5)["metric"] == "mape"
     assert hl.choose(-far, 24, 0.01)["metric"] == "mape"
+    # max_share 0: a single value below the floor is one too many (ETTh2's training split has one zero)
+    one_zero = far.copy()
+    one_zero[5] = 0.0
+    assert hl.choose(one_zero, 24, 0.01)["metric"] == "mape"
+    assert hl.choose(one_zero, 24, 0.01, max_share=0.0)["metric"] == "mase"
+    assert hl.choose(far, 24, 0.01, max_share=0.0)["metric"] == "mape"
     # eval.headline forces either one
     assert hl.choose(far, 24, 0.01, forced="mase")["metric"] == "mase"
     assert hl.choose(crossing, 24, 0.01, forced="mape")["rule"] == "forced"

@@ -9,9 +9,9 @@ the target's level or sign: below 1, a run beats "same hour one season ago" as i
 
 The rule, computed from the training split only (never from the test targets):
 
-    MAPE  when the training target never changes sign (all >= 0 or all <= 0) and fewer than
+    MAPE  when the training target never changes sign (all >= 0 or all <= 0) and at most
           `eval.headline_max_share` (default 1 %) of its values lie below `eval.mape_floor` x its
-          mean |value| (the targets the MAPE guard would leave out),
+          mean |value| (the targets the MAPE guard would leave out; 0 = not a single one),
     MASE  otherwise.
 
 `eval.headline: mape | mase` overrides the rule; `auto` (the default) applies it. The season of the
@@ -69,11 +69,11 @@ def choose(train_target: np.ndarray, season: int, mape_floor: float, max_share: 
         metric, reason = "mase", stats
     elif changes_sign:
         metric, reason = "mase", f"the target changes sign ({stats}): a percentage error is not defined across zero"
-    elif below >= max_share:
-        metric, reason = "mase", (f"the target comes near zero ({stats}; MAPE needs under {100 * max_share:g} %): "
+    elif below > max_share:
+        metric, reason = "mase", (f"the target comes near zero ({stats}; MAPE needs at most {100 * max_share:g} %): "
                                   "a percentage error would be dominated or censored there")
     else:
-        metric, reason = "mape", (f"the target keeps one sign and stays away from zero ({stats}; MAPE needs under "
+        metric, reason = "mape", (f"the target keeps one sign and stays away from zero ({stats}; MAPE needs at most "
                                   f"{100 * max_share:g} %)")
     return {"metric": metric, "reason": reason, "rule": "auto" if forced not in HEADLINES else "forced",
             "changes_sign": changes_sign, "near_zero_share": below, "near_zero_floor": floor,
