@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ... import paths
+from ...tasks.load.headline import LABELS
 from .. import aggregate as agg
 from .. import plots
-from ...tasks.load.headline import LABELS
 from . import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt, int_cell,
                lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 
@@ -108,8 +108,8 @@ def _by_model(runs: list[dict], model: str, h: Headline, attention: str | None =
 MAPE_COLUMNS = [("MAPE clean (%)", "mean absolute percentage error on the clean test inputs (lower is better)", True),
                 ("MAPE corrupted (%)", "the same forecasts made from the corrupted copy of the test inputs", True),
                 ("rise", "MAPE corrupted − MAPE clean (percentage points)", True)]
-MASE_COLUMNS = [("MASE clean", "mean absolute scaled error on the clean test inputs: MAE over the in-sample MAE of the "
-                               "seasonal naive forecast on the training split (lower is better; below 1 beats it)", True),
+MASE_COLUMNS = [("MASE clean", ("mean absolute scaled error on the clean test inputs: MAE over the in-sample MAE of the "
+                                "seasonal naive forecast on the training split (lower is better; below 1 beats it)"), True),
                 ("MASE corrupted", "the same forecasts made from the corrupted copy of the test inputs", True),
                 ("MASE rise", "MASE corrupted − MASE clean", True)]
 
