@@ -1,7 +1,11 @@
-"""The load-forecasting section: leaderboard (clean and corrupted test inputs side by side), MAPE by
-horizon step, a week of test forecasts against actuals, the feature-attention heatmap (horizon
+"""The load-forecasting section: leaderboard (clean and corrupted test inputs side by side), the headline
+metric by horizon step, a week of test forecasts against actuals, the feature-attention heatmap (horizon
 step × feature), the anomaly mask under a corrupted input window, and claims C9 and C10 with
 verdicts computed from the metrics.
+
+The headline metric is the dataset's: MAPE or MASE, as the rule of `tasks/load/headline.py` chose from
+the training split (each metrics.json records it under `headline`; the manifest says why). The
+leaderboard sorts by it, the horizon figure draws it, and claims C9 and C10 are decided on it.
 
 Everything read from the run folders is returned as plain strings and numbers; the template
 (autoescaped) is the only place they become HTML.
@@ -14,16 +18,17 @@ import numpy as np
 import pandas as pd
 
 from ... import paths
+from ...tasks.load.headline import LABELS
 from .. import aggregate as agg
 from .. import plots
 from . import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt, int_cell,
-               lead_cells, leaderboard, load_npz, read_jsonl, results_context, run_file)
+               lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 
 WEEK_DAYS = 7
 HALF = 0.5          # C10: the masked model's MAPE rise must be below HALF x the unmasked one's
 MIN_AUC = 0.9       # C10: mask ROC-AUC above this
 # metrics.json / summary columns of the leaderboard and their decimals
-METRICS = {"mape": 2, "mape_corrupted": 2, "mape_rise": 2, "smape": 2, "smape_corrupted": 2, "mae": 1,
+METRICS = {"mape": 2, "mape_corrupted": 2, "mape_rise": 2, "mase": 3, "mase_corrupted": 3, "mase_rise": 3, "smape": 2, "smape_corrupted": 2, "mae": 1,
            "mae_corrupted": 1, "rmse": 1, "rmse_corrupted": 1, "mask_auc": 3, "irrelevant_attention": 3,
            "uniform_share": 3, "parameters": 0, "train_seconds": 1}
 
@@ -42,21 +47,55 @@ def _steps(table: pd.DataFrame, key: str) -> list[int]:
     return sorted(int(c[len(prefix):]) for c in table.columns if c.startswith(prefix) and c[len(prefix):].isdigit())
 
 
-def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
-    steps = _steps(table, "mape")
+class Headline:
+    """How the section names, formats and compares the dataset's headline metric (MAPE in %, MASE a ratio)."""
+
+    def __init__(self, key: str, reason: str = "", forced: bool = False) -> None:
+        self.key, self.reason, self.forced = key, reason, forced
+        self.label = LABELS.get(key, key.upper())
+        self.percent = key == "mape"
+
+    def value(self, v: float) -> str:
+        """A value as the evidence quotes it: MAPE '4.91%', MASE '0.571'."""
+        return f"{v:.2f}%" if self.percent else f"{v:.3f}"
+
+    def diff(self, v: float) -> str:
+        """A difference: MAPE '+0.12 points', MASE '+0.012'."""
+        return f"{v:+.2f} points" if self.percent else f"{v:+.3f}"
+
+    def spread(self, v: float) -> str:
+        return f"{v:.2f} points" if self.percent else f"{v:.3f}"
+
+
+def headline_of(table: pd.DataFrame, task: str, dataset: str) -> Headline:
+    """The headline the evaluations used (metrics.json `headline`), else the one the manifest records,
+    else MAPE (results from before the rule existed); with the manifest's reason."""
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    manifest = read_manifest(task, dataset).get("headline") or {}
+    chosen = [str(v) for v in ok["headline"].dropna().unique()] if "headline" in ok else []
+    key = chosen[0] if len(chosen) == 1 else manifest.get("metric", "mape")
+    if key not in LABELS:
+        key = "mape"
+    same = manifest.get("metric") == key
+    return Headline(key, manifest.get("reason", "") if same else "", same and manifest.get("rule") == "forced")
+
+
+def _per_run(params: dict, task: str, table: pd.DataFrame, h: Headline) -> list[dict]:
+    steps = _steps(table, h.key)
     runs = collect_runs(params, task, table, METRICS)
     for entry in runs:
         ok = entry["ok"]
-        for kind in ("mape", "mape_corrupted"):
-            entry[f"{kind}_steps"] = {h: cell(ok[f"{kind}_by_step_{h}"] if f"{kind}_by_step_{h}" in ok else [])["mean"]
-                                      for h in steps}
+        for kind in (h.key, f"{h.key}_corrupted"):
+            entry[f"{kind}_steps"] = {s: cell(ok[f"{kind}_by_step_{s}"] if f"{kind}_by_step_{s}" in ok else [])["mean"]
+                                      for s in steps}
     return runs
 
 
-def _by_model(runs: list[dict], model: str, attention: str | None = None, exclude: str | None = None) -> dict | None:
+def _by_model(runs: list[dict], model: str, h: Headline, attention: str | None = None,
+              exclude: str | None = None) -> dict | None:
     """The first run of `model` (with that attention, or without `exclude`) that has results."""
     for r in runs:
-        if r["model"] != model or not finite(r["mean"]["mape"]):
+        if r["model"] != model or not finite(r["mean"][h.key]):
             continue
         if attention is not None and r["attention"] != attention:
             continue
@@ -66,11 +105,18 @@ def _by_model(runs: list[dict], model: str, attention: str | None = None, exclud
     return None
 
 
-def _leaderboard(runs: list[dict], best: dict | None) -> dict:
-    columns = [*LEAD_COLUMNS,
-               ("MAPE clean (%)", "mean absolute percentage error on the clean test inputs (lower is better)", True),
-               ("MAPE corrupted (%)", "the same forecasts made from the corrupted copy of the test inputs", True),
-               ("rise", "MAPE corrupted − MAPE clean (percentage points)", True),
+MAPE_COLUMNS = [("MAPE clean (%)", "mean absolute percentage error on the clean test inputs (lower is better)", True),
+                ("MAPE corrupted (%)", "the same forecasts made from the corrupted copy of the test inputs", True),
+                ("rise", "MAPE corrupted − MAPE clean (percentage points)", True)]
+MASE_COLUMNS = [("MASE clean", ("mean absolute scaled error on the clean test inputs: MAE over the in-sample MAE of the "
+                                "seasonal naive forecast on the training split (lower is better; below 1 beats it)"), True),
+                ("MASE corrupted", "the same forecasts made from the corrupted copy of the test inputs", True),
+                ("MASE rise", "MASE corrupted − MASE clean", True)]
+
+
+def _leaderboard(runs: list[dict], best: dict | None, h: Headline) -> dict:
+    first, second = (MAPE_COLUMNS, MASE_COLUMNS) if h.percent else (MASE_COLUMNS, MAPE_COLUMNS)
+    columns = [*LEAD_COLUMNS, *first, *second[:2],
                ("sMAPE clean (%)", "symmetric MAPE, clean inputs", True),
                ("sMAPE corrupted (%)", "symmetric MAPE, corrupted inputs", True),
                ("MAE clean", "mean absolute error (load units), clean inputs", True),
@@ -87,30 +133,32 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
         irrelevant = dict(r["irrelevant_attention"])
         if irrelevant["mean"] is not None and finite(r["mean"]["uniform_share"]):
             irrelevant["text"] += f" ({r['mean']['uniform_share']:.2f})"
-        return [*lead_cells(r), r["mape"], r["mape_corrupted"], _signed_cell(r["mape_rise"]), r["smape"],
-                r["smape_corrupted"], r["mae"], r["mae_corrupted"], r["rmse"], r["rmse_corrupted"], r["mask_auc"],
-                irrelevant, int_cell(r["parameters"]), r["train_seconds"]]
+        other = "mase" if h.percent else "mape"
+        return [*lead_cells(r), r[h.key], r[f"{h.key}_corrupted"], _signed_cell(r[f"{h.key}_rise"]), r[other],
+                r[f"{other}_corrupted"], r["smape"], r["smape_corrupted"], r["mae"], r["mae_corrupted"], r["rmse"],
+                r["rmse_corrupted"], r["mask_auc"], irrelevant, int_cell(r["parameters"]), r["train_seconds"]]
 
-    return leaderboard(runs, best, columns, cells, "mape", lower_is_better=True)
+    return leaderboard(runs, best, columns, cells, h.key, lower_is_better=True)
 
 
 def _signed_cell(c: dict) -> dict:
     return c if c["mean"] is None else {**c, "text": ("+" if c["mean"] >= 0 else "") + c["text"]}
 
 
-def _horizon(runs: list[dict], reference: dict | None) -> str | None:
+def _horizon(runs: list[dict], reference: dict | None, h: Headline) -> str | None:
     rows = []
     for r in runs:
-        for kind, label in (("mape", "clean"), ("mape_corrupted", "corrupted")):
+        for kind, label in ((h.key, "clean"), (f"{h.key}_corrupted", "corrupted")):
             for _, row in r["ok"].iterrows():
-                for h in r[f"{kind}_steps"]:
-                    column = f"{kind}_by_step_{h}"
+                for step in r[f"{kind}_steps"]:
+                    column = f"{kind}_by_step_{step}"
                     if column in row and finite(row[column]):
-                        rows.append({"run": r["run"], "seed": int(row["seed"]), "step": h, "value": float(row[column]),
+                        rows.append({"run": r["run"], "seed": int(row["seed"]), "step": step, "value": float(row[column]),
                                      "inputs": label})
     if not rows:
         return None
-    return plots.horizon_lines(pd.DataFrame(rows), reference["run"] if reference else None, "MAPE (%), test set")
+    ylabel = "MAPE (%), test set" if h.percent else f"{h.label}, test set"
+    return plots.horizon_lines(pd.DataFrame(rows), reference["run"] if reference else None, ylabel)
 
 
 def _read_samples(task: str, r: dict | None) -> list[dict]:
@@ -184,42 +232,47 @@ def _mask(task: str, runs: list[dict], plain: dict | None) -> dict:
             "forecast_runs": list(forecasts), "note": "" if masked else "no anomaly-mask run has results yet"}
 
 
-def _beats_naive(runs: list[dict], naive: dict | None) -> list[dict]:
+def _beats_naive(runs: list[dict], naive: dict | None, h: Headline) -> list[dict]:
     if naive is None:
         return []
     out = []
     for r in runs:
-        if r is naive or r["model"] == "seasonal_naive" or not finite(r["mean"]["mape"]):
+        if r is naive or r["model"] == "seasonal_naive" or not finite(r["mean"][h.key]):
             continue
-        out.append({"run": r["run"], "mape": r["mean"]["mape"], "beats": r["mean"]["mape"] < naive["mean"]["mape"]})
+        out.append({"run": r["run"], "value": h.value(r["mean"][h.key]).replace("%", " %"),
+                    "beats": r["mean"][h.key] < naive["mean"][h.key]})
     return out
 
 
-def _claims(runs: list[dict], naive: dict | None, plain: dict | None) -> list[dict]:
+def _claims(runs: list[dict], naive: dict | None, plain: dict | None, h: Headline) -> list[dict]:
+    """C9 and C10, decided on the dataset's headline metric `h` (MAPE or MASE)."""
     out = []
-    feat = _by_model(runs, "feature_attn")
-    masked = _by_model(runs, "anomaly_mask")
-    weak = lambda *rs: naive is not None and all(r["mean"]["mape"] >= naive["mean"]["mape"] for r in rs)  # noqa: E731
+    k = h.key
+    feat = _by_model(runs, "feature_attn", h)
+    masked = _by_model(runs, "anomaly_mask", h)
+    weak = lambda *rs: naive is not None and all(r["mean"][k] >= naive["mean"][k] for r in rs)  # noqa: E731
 
     # C9: feature attention vs the GRU without it, overall and per horizon step
     if feat is None or plain is None:
         out.append(_claim("C9", "not measurable", "needs a feature_attn run and a plain gru run (attention none) with results"))
     elif weak(feat, plain):
         out.append(_claim("C9", "inconclusive", f"neither {feat['run']} nor {plain['run']} beats the seasonal naive forecast "
-                                                f"({naive['mean']['mape']:.2f}% MAPE): too little training (smoke scale?)"))
+                                                f"({h.value(naive['mean'][k])} {h.label}): too little training (smoke scale?)"))
     else:
-        a, b = feat["mean"]["mape"], plain["mean"]["mape"]
-        steps = [h for h in feat["mape_steps"] if finite(feat["mape_steps"][h]) and finite(plain["mape_steps"].get(h))]
-        wins = sum(feat["mape_steps"][h] < plain["mape_steps"][h] for h in steps)
-        evidence = (f"clean test MAPE {feat['run']} {a:.2f}% vs {plain['run']} {b:.2f}% ({a - b:+.2f} points, "
+        a, b = feat["mean"][k], plain["mean"][k]
+        fs, ps = feat[f"{k}_steps"], plain[f"{k}_steps"]
+        steps = [s for s in fs if finite(fs[s]) and finite(ps.get(s))]
+        wins = sum(fs[s] < ps[s] for s in steps)
+        evidence = (f"clean test {h.label} {feat['run']} {h.value(a)} vs {plain['run']} {h.value(b)} ({h.diff(a - b)}, "
                     f"{100 * (a - b) / b:+.1f}% relative); lower at {wins} of {len(steps)} horizon steps")
         if finite(feat["mean"]["irrelevant_attention"]) and finite(feat["mean"]["uniform_share"]):
             evidence += (f"; attention on the irrelevant features {feat['mean']['irrelevant_attention']:.3f} vs a uniform "
                          f"share of {feat['mean']['uniform_share']:.3f}")
-        spread = [r["mape"]["std"] for r in (feat, plain) if r["mape"]["std"] is not None]
-        evidence += (f"; seed-to-seed spread (std) {max(spread):.2f} points" if spread else
+        spread = [r[k]["std"] for r in (feat, plain) if r[k]["std"] is not None]
+        evidence += (f"; seed-to-seed spread (std) {h.spread(max(spread))}" if spread else
                      "; one seed only: differences of a few tenths of a point are within the seed-to-seed spread "
-                     "(run several seeds to see it)")
+                     "(run several seeds to see it)" if h.percent else
+                     "; one seed only: small differences are within the seed-to-seed spread (run several seeds to see it)")
         overall, most = a < b, bool(steps) and wins > len(steps) / 2
         verdict = "supported" if overall and most else ("partly supported" if overall or most else "not supported")
         out.append(_claim("C9", verdict, evidence))
@@ -229,14 +282,14 @@ def _claims(runs: list[dict], naive: dict | None, plain: dict | None) -> list[di
         out.append(_claim("C10", "not measurable", "needs an anomaly_mask run and a plain gru run with results"))
     elif weak(masked, plain):
         out.append(_claim("C10", "inconclusive", f"neither {masked['run']} nor {plain['run']} beats the seasonal naive "
-                                                  f"forecast ({naive['mean']['mape']:.2f}% MAPE): too little training "
+                                                  f"forecast ({h.value(naive['mean'][k])} {h.label}): too little training "
                                                   "(smoke scale?)"))
     else:
-        rm, rp = masked["mean"]["mape_rise"], plain["mean"]["mape_rise"]
+        rm, rp = masked["mean"][f"{k}_rise"], plain["mean"][f"{k}_rise"]
         auc = masked["mean"]["mask_auc"]
-        evidence = (f"MAPE from clean to corrupted inputs: {masked['run']} {masked['mean']['mape']:.2f}% → "
-                    f"{masked['mean']['mape_corrupted']:.2f}% ({rm:+.2f} points), {plain['run']} "
-                    f"{plain['mean']['mape']:.2f}% → {plain['mean']['mape_corrupted']:.2f}% ({rp:+.2f} points)")
+        evidence = (f"{h.label} from clean to corrupted inputs: {masked['run']} {h.value(masked['mean'][k])} → "
+                    f"{h.value(masked['mean'][f'{k}_corrupted'])} ({h.diff(rm)}), {plain['run']} "
+                    f"{h.value(plain['mean'][k])} → {h.value(plain['mean'][f'{k}_corrupted'])} ({h.diff(rp)})")
         robust = finite(rm) and finite(rp) and rp > 0 and rm < HALF * rp
         if finite(rm) and finite(rp) and rp > 0:
             evidence += f"; rise ratio {rm / rp:.2f} (needs < {HALF:g})"
@@ -273,11 +326,12 @@ def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORT
             **_covariates(section["data"])}
     if not base["has_results"]:
         return base
-    runs = _per_run(params, task, table)
-    scored = [r for r in runs if finite(r["mean"]["mape"])]
-    best = best_run(runs, "mape", lower_is_better=True)
-    naive = _by_model(runs, "seasonal_naive")
-    plain = _by_model(runs, "gru", attention="none")
+    h = headline_of(table, task, params["dataset"])
+    runs = _per_run(params, task, table, h)
+    scored = [r for r in runs if finite(r["mean"][h.key])]
+    best = best_run(runs, h.key, lower_is_better=True)
+    naive = _by_model(runs, "seasonal_naive", h)
+    plain = _by_model(runs, "gru", h, attention="none")
     learned = [r for r in scored if r["model"] != "seasonal_naive" and r is not best]
     ok = table[table["status"] == "ok"]
     excluded = int(ok["mape_excluded"].fillna(0).max()) if "mape_excluded" in ok else 0
@@ -285,15 +339,17 @@ def context(params: dict, task: str = "load", out_dir: Path | str = paths.REPORT
     return {
         **base,
         **results_context(params, task, table, out_dir),
-        "leaderboard": _leaderboard(runs, best),
+        "headline": h.key, "headline_label": h.label, "headline_reason": h.reason,
+        "headline_forced": h.forced,
+        "leaderboard": _leaderboard(runs, best, h),
         "best": best["run"] if best else None,
         "reference": naive["run"] if naive else None,
-        "horizon_image": _horizon(runs, naive),
+        "horizon_image": _horizon(runs, naive, h),
         "week": _week(task, best, naive, [r for r in (plain,) if r is not None and r is not best]),
         "features": _feature_attention(task, runs),
         "mask": _mask(task, runs, plain),
-        "claims": _claims(runs, naive, plain),
-        "beats_naive": _beats_naive(runs, naive),
+        "claims": _claims(runs, naive, plain, h),
+        "beats_naive": _beats_naive(runs, naive, h),
         "irrelevant": [{"run": r["run"], "mass": f"{r['mean']['irrelevant_attention']:.3f}",
                         "uniform": f"{r['mean']['uniform_share']:.3f}",
                         "below": r["mean"]["irrelevant_attention"] < r["mean"]["uniform_share"]} for r in feats],

@@ -44,6 +44,7 @@ from ...models.forecaster import (DLinearForecaster, RecurrentForecaster, RidgeF
 from .. import register
 from ..common import round_floats
 from ..base import Task
+from . import headline as hl
 from .generator import KINDS, Series, corrupt, generate
 from .reader import read_csv
 
@@ -108,19 +109,32 @@ class Data:
         self.corrupted = torch.from_numpy(corrupted.astype(np.float32))
         self.scale = float(self.std[0])
         self.mape_floor = float(cfg["eval"]["mape_floor"]) * float(self.manifest["target_abs_mean"])
+        # the headline rule on the training split, under this evaluation's settings (prepare recorded
+        # the same choice in the manifest; recomputed here so a changed eval section cannot leave it stale)
+        train_steps = slice(*self.manifest["splits"]["train"]["steps"])
+        forced, max_share = hl.settings(cfg["eval"])
+        self.headline = hl.choose(self.load[train_steps], self.season, cfg["eval"]["mape_floor"], max_share, forced)
+        self.mase_scale = hl.mase_scale(self.load[train_steps], self.season)
         self.valid_floor = VALID_MAPE_FLOOR * float(self.manifest["target_abs_mean"])
         bounds = {s: tuple(self.manifest["splits"][s]["steps"]) for s in SPLITS}
         # validation windows at every step: early stopping must not depend on the evaluation settings
         stride = {"train": cfg["size"]["train_stride"], "valid": 1, "test": cfg["eval"]["stride"]}
-        midnight = int(np.flatnonzero((self.time.hour == 0) & (self.time.minute == 0))[0]) \
-            if ((self.time.hour == 0) & (self.time.minute == 0)).any() else 0
-        self.origins = {s: window_origins(*bounds[s], self.window, self.horizon, usable, stride[s], midnight)[0]
+        # origin grids: training windows from midnight on; test origins from `eval.origin_hour` on (with
+        # stride 24: one day-ahead forecast a day, made at that hour)
+        phase = {s: self.first_at(0) for s in SPLITS}
+        phase["test"] = self.first_at(int(cfg["eval"].get("origin_hour", 0)))
+        self.origins = {s: window_origins(*bounds[s], self.window, self.horizon, usable, stride[s], phase[s])[0]
                         for s in SPLITS}
         every = window_origins(*bounds["test"], self.window, self.horizon, usable)[0]
         at_midnight = (self.time[every].hour == 0) & (self.time[every].minute == 0)
         self.day_origins = every[np.asarray(at_midnight, dtype=bool)]          # day-ahead forecasts
         self.offsets = torch.arange(-self.window, 0)
         self.targets = torch.arange(0, self.horizon)
+
+    def first_at(self, hour: int) -> int:
+        """The first step at `hour`:00 (0 when the series has none)."""
+        at = np.flatnonzero((self.time.hour == hour) & (self.time.minute == 0))
+        return int(at[0]) if len(at) else 0
 
     def windows(self, origins: np.ndarray, corrupted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x [B, T, 1+F], z [B, H, K], y [B, H]) of the windows at `origins` (scaled; y always clean).
@@ -155,8 +169,8 @@ class LoadForecasting(Task):
     valid_metric = "valid_neg_mape"
     headline = "mape"
     higher_is_better = False   # MAPE is an error: lower is better
-    metric_columns = ("mape", "mape_corrupted", "mape_rise", "smape", "mae", "rmse", "mask_auc",
-                      "irrelevant_attention")
+    metric_columns = ("mape", "mape_corrupted", "mape_rise", "mase", "mase_corrupted", "smape", "mae", "rmse",
+                      "mask_auc", "irrelevant_attention")
 
     # ---- parameters and data ------------------------------------------------------------
     def check_params(self, section: dict, origin: str) -> None:
@@ -252,6 +266,7 @@ class LoadForecasting(Task):
                                 feature_names=np.array(series.feature_names), irrelevant=np.array(series.irrelevant),
                                 known=np.array(series.known, dtype=bool), mean=mean, std=std)
         stamp = lambda i: series.time[i].isoformat()  # noqa: E731
+        forced, max_share = hl.settings(section["eval"])
         manifest = {
             "task": "load", "source": d["source"], "scale": params["scale"], "steps": n,
             "start": stamp(0), "end": stamp(n - 1), "window": window, "horizon": horizon, "season": d["season"],
@@ -265,6 +280,7 @@ class LoadForecasting(Task):
             "scaling": {"from": "train split", "mean": dict(zip(["load", *series.feature_names], map(float, mean))),
                         "std": dict(zip(["load", *series.feature_names], map(float, std)))},
             "target_abs_mean": float(np.nanmean(np.abs(train[:, 0]))),
+            "headline": hl.choose(train[:, 0], d["season"], section["eval"]["mape_floor"], max_share, forced),
             "missing_steps": int((~usable).sum()),
             "anomalies": {"rate": d["corruption_rate"], "span": [stamp(test_inputs), stamp(n - 1)],
                           "corrupted_steps": int((kind > 0).sum()), "by_kind": events,
@@ -453,6 +469,17 @@ class LoadForecasting(Task):
             if "mask" in extras:
                 metrics["mask_weight_clean_inputs"] = float(extras["mask"].mean())
         metrics["test_windows"] = int(len(origins))
+        # MASE (clean, corrupted, per step): the MAE over the in-sample seasonal naive MAE of the training
+        # split; and the headline the rule chose for this series (see headline.py)
+        scale = data.mase_scale
+        metrics["mase"] = hl.mase(clean["mae"], scale)
+        metrics["mase_corrupted"] = hl.mase(dirty["mae"], scale)
+        metrics["mase_rise"] = metrics["mase_corrupted"] - metrics["mase"]
+        metrics["mase_by_step"] = {h: hl.mase(v, scale) for h, v in clean["mae_by_step"].items()}
+        metrics["mase_corrupted_by_step"] = {h: hl.mase(v, scale) for h, v in dirty["mae_by_step"].items()}
+        metrics["mase_scale"] = scale
+        metrics["headline"] = data.headline["metric"]
+        metrics["test_origin_hour"] = int(cfg["eval"].get("origin_hour", 0)) if cfg["eval"]["stride"] > 1 else None
         metrics["test_windows_with_anomalies"] = int((gold > 0).any(axis=1).sum())
         metrics["test_anomalous_input_share"] = float((gold > 0).mean())
 
