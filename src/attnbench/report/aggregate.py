@@ -26,7 +26,8 @@ from .. import paths
 from ..config import RunSpec
 
 ID_COLUMNS = ("task", "dataset", "run", "seed", "model", "attention", "status", "reason")
-TRAIN_COLUMNS = ("parameters", "train_seconds", "epochs_trained", "best_epoch", "best_valid", "device", "threads")
+TRAIN_COLUMNS = ("parameters", "train_seconds", "epochs_trained", "best_epoch", "best_valid", "stopped_by",
+                 "tokens_per_s", "device", "threads")
 BENCH_COLUMNS = ("train_wall_s", "train_max_rss_mb", "eval_wall_s", "eval_max_rss_mb")
 # metrics.json keys that are identity or provenance, not test metrics (kept out of summary.json)
 _NOT_METRICS = {"task", "dataset", "run", "seed", "model", "attention", "parameters"}

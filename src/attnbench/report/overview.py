@@ -55,6 +55,10 @@ def matrix(params: dict) -> dict:
         metric, higher = _task_meta(task)
         table = agg.collect(for_dataset(params, task, dataset), task)
         ok = table[table["status"] == "ok"] if "status" in table else table.iloc[0:0]
+        # a task may choose its headline per dataset (metrics.json `headline`, e.g. load's MAPE or MASE rule)
+        chosen = set(ok["headline"].dropna()) if "headline" in ok else set()
+        if len(chosen) == 1 and next(iter(chosen)) in ok:
+            metric = next(iter(chosen))
         key = slot_label(task, dataset)
         column = {"task": task, "dataset": dataset, "key": key, "label": key, "anchor": slot_anchor(task, dataset),
                   "metric": metric or "—", "higher": higher}
