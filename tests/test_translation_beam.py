@@ -311,3 +311,18 @@ def test_beam_metrics_sit_beside_the_unchanged_greedy_ones(tiny_params, tmp_path
     t["eval"]["beam_size"] = 0
     write_params(path, tiny_params)
     assert cli.main(["-q", "--params", str(path), "validate"]) != 0
+
+
+def test_report_leaderboard_shows_beam_columns_only_when_runs_have_beam_scores():
+    import pandas as pd
+
+    from attnbench.report.sections import translation as section
+
+    plain = pd.DataFrame({"status": ["ok"], "bleu": [10.0]})
+    beamed = pd.DataFrame({"status": ["ok", "ok"], "bleu": [10.0, 11.0], "bleu_beam": [12.0, None],
+                           "beam_size": [5, None]})
+    assert section._beam_sizes(plain) == [] and section._beam_sizes(beamed) == [5]
+    labels = [c["label"] for c in section._leaderboard([], None, [])["columns"]]
+    assert "BLEU (beam)" not in labels
+    labels = [c["label"] for c in section._leaderboard([], None, [5])["columns"]]
+    assert labels.index("BLEU (beam)") == labels.index("chrF") + 1 and "chrF (beam)" in labels
