@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .. import attention as attn_registry
 from ..attention.scores import AdditiveAttention
+from . import beam
 from .seq2seq import stops_early
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -207,81 +208,27 @@ class Captioner(nn.Module):
 
     @torch.no_grad()
     def beam_search(self, images: Tensor, beam_size: int, max_len: int) -> list[tuple[list[int], Tensor | None, float]]:
-        """Beam search for a batch of images [B, H, W, 3], all images and beams in one decoder step per word.
+        """Beam search for a batch of images [B, H, W, 3], all images and beams in one decoder step per word
+        (models.beam: a hypothesis that emits EOS leaves the beam, which then shrinks, as in Xu et al.'s code).
 
         Per image: (token ids without EOS, alphas [T, L] of the steps that emitted them and the EOS, total
-        log-probability). A hypothesis that emits EOS leaves the beam, which then shrinks (as in Xu et al.'s
-        code); the best finished one wins (the earliest finished on a tie), else the best still running after
-        max_len. Each image owns K = beam_size rows of the decoder batch; a row whose score is -inf is empty."""
-        B, K, dev = images.shape[0], beam_size, images.device
+        log-probability). The best finished hypothesis wins (the earliest finished on a tie), else the best still
+        running after max_len; no length normalisation (the total log-probability ranks them)."""
         feats, (h, c) = self.encode(images)
-        feats, h, c = (x.repeat_interleave(K, 0) for x in (feats, h, c))
-        L = feats.shape[1]
-        ninf = torch.tensor(float("-inf"), device=dev)
-        score = torch.full((B, K), float("-inf"), device=dev)
-        score[:, 0] = 0.0                                          # one live hypothesis per image to start
-        budget = torch.full((B, 1), K, dtype=torch.long, device=dev)   # beam width left: K minus finished ones
-        rank = torch.arange(K, device=dev)
-        base = (torch.arange(B, device=dev) * K).unsqueeze(1)
-        token = torch.full((B * K,), BOS, dtype=torch.long, device=dev)
-        tokens = torch.zeros((B, K, 0), dtype=torch.long, device=dev)      # the live hypotheses' words so far
-        alphas = torch.zeros((B, K, 0, L), device=dev)                     # and their attention maps
-        best = {"score": torch.full((B,), float("-inf"), device=dev),
-                "tokens": torch.zeros((B, max_len), dtype=torch.long, device=dev),
-                "length": torch.zeros(B, dtype=torch.long, device=dev),
-                "steps": torch.zeros(B, dtype=torch.long, device=dev),     # alphas kept (EOS step included)
-                "alphas": torch.zeros((B, max_len, L), device=dev)}
+        feats = beam.expand(feats, beam_size)
 
-        def keep_best(scores: Tensor, words: Tensor, maps: Tensor | None, steps: int) -> None:
-            """Make each image's best of `scores` [B, K] (first on ties) its answer where it beats the one held."""
-            j = scores.argmax(1)
-            s = scores.gather(1, j.unsqueeze(1)).squeeze(1)
-            better = s > best["score"]
-            best["score"] = torch.where(better, s, best["score"])
-            n = words.shape[-1]
-            best["length"] = torch.where(better, n, best["length"])
-            best["steps"] = torch.where(better, steps, best["steps"])
-            picked = words[torch.arange(B, device=dev), j]
-            best["tokens"][:, :n] = torch.where(better.unsqueeze(1), picked, best["tokens"][:, :n])
-            if maps is not None:
-                picked = maps[torch.arange(B, device=dev), j]
-                best["alphas"][:, :steps] = torch.where(better[:, None, None], picked, best["alphas"][:, :steps])
+        def step(token: Tensor, state: tuple[Tensor, Tensor], t: int):
+            logits, state, alpha, _, _ = self.step(token, state, feats)
+            return logits, state, alpha
 
-        attends, stop_early = self.kind != "none", stops_early(dev)
-        for t in range(max_len):
-            logits, (h, c), alpha, _, _ = self.step(token, (h, c), feats)
-            V = logits.shape[-1]
-            total = (score.unsqueeze(-1) + logits.float().log_softmax(-1).view(B, K, V)).view(B, K * V)
-            top, idx = total.topk(K, dim=1)                        # each image's K best extensions, best first
-            parent, word = idx // V, idx % V
-            valid = (rank < budget) & torch.isfinite(top)          # an image with k finished keeps only K - k
-            ends = valid & (word == EOS)
-            history = tokens.gather(1, parent.unsqueeze(-1).expand(-1, -1, t))
-            maps = None
-            if attends:
-                maps = torch.cat([alphas, alpha.float().view(B, K, 1, L)], 2)
-                maps = maps.gather(1, parent[..., None, None].expand(-1, -1, t + 1, L))
-            keep_best(torch.where(ends, top, ninf), history, maps, t + 1)
-            budget = budget - ends.sum(1, keepdim=True)
-            # the extensions that go on fill the first rows of their image's beam, best first
-            goes_on = valid & (word != EOS)
-            order = torch.sort((~goes_on).int(), dim=1, stable=True).indices
-            score = torch.where(goes_on.gather(1, order), top.gather(1, order), ninf)
-            parent, word = parent.gather(1, order), word.gather(1, order)
-            tokens = torch.cat([history.gather(1, order.unsqueeze(-1).expand(-1, -1, t)), word.unsqueeze(-1)], 2)
-            if maps is not None:
-                alphas = maps.gather(1, order[..., None, None].expand(-1, -1, t + 1, L))
-            rows = (base + parent).flatten()
-            h, c, token = h[rows], c[rows], word.flatten()
-            if stop_early and not bool(torch.isfinite(score).any()):
-                break
-        else:   # max_len reached: the hypotheses still running finish as they are
-            keep_best(score, tokens, alphas if attends else None, max_len)
-
-        out = {k: v.cpu() for k, v in best.items()}
+        best = beam.beam_search(step, (beam.expand(h, beam_size), beam.expand(c, beam_size)), images.shape[0],
+                                beam_size, max_len, bos=BOS, eos=EOS, pad=PAD, stop_early=stops_early(images.device),
+                                device=images.device)
+        out = {k: v.cpu() for k, v in best.items() if v is not None}
         results = []
-        for b in range(B):
-            n, steps = int(out["length"][b]), int(out["steps"][b])
-            maps = out["alphas"][b, :steps] if attends and steps else None
+        for b in range(images.shape[0]):
+            steps = int(out["steps"][b])
+            n = steps - int(out["ended"][b])                      # the words without the EOS
+            maps = out["extras"][b, :steps] if "extras" in out and steps else None
             results.append((out["tokens"][b, :n].tolist(), maps, float(out["score"][b])))
         return results

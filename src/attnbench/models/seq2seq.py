@@ -1,10 +1,14 @@
 """Bi-GRU encoder–decoder that takes any attention mechanism from the registry.
 
 One architecture for every score function, so differences come from the attention alone. The
-decoder is Luong et al.'s (2015) global/local design without input feeding: the GRU state h_t
-queries the encoder memory, and the attentional state h~_t = tanh(W_c [c_t; h_t]) predicts the
-next word. Because the query is the decoder's own state, teacher-forced training runs the GRU over
-the whole target at once and attends for all steps in one batched call; greedy decoding steps.
+decoder is Luong et al.'s (2015) global/local design: the GRU state h_t queries the encoder memory,
+and the attentional state h~_t = tanh(W_c [c_t; h_t]) predicts the next word. Without input feeding
+(the default) the query is the decoder's own state, so teacher-forced training runs the GRU over the
+whole target at once and attends for all steps in one batched call. With `input_feed=True` (Luong
+et al. 2015 §3.3, OpenNMT-py's default) the previous step's h~_{t-1} (zeros at the first step) is
+concatenated to the word embedding as the GRU's input, so the decoder sees its past alignment
+decisions; training then steps through the target. Greedy decoding and beam search (models.beam)
+step in both cases.
 
 `none` is the fixed-context baseline (Bahdanau's RNNencdec, Cho et al. 2014): its context is the
 same summary of the source at every step.
@@ -16,20 +20,24 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..attention import build
+from . import beam
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
 class RNNSeq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, *, emb_dim: int, hidden: int, dropout: float,
-                 attention: str, attention_options: dict | None = None) -> None:
+                 attention: str, attention_options: dict | None = None, input_feed: bool = False) -> None:
         super().__init__()
+        self.input_feed = bool(input_feed)
+        self.hidden = hidden
         self.src_emb = nn.Embedding(src_vocab, emb_dim, padding_idx=PAD)
         self.encoder = nn.GRU(emb_dim, hidden, batch_first=True, bidirectional=True)
         self.memory_proj = nn.Linear(2 * hidden, hidden)   # keys = values: encoder states in decoder space
         self.init_proj = nn.Linear(2 * hidden, hidden)     # decoder's initial state from both final states
         self.tgt_emb = nn.Embedding(tgt_vocab, emb_dim, padding_idx=PAD)
-        self.decoder = nn.GRU(emb_dim, hidden, batch_first=True)
+        # with input feeding the GRU reads [E y_{t-1}; h~_{t-1}]
+        self.decoder = nn.GRU(emb_dim + (hidden if self.input_feed else 0), hidden, batch_first=True)
         self.attention = build(attention, hidden, hidden, hidden, **(attention_options or {}))
         self.combine = nn.Linear(hidden + self.attention.output_dim, hidden)
         self.drop = nn.Dropout(dropout)
@@ -52,23 +60,51 @@ class RNNSeq2Seq(nn.Module):
     def forward(self, src, src_len, tgt_in):
         """Teacher forcing: logits [B, Tt, V] and attention weights [B, Tt, Ts]."""
         memory, mask, h0 = self.encode(src, src_len)
-        dec_out, _ = self.decoder(self.drop(self.tgt_emb(tgt_in)), h0)
+        emb = self.drop(self.tgt_emb(tgt_in))
+        if self.input_feed:   # each step reads the previous one's attentional state: step through the target
+            h, feed = h0, emb.new_zeros(src.size(0), self.hidden)
+            logits, weights = [], []
+            for t in range(tgt_in.size(1)):
+                lg, h, feed, w = self._feed_step(emb[:, t:t + 1], h, feed, memory, mask, t)
+                logits.append(lg)
+                weights.append(w)
+            return torch.cat(logits, dim=1), torch.cat(weights, dim=1)
+        dec_out, _ = self.decoder(emb, h0)
         positions = torch.arange(tgt_in.size(1), device=src.device)
         return self._predict(dec_out, memory, mask, positions)
+
+    def _feed_step(self, emb, h, feed, memory, mask, t: int):
+        """One input-feeding step on embeddings [N, 1, E]: (logits [N, 1, V], h, h~_t after dropout [N, H], weights)."""
+        dec_out, h = self.decoder(torch.cat([emb, feed.unsqueeze(1)], dim=-1), h)
+        context, weights = self.attention(dec_out, memory, memory, mask, positions=torch.tensor([t], device=emb.device))
+        h_tilde = self.drop(torch.tanh(self.combine(torch.cat([context, dec_out], dim=-1))))
+        return self.out(h_tilde), h, h_tilde.squeeze(1), weights
+
+    def decode_step(self, token, h, feed, memory, mask, t: int):
+        """One decoding step from the previous words token [N, 1] and state h [1, N, H] (feed [N, H]: the previous
+        h~ with input feeding, else None): (logits [N, 1, V], h, feed, weights [N, 1, Ts])."""
+        if self.input_feed:
+            return self._feed_step(self.tgt_emb(token), h, feed, memory, mask, t)
+        dec_out, h = self.decoder(self.tgt_emb(token), h)
+        logits, w = self._predict(dec_out, memory, mask, torch.tensor([t], device=token.device))
+        return logits, h, None, w
+
+    def _initial_feed(self, h):
+        return h.new_zeros(h.size(1), self.hidden) if self.input_feed else None
 
     @torch.no_grad()
     def greedy(self, src, src_len, max_len: int, stop_early: bool | None = None):
         """Greedy decoding: tokens [B, T] (EOS then PAD) and weights [B, T, Ts]. See `stops_early` for when
         it stops before max_len; the result is the same either way."""
         memory, mask, h = self.encode(src, src_len)
+        feed = self._initial_feed(h)
         batch = src.size(0)
         token = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
         stop_early = stops_early(src.device) if stop_early is None else stop_early
         tokens, weights = [], []
         for t in range(max_len):
-            dec_out, h = self.decoder(self.tgt_emb(token), h)
-            logits, w = self._predict(dec_out, memory, mask, torch.tensor([t], device=src.device))
+            logits, h, feed, w = self.decode_step(token, h, feed, memory, mask, t)
             token = logits.argmax(-1)
             token = token.masked_fill(finished.unsqueeze(1), PAD)
             tokens.append(token)
@@ -79,6 +115,28 @@ class RNNSeq2Seq(nn.Module):
         tokens, weights = torch.cat(tokens, dim=1), torch.cat(weights, dim=1)
         keep = decoded_length(tokens, finished)
         return tokens[:, :keep], weights[:, :keep]
+
+    @torch.no_grad()
+    def beam_search(self, src, src_len, beam_size: int, max_len: int, *, alpha: float = 0.0, norm: str = "gnmt",
+                    stop_early: bool | None = None):
+        """Batched beam search (models.beam): the best hypothesis of each sentence as tokens [B, T] (EOS then PAD,
+        as `greedy` returns them; no EOS when it ran to max_len) and the attention weights [B, T, Ts] of its words
+        (zeros after them); hypotheses ending in EOS leave the beam; length normalisation `norm` with exponent
+        `alpha`. beam_size 1 returns what `greedy` returns."""
+        memory, mask, h = self.encode(src, src_len)
+        memory, mask = beam.expand(memory, beam_size), beam.expand(mask, beam_size)
+        h = beam.expand(h[0], beam_size)                     # [B*K, H]: the search re-orders rows in dim 0
+        state = (h,) if not self.input_feed else (h, self._initial_feed(h.unsqueeze(0)))
+
+        def step(token, state, t):
+            feed = state[1] if self.input_feed else None
+            logits, h, feed, w = self.decode_step(token.unsqueeze(1), state[0].unsqueeze(0), feed, memory, mask, t)
+            return logits.squeeze(1), (h[0],) if feed is None else (h[0], feed), w.squeeze(1)
+
+        stop_early = stops_early(src.device) if stop_early is None else stop_early
+        best = beam.beam_search(step, state, src.size(0), beam_size, max_len, bos=BOS, eos=EOS, pad=PAD, alpha=alpha,
+                                norm=norm, stop_early=stop_early, device=src.device)
+        return best["tokens"], best["extras"]
 
 
 def stops_early(device: torch.device) -> bool:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..attention import build
+from . import beam
 from .seq2seq import BOS, EOS, PAD, decoded_length, stops_early
 
 
@@ -121,3 +122,26 @@ class TransformerSeq2Seq(nn.Module):
         ys = ys[:, :1 + decoded_length(ys[:, 1:], finished)]
         _, weights = self.decode(ys[:, :-1], memory, mask, need_weights=True)
         return ys[:, 1:], weights
+
+    @torch.no_grad()
+    def beam_search(self, src, src_len, beam_size: int, max_len: int, *, alpha: float = 0.0, norm: str = "gnmt",
+                    stop_early: bool | None = None):
+        """Batched beam search (models.beam), returned as `greedy` returns its output: tokens [B, T] and the last
+        layer's cross-attention [B, T, Ts] of the chosen words (one teacher-forced pass over them). No key/value
+        cache: each step re-reads the hypothesis' prefix, as `greedy` does."""
+        memory, mask = self.encode(src)
+        memory, mask = beam.expand(memory, beam_size), beam.expand(mask, beam_size)
+        prefix = torch.zeros((src.size(0) * beam_size, 0), dtype=torch.long, device=src.device)
+
+        def step(token, state, t):
+            ys = torch.cat([state[0], token.unsqueeze(1)], dim=1)
+            logits, _ = self.decode(ys, memory, mask)
+            return logits[:, -1], (ys,), None
+
+        stop_early = stops_early(src.device) if stop_early is None else stop_early
+        best = beam.beam_search(step, (prefix,), src.size(0), beam_size, max_len, bos=BOS, eos=EOS, pad=PAD,
+                                alpha=alpha, norm=norm, stop_early=stop_early, device=src.device)
+        tokens = best["tokens"]
+        ys = torch.cat([torch.full_like(tokens[:, :1], BOS), tokens[:, :-1]], dim=1)
+        _, weights = self.decode(ys, memory[::beam_size], mask[::beam_size], need_weights=True)
+        return tokens, weights

@@ -51,10 +51,23 @@ def _baseline(runs: list[dict]) -> dict | None:
     return next((r for r in runs if r["attention"] == "none"), None)
 
 
-def _leaderboard(runs: list[dict], best: dict | None) -> dict:
+def _beam_sizes(table: pd.DataFrame) -> list[int]:
+    """The beam sizes of the runs whose metrics have beam-search scores (eval.beam_size > 1)."""
+    ok = table[table["status"] == "ok"]
+    if "bleu_beam" not in ok or "beam_size" not in ok:
+        return []
+    return sorted({int(b) for b, v in zip(ok["beam_size"], ok["bleu_beam"]) if finite(v) and finite(b)})
+
+
+def _leaderboard(runs: list[dict], best: dict | None, beam_sizes: list[int] = ()) -> dict:
+    beam = [("BLEU (beam)", f"sacreBLEU of the beam search's translations (beam {', '.join(map(str, beam_sizes))}; "
+                            "scored like the greedy BLEU)", True),
+            ("chrF (beam)", "chrF of the beam search's translations", True)] if beam_sizes else []
+    greedy = ", greedy decoding" if beam_sizes else ""
     columns = [*LEAD_COLUMNS,
-               ("BLEU", "sacreBLEU on the test set (higher is better)", True),
-               ("chrF", "chrF on the test set (higher is better)", True),
+               ("BLEU", f"sacreBLEU on the test set{greedy} (higher is better)", True),
+               ("chrF", f"chrF on the test set{greedy} (higher is better)", True),
+               *beam,
                ("AER", "alignment error rate of the argmax attention against gold links (lower is better; "
                        "— when the mechanism gives no alignment)", True),
                ("exact match", "share of test sentences translated exactly", True),
@@ -62,7 +75,8 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
                ("training time (s)", "training loop wall time from train_info.json", True)]
 
     def cells(r):
-        return [*lead_cells(r), r["bleu"], r["chrf"], r["aer"], column_cell(r["ok"], "exact_match", 1, 100, " %"),
+        beam_cells = [column_cell(r["ok"], "bleu_beam", 2), column_cell(r["ok"], "chrf_beam", 2)] if beam_sizes else []
+        return [*lead_cells(r), r["bleu"], r["chrf"], *beam_cells, r["aer"], column_cell(r["ok"], "exact_match", 1, 100, " %"),
                 int_cell(r["parameters"]), r["train_seconds"]]
 
     return leaderboard(runs, best, columns, cells, "bleu")
@@ -265,7 +279,8 @@ def context(params: dict, task: str = "translation", out_dir: Path | str = paths
     return {
         **base,
         **results_context(params, task, table, out_dir),
-        "leaderboard": _leaderboard(runs, best),
+        "leaderboard": _leaderboard(runs, best, _beam_sizes(table)),
+        "beam_sizes": _beam_sizes(table),
         "best": best["run"] if best else None,
         "baseline": baseline["run"] if baseline else None,
         "length": length,

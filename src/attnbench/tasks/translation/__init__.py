@@ -7,12 +7,19 @@ bucket, alignment error rate (AER) of the attention against gold links. When the
 the corpus, BLEU and chrF are scored on detokenised output against the raw references (case-
 insensitively when lowercased) and BLEU on the pipeline's tokens is kept as `bleu_tok`.
 
+Decoding: greedy (validation, and the headline test figures). With `eval.beam_size` > 1 the test set
+is also beam-searched (models.beam; length normalisation `eval.length_norm` with exponent
+`eval.length_penalty`) and scored the same way under `bleu_beam`, `chrf_beam`, `exact_match_beam`
+(and `bleu_tok_beam`), beside the unchanged greedy figures.
+
 `max_len` (per scale) leaves training pairs with longer sources out (the manifest counts them);
 validation and test pairs are kept and scored whole, however long.
 """
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,8 @@ from .. import register
 from ..base import Task
 from ..common import TokenVocab, long_tensors, ordered_batches, to_device
 from .corpus import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
+
+log = logging.getLogger("attnbench.translation")
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 SPLITS = ("train", "valid", "test")
@@ -250,12 +259,25 @@ class Translation(Task):
         return loss, int(b["src"].size(0))
 
     # ---- evaluation -------------------------------------------------------------------
-    def _translate(self, model, data: Data, split: str, cfg: dict, device) -> list[list[str]]:
+    @staticmethod
+    def beam_settings(cfg: dict) -> dict:
+        """The test set's beam search: size (1: greedy only), length normalisation and its exponent."""
+        ev = cfg["eval"]
+        return {"beam_size": int(ev.get("beam_size", 1)), "length_norm": ev.get("length_norm", "gnmt"),
+                "length_penalty": float(ev.get("length_penalty", 0.6))}
+
+    def _translate(self, model, data: Data, split: str, cfg: dict, device, beam: dict | None = None) -> list[list[str]]:
+        """Greedy translations of `split` as target tokens, or beam-searched ones with `beam` (beam_settings)."""
         hyps: list[list[str]] = [[] for _ in data.pairs[split]]
         ratio = cfg["eval"]["max_output_ratio"]
         for index, batch in data.ordered_batches(split, 256):
             b = to_device(batch, device)
-            tokens, _ = model.greedy(b["src"], b["src_len"], max_len=int(ratio * b["src"].size(1)) + 2)
+            max_len = int(ratio * b["src"].size(1)) + 2
+            if beam is None:
+                tokens, _ = model.greedy(b["src"], b["src_len"], max_len=max_len)
+            else:
+                tokens, _ = model.beam_search(b["src"], b["src_len"], beam["beam_size"], max_len,
+                                              alpha=beam["length_penalty"], norm=beam["length_norm"])
             for i, row in zip(index, tokens.tolist()):
                 hyps[i] = data.tgt_vocab.decode(row)
         return hyps
@@ -298,7 +320,9 @@ class Translation(Task):
     def evaluate(self, model, data: Data, cfg: dict, device, out_dir: Path) -> dict:
         pairs = data.pairs["test"]
         edges = cfg["eval"]["length_buckets"]
+        started = time.perf_counter()
         hyp_tokens = self._translate(model, data, "test", cfg, device)
+        greedy_seconds = time.perf_counter() - started
         hyps = [" ".join(h) for h in hyp_tokens]
         refs = [" ".join(p.tgt) for p in pairs]
         texts, raw_refs, opts = self.scoring_texts(data, pairs, hyp_tokens)
@@ -320,8 +344,20 @@ class Translation(Task):
             predicted = [argmax_alignment(w, len(p.src), len(p.tgt)) for w, p in zip(attention, pairs)]
             aer = round(alignment_error_rate(predicted, [set(map(tuple, p.align)) for p in pairs]), 4)
 
+        beam = self.beam_settings(cfg)
+        beam_hyps = None
+        if beam["beam_size"] > 1:
+            started = time.perf_counter()
+            beam_tokens = self._translate(model, data, "test", cfg, device, beam=beam)
+            beam_seconds = time.perf_counter() - started
+            beam_hyps = [" ".join(h) for h in beam_tokens]
+            beam_texts = self.scoring_texts(data, pairs, beam_tokens)[0]
+            # timings stay out of metrics.json (equal results, equal files); the log has them
+            log.info("%s: test decoding greedy %.2fs, beam %d %.2fs (x%.1f)", cfg.get("run", "?"), greedy_seconds,
+                     beam["beam_size"], beam_seconds, beam_seconds / max(greedy_seconds, 1e-9))
+
         self._export(out_dir, pairs, hyps, attention, buckets, cfg["eval"]["heatmap_sentences"],
-                     detok=(texts, raw_refs) if detok else None)
+                     detok=(texts, raw_refs) if detok else None, beam_hyps=beam_hyps)
         metrics = {
             "bleu": bleu, "bleu_signature": bleu_sig, "chrf": chrf, "chrf_signature": chrf_sig,
             "bleu_by_length": by_length, "sentences_by_length": counts, "aer": aer, "alignment": bool(aligns),
@@ -334,6 +370,14 @@ class Translation(Task):
             metrics["scored_on"] = (f"detokenised hypotheses (sacremoses, {data.preprocessing['lang']['target']}) "
                                     "against the raw references" + (", case-insensitive" if opts["lowercase"] else ""))
             metrics["hyp_unk_tokens"] = sum(h.count("<unk>") for h in hyp_tokens)
+        if beam_hyps is not None:   # the same scores of the beam search's translations, beside the greedy ones
+            metrics.update(beam)
+            metrics["bleu_beam"] = corpus_bleu(beam_texts, raw_refs, **opts)[0]
+            metrics["chrf_beam"] = corpus_chrf(beam_texts, raw_refs, **opts)[0]
+            metrics["exact_match_beam"] = round(float(np.mean([h == r for h, r in zip(beam_hyps, refs)])), 4)
+            if detok:
+                metrics["bleu_tok_beam"] = corpus_bleu(beam_hyps, refs, tokenize="none")[0]
+                metrics["hyp_unk_tokens_beam"] = sum(h.count("<unk>") for h in beam_tokens)
         return metrics
 
     @staticmethod
@@ -343,7 +387,7 @@ class Translation(Task):
         rest = [i for i in range(len(pairs)) if i not in set(mid)]
         return (mid + rest)[:k]
 
-    def _export(self, out_dir: Path, pairs, hyps, attention, buckets, k: int, detok=None) -> None:
+    def _export(self, out_dir: Path, pairs, hyps, attention, buckets, k: int, detok=None, beam_hyps=None) -> None:
         arrays: dict[str, np.ndarray] = {}
         for n, i in enumerate(self.heatmap_indices(pairs, k)):
             p = pairs[i]
@@ -362,6 +406,9 @@ class Translation(Task):
         if detok is not None:  # what the headline scores compared
             for record, hyp_text, ref_text in zip(records, *detok):
                 record["hyp_detok"], record["ref_raw"] = hyp_text, ref_text
+        if beam_hyps is not None:  # the beam search's translation beside the greedy one
+            for record, hyp in zip(records, beam_hyps):
+                record["hyp_beam"] = hyp
         lines = [json.dumps(record, ensure_ascii=False) for record in records]
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
 
