@@ -263,7 +263,7 @@ def context(params: dict, task: str = "translation", out_dir: Path | str = paths
     """Everything translation.html.j2 shows, as plain values (strings escaped by the template)."""
     out_dir = Path(out_dir)
     table = agg.collect(params, task)
-    base = {**base_context(task, "Translation", table, out_dir), "test_sentences": None}
+    base = {**base_context(task, "Translation", table, out_dir), "test_sentences": None, "beam_sizes": _beam_sizes(table)}
     if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
@@ -279,8 +279,7 @@ def context(params: dict, task: str = "translation", out_dir: Path | str = paths
     return {
         **base,
         **results_context(params, task, table, out_dir),
-        "leaderboard": _leaderboard(runs, best, _beam_sizes(table)),
-        "beam_sizes": _beam_sizes(table),
+        "leaderboard": _leaderboard(runs, best, base["beam_sizes"]),
         "best": best["run"] if best else None,
         "baseline": baseline["run"] if baseline else None,
         "length": length,
