@@ -151,9 +151,8 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
                ["tasks", name], origin)
         _check_datasets(section, name, origin)
         for dataset in dataset_names(params, name, selected=False):
-            merged = dataset_section(params, name, dataset)
-            where = origin if dataset == SYNTHETIC else f"{origin} (tasks.{name} with dataset_options.{dataset} merged in)"
-            _check(merged, _schema(f"tasks/{name}.schema.yaml"), ["tasks", name], where)
+            _check(dataset_section(params, name, dataset), _schema(f"tasks/{name}.schema.yaml"), ["tasks", name],
+                   _where(origin, name, dataset))
         # before the task's own checks: those look mechanisms up and would fail on an unknown one
         # without naming the key
         for run, spec in section["runs"].items():
@@ -180,8 +179,12 @@ def check_dataset(params: dict, task: str, dataset: str, origin: str = DEFAULT_P
     """The task's own checks (those a schema cannot express, e.g. that a file exists) on one dataset."""
     from . import tasks
 
-    where = origin if dataset == SYNTHETIC else f"{origin} (tasks.{task} with dataset_options.{dataset} merged in)"
-    tasks.get(task).check_params(dataset_section(params, task, dataset), where)
+    tasks.get(task).check_params(dataset_section(params, task, dataset), _where(origin, task, dataset))
+
+
+def _where(origin: str, task: str, dataset: str) -> str:
+    """How an error names the section it found: the file, and for a real dataset the merge it checked."""
+    return origin if dataset == SYNTHETIC else f"{origin} (tasks.{task} with dataset_options.{dataset} merged in)"
 
 
 def not_fetched_yet(params: dict, task: str, dataset: str) -> bool:
