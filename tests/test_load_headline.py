@@ -17,7 +17,7 @@ from attnbench.tasks.load import headline as hl
 
 from .conftest import load_params as repo_params
 from .conftest import write_params
-from .test_load import tiny
+from .test_load import _metrics, _run, tiny
 
 BEFORE = Path(__file__).parent / "data" / "load_smoke_before"   # metrics.json from the code before MASE (ef79c1b)
 
@@ -73,19 +73,6 @@ def _crossing_csv(path: Path, hours: int = 24 * 70) -> None:
     pd.DataFrame({"time": t.strftime("%Y-%m-%d %H:%M"), "temp": y.round(3)}).to_csv(path, index=False)
 
 
-def _train_eval(path: Path, *runs: str) -> None:
-    steps = [["prepare", "--task", "load"]]
-    for run in runs:
-        steps += [["train", "--task", "load", "--run", run, "--seed", "0"],
-                  ["evaluate", "--task", "load", "--run", run, "--seed", "0"]]
-    for argv in steps:
-        assert cli.main(["-q", "--params", str(path), *argv]) == 0, argv
-
-
-def _metrics(run: str) -> dict:
-    return json.loads((paths.run_dir("load", "synthetic", run, 0) / "metrics.json").read_text())
-
-
 def test_series_crossing_zero_gets_mase_in_manifest_metrics_and_leaderboard(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _crossing_csv(tmp_path / "temp.csv")
@@ -94,7 +81,7 @@ def test_series_crossing_zero_gets_mase_in_manifest_metrics_and_leaderboard(tmp_
     d["source"] = "csv"
     d["csv"] = {"path": str(tmp_path / "temp.csv"), "timestamp": "time", "target": "temp"}
     path = write_params(tmp_path / "params.yaml", validate(params))
-    _train_eval(path, "seasonal-naive", "ridge", "dlinear")
+    _run(path, "seasonal-naive", "ridge", "dlinear")
 
     manifest = json.loads((paths.prepared_dir("load", "synthetic") / "manifest.json").read_text())
     rule = manifest["headline"]
@@ -145,7 +132,7 @@ def test_synthetic_default_existing_metrics_unchanged(tmp_path, monkeypatch):
     p["tasks"] = {"load": section}
     section["runs"] = {r: section["runs"][r] for r in ("seasonal-naive", "ridge")}
     path = write_params(tmp_path / "params.yaml", p)
-    _train_eval(path, "seasonal-naive", "ridge")
+    _run(path, "seasonal-naive", "ridge")
     for run in ("seasonal-naive", "ridge"):
         before = json.loads((BEFORE / f"{run}.json").read_text())
         after = _metrics(run)
