@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from . import paths
 from .config import REPO_ROOT, dataset_names, dataset_options
 
 HEADER = """\
@@ -88,12 +89,11 @@ def stages(params: dict, root: Path = REPO_ROOT) -> dict:
             "outs": [f"{summary}.csv"],
             "metrics": [f"{summary}.json"],
         }
-        own = root / "workflow" / "notebooks" / f"{task}.ipynb"
-        notebook = own if own.is_file() else root / "workflow" / "notebooks" / "_generic.ipynb"
+        notebook = paths.notebook_source(task, root)
         out[f"notebook-{task}"] = {
             "matrix": {"dataset": datasets},
             "cmd": f"attnbench notebook {grid}",
-            "deps": core + report + [notebook.relative_to(root).as_posix(), f"{summary}.csv",
+            "deps": core + report + [notebook.as_posix(), f"{summary}.csv",
                                      f"data/results/{task}/${{item.dataset}}"],
             "outs": [f"reports/notebooks/{task}/${{item.dataset}}.ipynb",
                      f"reports/notebooks/{task}/${{item.dataset}}.html"],

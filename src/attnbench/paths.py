@@ -71,5 +71,16 @@ def timing_json(task: str, dataset: str, run: str, seed: int, step: str) -> Path
     return LOGS / "timing" / task / dataset / run / f"seed{seed}.{step}.json"
 
 
+NOTEBOOKS = Path("workflow/notebooks")
+GENERIC_NOTEBOOK = NOTEBOOKS / "_generic.ipynb"
+
+
+def notebook_source(task: str, root: Path = Path(".")) -> Path:
+    """The analysis notebook a task's notebook step executes, relative to `root` (the checkout): its own
+    workflow/notebooks/<task>.ipynb, else the generic one."""
+    own = NOTEBOOKS / f"{task}.ipynb"
+    return own if (Path(root) / own).is_file() else GENERIC_NOTEBOOK
+
+
 def report_html() -> Path:
     return REPORTS / "index.html"

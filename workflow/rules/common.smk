@@ -97,8 +97,7 @@ def fetched(w):
 
 
 def notebook_source(w):
-    own = Path(f"workflow/notebooks/{w.task}.ipynb")
-    return str(own if own.is_file() else Path("workflow/notebooks/_generic.ipynb"))
+    return str(paths.notebook_source(w.task))
 
 
 wildcard_constraints:

@@ -32,7 +32,7 @@ class NotebookError(DataError):
     """A notebook cell failed; the message names the notebook and the cell."""
 
 
-GENERIC = "_generic"
+GENERIC = paths.GENERIC_NOTEBOOK.stem  # the notebook of a task without its own
 
 
 def notebook_source(task: str) -> Path:
