@@ -326,3 +326,22 @@ def test_report_leaderboard_shows_beam_columns_only_when_runs_have_beam_scores()
     assert "BLEU (beam)" not in labels
     labels = [c["label"] for c in section._leaderboard([], None, [5])["columns"]]
     assert labels.index("BLEU (beam)") == labels.index("chrF") + 1 and "chrF (beam)" in labels
+
+
+def test_report_leaderboard_shows_training_throughput():
+    """The translation leaderboard has a source tokens/s column read from the runs' training figures (mean over
+    seeds), empty for a run that has none."""
+    import pandas as pd
+
+    from attnbench.report.sections import translation as section
+
+    table = pd.DataFrame({"run": ["a", "a", "b"], "seed": [0, 1, 0], "status": ["ok"] * 3, "bleu": [10.0, 12.0, 9.0],
+                          "tokens_per_s": [1000.0, 3000.0, None]})
+    params = {"dataset": "synthetic", "tasks": {"translation": {"runs": {
+        "a": {"model": "rnn", "attention": "general"}, "b": {"model": "rnn", "attention": "none"}}}}}
+    runs = section._per_run(params, "translation", table)
+    board = section._leaderboard(runs, runs[0])
+    labels = [c["label"] for c in board["columns"]]
+    column = labels.index("source tokens/s")
+    texts = [row["cells"][column]["text"] for row in board["rows"]]   # rows in params order: a, b
+    assert "2000" in texts[0].replace(",", "") and not any(ch.isdigit() for ch in texts[1]), texts

@@ -72,12 +72,14 @@ def _leaderboard(runs: list[dict], best: dict | None, beam_sizes: list[int] = ()
                        "— when the mechanism gives no alignment)", True),
                ("exact match", "share of test sentences translated exactly", True),
                ("parameters", "trainable parameters", True),
-               ("training time (s)", "training loop wall time from train_info.json", True)]
+               ("training time (s)", "training loop wall time from train_info.json", True),
+               ("source tokens/s", "training throughput: source tokens (padding excluded) per second of the "
+                                   "training loop, validation included (train_info.json)", True)]
 
     def cells(r):
         beam_cells = [column_cell(r["ok"], "bleu_beam", 2), column_cell(r["ok"], "chrf_beam", 2)] if beam_sizes else []
         return [*lead_cells(r), r["bleu"], r["chrf"], *beam_cells, r["aer"], column_cell(r["ok"], "exact_match", 1, 100, " %"),
-                int_cell(r["parameters"]), r["train_seconds"]]
+                int_cell(r["parameters"]), r["train_seconds"], column_cell(r["ok"], "tokens_per_s", 0)]
 
     return leaderboard(runs, best, columns, cells, "bleu")
 
