@@ -277,6 +277,40 @@ def test_input_feeding_decoder_trains_on_a_copy_task(input_feed):
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
 
 
+@pytest.mark.parametrize("attention", ["general", "local_p", "location", "none"])
+@pytest.mark.parametrize("input_feed", [False, True], ids=["plain", "input_feed"])
+def test_task_loss_on_real_words_equals_cross_entropy_over_all_positions(attention, input_feed):
+    """Translation.loss maps only the real target words' states to logits, in one call: the loss and every
+    gradient are those of cross-entropy over forward()'s logits with ignore_index=PAD (dropout on: same draws)."""
+    from attnbench.tasks import get
+    task = get("translation")
+    torch.manual_seed(3)
+    options = {"max_len": 12} if attention == "location" else {}
+    model = RNNSeq2Seq(V, V, emb_dim=12, hidden=16, dropout=0.3, attention=attention, attention_options=options,
+                       input_feed=input_feed)
+    src, src_len = _batch(7)
+    g = torch.Generator().manual_seed(8)
+    tgt_len = torch.randint(2, 8, (src.size(0),), generator=g)
+    tgt_out = torch.randint(4, V, (src.size(0), 8), generator=g)
+    tgt_out[torch.arange(8) >= tgt_len.unsqueeze(1)] = PAD
+    tgt_in = torch.cat([torch.full_like(tgt_out[:, :1], BOS), tgt_out[:, :-1]], dim=1)
+    batch = {"src": src, "src_len": src_len, "tgt_in": tgt_in, "tgt_out": tgt_out}
+    results = []
+    for gathered in (True, False):
+        model.zero_grad()
+        torch.manual_seed(5)
+        if gathered:
+            loss = task.loss(model, batch, torch.device("cpu"))[0]
+        else:
+            logits, _ = model(src, src_len, tgt_in)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (a, grads_a), (b, grads_b) = results
+    assert torch.allclose(a, b, atol=1e-6) and len(grads_a) == len(grads_b)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(grads_a, grads_b))
+
+
 # ---- the task's metrics ------------------------------------------------------------------------------------------
 
 def _steps(path, run, *steps):

@@ -253,9 +253,18 @@ class Translation(Task):
         return batch["src_len"].sum()
 
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
+        """Mean cross-entropy over the real target words (padding excluded). The RNN's output layer, the
+        [H x V] matrix that dominates a step's cost, maps only those words' states, in one call: the mean
+        over the same positions as with the logits of every position and ignore_index=PAD."""
         b = to_device(batch, device)
-        logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), b["tgt_out"].flatten(), ignore_index=PAD)
+        if isinstance(model, RNNSeq2Seq):
+            states, _ = model.features(b["src"], b["src_len"], b["tgt_in"])
+            words = b["tgt_out"] != PAD
+            logits, gold = model.out(states[words]), b["tgt_out"][words]
+        else:
+            logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
+            logits, gold = logits.flatten(0, 1), b["tgt_out"].flatten()
+        loss = nn.functional.cross_entropy(logits.float(), gold, ignore_index=PAD)
         return loss, int(b["src"].size(0))
 
     # ---- evaluation -------------------------------------------------------------------
