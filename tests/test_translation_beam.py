@@ -360,3 +360,38 @@ def test_report_leaderboard_shows_beam_columns_only_when_runs_have_beam_scores()
     assert "BLEU (beam)" not in labels
     labels = [c["label"] for c in section._leaderboard([], None, [5])["columns"]]
     assert labels.index("BLEU (beam)") == labels.index("chrF") + 1 and "chrF (beam)" in labels
+
+
+# ---- training speed options ----------------------------------------------------------------------------------
+
+def test_batch_sort_target_groups_pairs_of_similar_target_length():
+    """train.batch_sort: target cuts each pool into batches by target length; absent (source) keeps today's
+    batches; every pair once an epoch either way, and the same seed draws the same batches."""
+    from types import SimpleNamespace
+
+    from attnbench.tasks import get
+    from attnbench.tasks.translation.corpus import Pair
+    task = get("translation")
+    g = torch.Generator().manual_seed(0)
+    pairs = [Pair(src=["a"] * int(s), tgt=["b"] * int(t)) for s, t in torch.randint(1, 30, (500, 2), generator=g)]
+    data = SimpleNamespace(pairs={"train": pairs}, batch=lambda split, index: list(index))
+
+    def epoch(**train):
+        return list(task.batches(data, {"train": {"batch_size": 10, **train}}, torch.Generator().manual_seed(3)))
+
+    spread = lambda batches, side: sum(max(len(getattr(pairs[i], side)) for i in b) -
+                                       min(len(getattr(pairs[i], side)) for i in b) for b in batches)
+    by_source, by_target = epoch(), epoch(batch_sort="target")
+    assert epoch(batch_sort="source") == by_source and epoch(batch_sort="target") == by_target
+    assert sorted(i for b in by_target for i in b) == list(range(500)) == sorted(i for b in by_source for i in b)
+    assert spread(by_target, "tgt") < spread(by_source, "tgt") and spread(by_source, "src") < spread(by_target, "src")
+
+
+def test_encoder_hidden_sizes_the_encoder_only():
+    model = RNNSeq2Seq(V, V, emb_dim=12, hidden=16, encoder_hidden=8, dropout=0.0, attention="general", input_feed=True)
+    assert model.encoder.hidden_size == 8 and model.memory_proj.in_features == 16 and model.decoder.hidden_size == 16
+    assert RNNSeq2Seq(V, V, emb_dim=12, hidden=16, dropout=0.0, attention="general").encoder.hidden_size == 16
+    src, src_len = _batch(2)
+    tokens, _ = model.eval().greedy(src, src_len, max_len=6)
+    logits, _ = model(src, src_len, torch.full((src.size(0), 3), BOS))
+    assert logits.shape == (src.size(0), 3, V) and tokens.size(0) == src.size(0)

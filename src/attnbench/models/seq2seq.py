@@ -27,14 +27,18 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 class RNNSeq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, *, emb_dim: int, hidden: int, dropout: float,
-                 attention: str, attention_options: dict | None = None, input_feed: bool = False) -> None:
+                 attention: str, attention_options: dict | None = None, input_feed: bool = False,
+                 encoder_hidden: int | None = None) -> None:
+        """`encoder_hidden`: the encoder GRU's size per direction (default `hidden`); the projections below map
+        its 2 x encoder_hidden states into the decoder's `hidden` either way."""
         super().__init__()
         self.input_feed = bool(input_feed)
         self.hidden = hidden
+        enc = int(encoder_hidden or hidden)
         self.src_emb = nn.Embedding(src_vocab, emb_dim, padding_idx=PAD)
-        self.encoder = nn.GRU(emb_dim, hidden, batch_first=True, bidirectional=True)
-        self.memory_proj = nn.Linear(2 * hidden, hidden)   # keys = values: encoder states in decoder space
-        self.init_proj = nn.Linear(2 * hidden, hidden)     # decoder's initial state from both final states
+        self.encoder = nn.GRU(emb_dim, enc, batch_first=True, bidirectional=True)
+        self.memory_proj = nn.Linear(2 * enc, hidden)   # keys = values: encoder states in decoder space
+        self.init_proj = nn.Linear(2 * enc, hidden)     # decoder's initial state from both final states
         self.tgt_emb = nn.Embedding(tgt_vocab, emb_dim, padding_idx=PAD)
         # with input feeding the GRU reads [E y_{t-1}; h~_{t-1}]
         self.decoder = nn.GRU(emb_dim + (hidden if self.input_feed else 0), hidden, batch_first=True)

@@ -232,10 +232,19 @@ class Translation(Task):
                               f"split's longest source has {longest[split]} (with </s>); expected >= {longest[split]}")
 
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
-        """Shuffled, then length-sorted within pools of 50 batches (less padding), batch order shuffled."""
+        """Shuffled, then length-sorted within pools of 50 batches (less padding), batch order shuffled.
+
+        `train.batch_sort`: source (default) sorts by source length; target by target length, then source
+        length. The decoder steps through every position up to a batch's longest target, so on real data,
+        whose target lengths vary more for a given source length than the synthetic corpus's, sorting by
+        target wastes fewer decoder steps on padding (Multi30k En-Fr: 97% of the target positions are words
+        instead of 71%, 86% of the source positions instead of 97%)."""
         size = cfg["train"]["batch_size"]
         perm = torch.randperm(len(data.pairs["train"]), generator=generator).tolist()
-        lengths = [len(p.src) for p in data.pairs["train"]]
+        if cfg["train"].get("batch_sort", "source") == "target":
+            lengths = [(len(p.tgt), len(p.src)) for p in data.pairs["train"]]
+        else:
+            lengths = [len(p.src) for p in data.pairs["train"]]
         batches = []
         for start in range(0, len(perm), size * 50):
             pool = sorted(perm[start:start + size * 50], key=lambda i: lengths[i])
