@@ -87,3 +87,20 @@ def test_a_training_job_does_not_import_torch_dynamo(tmp_path):
     assert "torch" in imported and "attnbench.optim" in imported   # the import profile is there
     assert "torch._dynamo" not in imported
     assert (work / "data/results/translation/synthetic/rnn-additive/seed0/model.pt").is_file()
+
+
+def test_fused_matches_torch_fused_adam_and_resumes():
+    """fused=True: torch.optim.Adam(fused=True)'s parameters step by step (the same kernel), and its state saves
+    and loads like the default's."""
+    ours, theirs = _model(), _model()
+    opt_ours = Adam(ours.parameters(), lr=0.01, fused=True)
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=0.01, fused=True)
+    for step in range(5):
+        _steps(ours, opt_ours, step, step + 1)
+        _steps(theirs, opt_theirs, step, step + 1)
+        assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters())), step
+    again = Adam(ours.parameters(), lr=0.01, fused=True)
+    again.load_state_dict(opt_ours.state_dict())
+    _steps(ours, again, 5, 6)
+    _steps(theirs, opt_theirs, 5, 6)
+    assert all(torch.allclose(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))

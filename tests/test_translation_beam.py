@@ -277,6 +277,40 @@ def test_input_feeding_decoder_trains_on_a_copy_task(input_feed):
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
 
 
+@pytest.mark.parametrize("attention", ["general", "local_p", "location", "none"])
+@pytest.mark.parametrize("input_feed", [False, True], ids=["plain", "input_feed"])
+def test_task_loss_on_real_words_equals_cross_entropy_over_all_positions(attention, input_feed):
+    """Translation.loss maps only the real target words' states to logits, in one call: the loss and every
+    gradient are those of cross-entropy over forward()'s logits with ignore_index=PAD (dropout on: same draws)."""
+    from attnbench.tasks import get
+    task = get("translation")
+    torch.manual_seed(3)
+    options = {"max_len": 12} if attention == "location" else {}
+    model = RNNSeq2Seq(V, V, emb_dim=12, hidden=16, dropout=0.3, attention=attention, attention_options=options,
+                       input_feed=input_feed)
+    src, src_len = _batch(7)
+    g = torch.Generator().manual_seed(8)
+    tgt_len = torch.randint(2, 8, (src.size(0),), generator=g)
+    tgt_out = torch.randint(4, V, (src.size(0), 8), generator=g)
+    tgt_out[torch.arange(8) >= tgt_len.unsqueeze(1)] = PAD
+    tgt_in = torch.cat([torch.full_like(tgt_out[:, :1], BOS), tgt_out[:, :-1]], dim=1)
+    batch = {"src": src, "src_len": src_len, "tgt_in": tgt_in, "tgt_out": tgt_out}
+    results = []
+    for gathered in (True, False):
+        model.zero_grad()
+        torch.manual_seed(5)
+        if gathered:
+            loss = task.loss(model, batch, torch.device("cpu"))[0]
+        else:
+            logits, _ = model(src, src_len, tgt_in)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (a, grads_a), (b, grads_b) = results
+    assert torch.allclose(a, b, atol=1e-6) and len(grads_a) == len(grads_b)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(grads_a, grads_b))
+
+
 # ---- the task's metrics ------------------------------------------------------------------------------------------
 
 def _steps(path, run, *steps):
@@ -345,3 +379,38 @@ def test_report_leaderboard_shows_training_throughput():
     column = labels.index("source tokens/s")
     texts = [row["cells"][column]["text"] for row in board["rows"]]   # rows in params order: a, b
     assert "2000" in texts[0].replace(",", "") and not any(ch.isdigit() for ch in texts[1]), texts
+
+
+# ---- training speed options ----------------------------------------------------------------------------------
+
+def test_batch_sort_target_groups_pairs_of_similar_target_length():
+    """train.batch_sort: target cuts each pool into batches by target length; absent (source) keeps today's
+    batches; every pair once an epoch either way, and the same seed draws the same batches."""
+    from types import SimpleNamespace
+
+    from attnbench.tasks import get
+    from attnbench.tasks.translation.corpus import Pair
+    task = get("translation")
+    g = torch.Generator().manual_seed(0)
+    pairs = [Pair(src=["a"] * int(s), tgt=["b"] * int(t)) for s, t in torch.randint(1, 30, (500, 2), generator=g)]
+    data = SimpleNamespace(pairs={"train": pairs}, batch=lambda split, index: list(index))
+
+    def epoch(**train):
+        return list(task.batches(data, {"train": {"batch_size": 10, **train}}, torch.Generator().manual_seed(3)))
+
+    spread = lambda batches, side: sum(max(len(getattr(pairs[i], side)) for i in b) -
+                                       min(len(getattr(pairs[i], side)) for i in b) for b in batches)
+    by_source, by_target = epoch(), epoch(batch_sort="target")
+    assert epoch(batch_sort="source") == by_source and epoch(batch_sort="target") == by_target
+    assert sorted(i for b in by_target for i in b) == list(range(500)) == sorted(i for b in by_source for i in b)
+    assert spread(by_target, "tgt") < spread(by_source, "tgt") and spread(by_source, "src") < spread(by_target, "src")
+
+
+def test_encoder_hidden_sizes_the_encoder_only():
+    model = RNNSeq2Seq(V, V, emb_dim=12, hidden=16, encoder_hidden=8, dropout=0.0, attention="general", input_feed=True)
+    assert model.encoder.hidden_size == 8 and model.memory_proj.in_features == 16 and model.decoder.hidden_size == 16
+    assert RNNSeq2Seq(V, V, emb_dim=12, hidden=16, dropout=0.0, attention="general").encoder.hidden_size == 16
+    src, src_len = _batch(2)
+    tokens, _ = model.eval().greedy(src, src_len, max_len=6)
+    logits, _ = model(src, src_len, torch.full((src.size(0), 3), BOS))
+    assert logits.shape == (src.size(0), 3, V) and tokens.size(0) == src.size(0)

@@ -209,7 +209,9 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
     resident = task.keep_on_device(data, device)
     if resident:
         log.info("%s: %.1f MB of data resident on %s", cfg["task"], resident / 2 ** 20, device)
-    optimizer = Adam(model.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
+    # train.fused_adam: torch's fused Adam kernel (optim.Adam), the same update up to float rounding; off by default
+    optimizer = Adam(model.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"],
+                     fused=True if train_cfg.get("fused_adam") else None)
     use_amp = device.type == "cuda"
 
     rows: list[dict] = []

@@ -27,14 +27,18 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 class RNNSeq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, *, emb_dim: int, hidden: int, dropout: float,
-                 attention: str, attention_options: dict | None = None, input_feed: bool = False) -> None:
+                 attention: str, attention_options: dict | None = None, input_feed: bool = False,
+                 encoder_hidden: int | None = None) -> None:
+        """`encoder_hidden`: the encoder GRU's size per direction (default `hidden`); the projections below map
+        its 2 x encoder_hidden states into the decoder's `hidden` either way."""
         super().__init__()
         self.input_feed = bool(input_feed)
         self.hidden = hidden
+        enc = int(encoder_hidden or hidden)
         self.src_emb = nn.Embedding(src_vocab, emb_dim, padding_idx=PAD)
-        self.encoder = nn.GRU(emb_dim, hidden, batch_first=True, bidirectional=True)
-        self.memory_proj = nn.Linear(2 * hidden, hidden)   # keys = values: encoder states in decoder space
-        self.init_proj = nn.Linear(2 * hidden, hidden)     # decoder's initial state from both final states
+        self.encoder = nn.GRU(emb_dim, enc, batch_first=True, bidirectional=True)
+        self.memory_proj = nn.Linear(2 * enc, hidden)   # keys = values: encoder states in decoder space
+        self.init_proj = nn.Linear(2 * enc, hidden)     # decoder's initial state from both final states
         self.tgt_emb = nn.Embedding(tgt_vocab, emb_dim, padding_idx=PAD)
         # with input feeding the GRU reads [E y_{t-1}; h~_{t-1}]
         self.decoder = nn.GRU(emb_dim + (hidden if self.input_feed else 0), hidden, batch_first=True)
@@ -52,42 +56,51 @@ class RNNSeq2Seq(nn.Module):
         h0 = torch.tanh(self.init_proj(torch.cat([h_n[0], h_n[1]], dim=-1))).unsqueeze(0)
         return memory, src != PAD, h0
 
-    def _predict(self, dec_out, memory, mask, positions):
-        context, weights = self.attention(dec_out, memory, memory, mask, positions=positions)
-        h_tilde = torch.tanh(self.combine(torch.cat([context, dec_out], dim=-1)))
-        return self.out(self.drop(h_tilde)), weights
-
     def forward(self, src, src_len, tgt_in):
         """Teacher forcing: logits [B, Tt, V] and attention weights [B, Tt, Ts]."""
+        states, weights = self.features(src, src_len, tgt_in)
+        return self.out(states), weights
+
+    def features(self, src, src_len, tgt_in):
+        """Teacher forcing up to the output layer: the attentional states h~ after dropout [B, Tt, H] (what
+        `self.out` maps to logits) and the attention weights [B, Tt, Ts]. Training applies the output layer
+        once, to the states of real target words only (Translation.loss), rather than to every padded
+        position; with input feeding it also runs once for all steps instead of once per step."""
         memory, mask, h0 = self.encode(src, src_len)
         emb = self.drop(self.tgt_emb(tgt_in))
         if self.input_feed:   # each step reads the previous one's attentional state: step through the target
             h, feed = h0, emb.new_zeros(src.size(0), self.hidden)
-            logits, weights = [], []
-            for t in range(tgt_in.size(1)):
-                lg, h, feed, w = self._feed_step(emb[:, t:t + 1], h, feed, memory, mask, t)
-                logits.append(lg)
+            states, weights = [], []
+            # split once: slicing emb per step would make backward write a zero gradient of all of emb per step
+            for t, emb_t in enumerate(emb.split(1, dim=1)):
+                h, feed, w = self._feed_state(emb_t, h, feed, memory, mask, t)
+                states.append(feed)
                 weights.append(w)
-            return torch.cat(logits, dim=1), torch.cat(weights, dim=1)
+            return torch.stack(states, dim=1), torch.cat(weights, dim=1)
         dec_out, _ = self.decoder(emb, h0)
         positions = torch.arange(tgt_in.size(1), device=src.device)
-        return self._predict(dec_out, memory, mask, positions)
+        return self._attend(dec_out, memory, mask, positions)
 
-    def _feed_step(self, emb, h, feed, memory, mask, t: int):
-        """One input-feeding step on embeddings [N, 1, E]: (logits [N, 1, V], h, h~_t after dropout [N, H], weights)."""
+    def _attend(self, dec_out, memory, mask, positions):
+        """Attentional states h~ after dropout and the weights, for decoder states dec_out [N, T, H]."""
+        context, weights = self.attention(dec_out, memory, memory, mask, positions=positions)
+        return self.drop(torch.tanh(self.combine(torch.cat([context, dec_out], dim=-1)))), weights
+
+    def _feed_state(self, emb, h, feed, memory, mask, t: int):
+        """One input-feeding step on embeddings [N, 1, E]: (h, h~_t after dropout [N, H], weights [N, 1, Ts])."""
         dec_out, h = self.decoder(torch.cat([emb, feed.unsqueeze(1)], dim=-1), h)
-        context, weights = self.attention(dec_out, memory, memory, mask, positions=torch.tensor([t], device=emb.device))
-        h_tilde = self.drop(torch.tanh(self.combine(torch.cat([context, dec_out], dim=-1))))
-        return self.out(h_tilde), h, h_tilde.squeeze(1), weights
+        h_tilde, weights = self._attend(dec_out, memory, mask, torch.tensor([t], device=emb.device))
+        return h, h_tilde.squeeze(1), weights
 
     def decode_step(self, token, h, feed, memory, mask, t: int):
         """One decoding step from the previous words token [N, 1] and state h [1, N, H] (feed [N, H]: the previous
         h~ with input feeding, else None): (logits [N, 1, V], h, feed, weights [N, 1, Ts])."""
         if self.input_feed:
-            return self._feed_step(self.tgt_emb(token), h, feed, memory, mask, t)
+            h, feed, w = self._feed_state(self.tgt_emb(token), h, feed, memory, mask, t)
+            return self.out(feed).unsqueeze(1), h, feed, w
         dec_out, h = self.decoder(self.tgt_emb(token), h)
-        logits, w = self._predict(dec_out, memory, mask, torch.tensor([t], device=token.device))
-        return logits, h, None, w
+        states, w = self._attend(dec_out, memory, mask, torch.tensor([t], device=token.device))
+        return self.out(states), h, None, w
 
     def _initial_feed(self, h):
         return h.new_zeros(h.size(1), self.hidden) if self.input_feed else None

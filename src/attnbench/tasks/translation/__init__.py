@@ -232,10 +232,19 @@ class Translation(Task):
                               f"split's longest source has {longest[split]} (with </s>); expected >= {longest[split]}")
 
     def batches(self, data: Data, cfg: dict, generator: torch.Generator):
-        """Shuffled, then length-sorted within pools of 50 batches (less padding), batch order shuffled."""
+        """Shuffled, then length-sorted within pools of 50 batches (less padding), batch order shuffled.
+
+        `train.batch_sort`: source (default) sorts by source length; target by target length, then source
+        length. The decoder steps through every position up to a batch's longest target, so on real data,
+        whose target lengths vary more for a given source length than the synthetic corpus's, sorting by
+        target wastes fewer decoder steps on padding (Multi30k En-Fr: 97% of the target positions are words
+        instead of 71%, 86% of the source positions instead of 97%)."""
         size = cfg["train"]["batch_size"]
         perm = torch.randperm(len(data.pairs["train"]), generator=generator).tolist()
-        lengths = [len(p.src) for p in data.pairs["train"]]
+        if cfg["train"].get("batch_sort", "source") == "target":
+            lengths = [(len(p.tgt), len(p.src)) for p in data.pairs["train"]]
+        else:
+            lengths = [len(p.src) for p in data.pairs["train"]]
         batches = []
         for start in range(0, len(perm), size * 50):
             pool = sorted(perm[start:start + size * 50], key=lambda i: lengths[i])
@@ -253,9 +262,18 @@ class Translation(Task):
         return batch["src_len"].sum()
 
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
+        """Mean cross-entropy over the real target words (padding excluded). The RNN's output layer, the
+        [H x V] matrix that dominates a step's cost, maps only those words' states, in one call: the mean
+        over the same positions as with the logits of every position and ignore_index=PAD."""
         b = to_device(batch, device)
-        logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), b["tgt_out"].flatten(), ignore_index=PAD)
+        if isinstance(model, RNNSeq2Seq):
+            states, _ = model.features(b["src"], b["src_len"], b["tgt_in"])
+            words = b["tgt_out"] != PAD
+            logits, gold = model.out(states[words]), b["tgt_out"][words]
+        else:
+            logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
+            logits, gold = logits.flatten(0, 1), b["tgt_out"].flatten()
+        loss = nn.functional.cross_entropy(logits.float(), gold, ignore_index=PAD)
         return loss, int(b["src"].size(0))
 
     # ---- evaluation -------------------------------------------------------------------
