@@ -228,6 +228,8 @@ MODELS = {
     "lstm": dict(encoder="lstm", pooling="last", hidden=12),
     "self_dot": dict(encoder="embedding", pooling="attention", attention="self_dot"),
     "additive": dict(encoder="embedding", pooling="attention", query="learned", attention="additive"),
+    "additive_residual": dict(encoder="embedding", pooling="attention", query="learned", attention="additive",
+                              residual=True),
     "token_location": dict(encoder="embedding", pooling="attention", attention="token_location"),
     "external": dict(encoder="embedding", pooling="attention", attention="external",
                      attention_options={"memory_size": 5}),

@@ -158,8 +158,8 @@ def test_csv_data_through_the_cli_and_bad_file(intent_params, tmp_path, monkeypa
      "tasks.intent.runs.mean-pool.model: value 'nope' is not allowed"),
     (lambda t: t["models"]["mean"].update(pooling="cls"),
      "tasks.intent.models.mean.pooling: value 'cls' is not allowed for encoder 'embedding'"),
-    (lambda t: t["models"]["query_pool"].update(residual=True),
-     "tasks.intent.models.query_pool.residual: value True is not allowed"),
+    (lambda t: t["models"]["mean"].update(residual=True),
+     "tasks.intent.models.mean.residual: value True is not allowed"),
     (lambda t: t["data"].update(source="csv", path="missing.csv"),
      "tasks.intent.data.path: file 'missing.csv' does not exist"),
 ])

@@ -49,7 +49,9 @@ class IntentClassifier(nn.Module):
             raise ValueError(f"encoder {encoder!r} with pooling {pooling!r} is not supported; "
                              f"expected one of {POOLINGS}")
         self.encoder_kind, self.pooling, self.query_kind = encoder, pooling, query
-        self.residual = bool(residual)  # self-attention pooling: average x + context (a residual block)
+        # attention pooling plus the token mean (a residual block): self-attention averages x + context,
+        # a learned query adds mean(x) to its context
+        self.residual = bool(residual)
         self.drop = nn.Dropout(dropout)
         attention_options = dict(attention_options or {})
         if encoder == "transformer":
@@ -69,9 +71,9 @@ class IntentClassifier(nn.Module):
             self.mechanism = build(mech_name, out, out, out, **mech_opts)
             if query == "learned":
                 self.query = nn.Parameter(torch.randn(out) / out ** 0.5)
-            if self.residual and (query != "self" or self.mechanism.output_dim != out):
-                raise ValueError("residual: needs self-attention pooling (query: self) with a mechanism whose "
-                                 f"output size equals its input size ({self.mechanism.output_dim} != {out})")
+            if self.residual and self.mechanism.output_dim != out:
+                raise ValueError("residual: needs a pooling mechanism whose output size equals its input size "
+                                 f"({self.mechanism.output_dim} != {out})")
             out = self.mechanism.output_dim
         self.out = nn.Linear(out, n_classes)
         self.mlm_head = None
@@ -119,6 +121,8 @@ class IntentClassifier(nn.Module):
             if self.query_kind == "learned":
                 q = self.query.expand(x.size(0), -1)
                 pooled, weights = mech(q, x, x, mask)
+                if self.residual:
+                    pooled = pooled + _masked_mean(x, mask)
             else:
                 context, w = mech(x, x, x, mask)  # self-attention: every token queries the others
                 pooled = _masked_mean(x + context if self.residual else context, mask)

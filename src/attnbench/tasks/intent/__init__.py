@@ -120,9 +120,9 @@ class Intent(Task):
             if "mlm" in opts and enc != "transformer":
                 raise ParamsError(f"{where}.mlm: masked-LM pre-training is not allowed for encoder {enc!r}; "
                                   "expected encoder: transformer")
-            if opts.get("residual") and (pool != "attention" or opts.get("query", "self") != "self"):
-                raise ParamsError(f"{where}.residual: value True is not allowed with pooling {pool!r} and query "
-                                  f"{opts.get('query', 'self')!r}; expected pooling: attention with query: self")
+            if opts.get("residual") and pool != "attention":
+                raise ParamsError(f"{where}.residual: value True is not allowed with pooling {pool!r}; "
+                                  "expected pooling: attention")
             pa = opts.get("pool_attention")
             if pa is not None and pa not in available_mechanisms():
                 raise ParamsError(f"{where}.pool_attention: value {pa!r} is not allowed; expected one of: "
