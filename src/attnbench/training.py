@@ -200,6 +200,7 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
     schedule = train_cfg.get("schedule")          # None: the optimizer keeps train.lr, as before schedules existed
     if schedule is not None:
         scheduled_lr(0, 1, train_cfg["lr"], schedule)   # a bad kind or warm-up stops here, before any work
+    metric_name = task.valid_metric_name(cfg)
     max_minutes = train_cfg.get("max_minutes")    # None: no time budget
     budget_s = None if max_minutes is None else 60.0 * float(max_minutes)
     seed_everything(seed)
@@ -235,7 +236,7 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         # checkpoints written before schedules and budgets: no schedule (its config has none), no stop recorded
         steps_done, steps_per_epoch, stopped_by = state.get("steps", 0), state.get("steps_per_epoch"), state.get("stopped_by")
         log.info("resuming %s from epoch %d (best %s so far %.4f, %.1f min used)", cfg_hash, state["epoch"],
-                 task.valid_metric, best, elapsed / 60)
+                 metric_name, best, elapsed / 60)
     needs_total = schedule_needs_total(schedule)
     if needs_total and steps_per_epoch is None:
         steps_per_epoch = task.steps_per_epoch(data, cfg)   # None: counted from the first epoch's batches
@@ -332,7 +333,7 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
             stopped_by = "time budget"
         log.info("%s seed %d epoch %d/%d%s: train loss %.4f, valid %s %.4f (best %.4f), %.1fs%s",
                  cfg["run"], seed, epoch, epochs, " (warm-up)" if epoch <= warmup else "", rows[-1]["train_loss"],
-                 task.valid_metric, metric, best, seconds, f" (cut by the time budget after {step} steps)" if cut else "")
+                 metric_name, metric, best, seconds, f" (cut by the time budget after {step} steps)" if cut else "")
         aio.torch_save({
             "config_hash": cfg_hash, "config": cfg, "epoch": epoch, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "rows": rows, "best": best,
@@ -340,7 +341,7 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
             "steps": steps_done, "steps_per_epoch": steps_per_epoch, "stopped_by": stopped_by,
         }, state_path)
         if stopped_by == "patience":
-            log.info("early stop after epoch %d: no %s improvement for %d epochs", epoch, task.valid_metric, bad_epochs)
+            log.info("early stop after epoch %d: no %s improvement for %d epochs", epoch, metric_name, bad_epochs)
         elif stopped_by == "time budget":
             log.info("stopped after epoch %d: the time budget of %s min is spent (%.2f min used)", epoch, max_minutes,
                      elapsed / 60)
@@ -354,7 +355,8 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
         best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
         best_epoch, best = rows[-1]["epoch"], rows[-1]["valid_metric"]
     model.load_state_dict(best_state)
-    extra = {"stopped_by": stopped_by, "max_minutes": max_minutes, "train_minutes": round(elapsed / 60, 3)}
+    extra = {"valid_metric": metric_name, "stopped_by": stopped_by, "max_minutes": max_minutes,
+             "train_minutes": round(elapsed / 60, 3)}
     rates = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s") is not None]
     if rates:
         extra["tokens_per_s"] = round(sum(rates) / len(rates), 1)   # the mean of the epochs' rates

@@ -84,6 +84,11 @@ class Task:
         """Mean loss of a batch and the number of examples (or tokens) it covers."""
         raise NotImplementedError
 
+    def valid_metric_name(self, cfg: dict) -> str:
+        """The name of what `validate` returns for this run (the logs and train_info.json give it); a task
+        whose runs may pick their validation metric overrides it. Default: `valid_metric`."""
+        return self.valid_metric
+
     @torch.no_grad()
     def validate(self, model: nn.Module, data: Any, cfg: dict, device: torch.device) -> float:
         """The early-stopping metric on the validation split (higher is better)."""

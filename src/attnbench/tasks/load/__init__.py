@@ -78,6 +78,30 @@ def window_origins(start: int, end: int, window: int, horizon: int, usable: np.n
     return candidates[ok].astype(np.int64), int((~ok).sum())
 
 
+VALID_METRICS = ("mape", "mse", "mae")
+
+
+def validation_settings(cfg: dict) -> tuple[str, int | None]:
+    """(metric, windows) of `train.validation`; absent: ("mape", None), every validation window's MAPE."""
+    v = cfg.get("train", {}).get("validation") or {}
+    windows = v.get("windows", "all")
+    return v.get("metric", "mape"), None if windows == "all" else int(windows)
+
+
+def hourly_subsample(origins: np.ndarray, hours: np.ndarray, n: int) -> np.ndarray:
+    """A fixed subsample of `origins` covering every hour of the day: n // 24 origins (all of them when
+    an hour has fewer) at each hour `hours` names, evenly spaced in time. No random draw: the same
+    windows every epoch, run and seed."""
+    per_hour = max(1, n // 24)
+    keep = []
+    for h in range(24):
+        at = origins[hours == h]
+        if len(at) > per_hour:
+            at = at[np.round(np.linspace(0, len(at) - 1, per_hour)).astype(np.int64)]
+        keep.append(at)
+    return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
 class Data:
     """The prepared series as tensors, the split origins and the gold anomaly positions."""
 
@@ -125,6 +149,12 @@ class Data:
         phase["test"] = self.first_at(int(cfg["eval"].get("origin_hour", 0)))
         self.origins = {s: window_origins(*bounds[s], self.window, self.horizon, usable, stride[s], phase[s])[0]
                         for s in SPLITS}
+        # the windows validation scores (train.validation.windows): every one, or a fixed subsample by hour of day
+        self.valid_metric, valid_windows = validation_settings(cfg)
+        self.valid_origins = self.origins["valid"]
+        if valid_windows is not None and valid_windows < len(self.valid_origins):
+            hours = np.asarray(self.time[self.valid_origins].hour)
+            self.valid_origins = hourly_subsample(self.valid_origins, hours, valid_windows)
         every = window_origins(*bounds["test"], self.window, self.horizon, usable)[0]
         at_midnight = (self.time[every].hour == 0) & (self.time[every].minute == 0)
         self.day_origins = every[np.asarray(at_midnight, dtype=bool)]          # day-ahead forecasts
@@ -340,20 +370,19 @@ class LoadForecasting(Task):
     def _fit_linear(self, model: RidgeForecaster | DLinearForecaster, data: Data, cfg: dict, features) -> None:
         """scikit-learn Ridge on the model's design `features(x, z)` (ridge: [load window; observed-only
         features' windows; known features at the target steps]; dlinear: [trend; remainder] of the load
-        window), one output per horizon step; alpha chosen on the validation MAPE."""
+        window), one output per horizon step; alpha chosen on the validation error (train.validation)."""
         from sklearn.linear_model import Ridge
 
-        def design(split):
-            x, z, y = data.windows(data.origins[split])
+        def design(origins):
+            x, z, y = data.windows(origins)
             return features(x, z).double().numpy(), y.double().numpy()
 
-        xt, yt = design("train")
-        xv, yv = design("valid")
+        xt, yt = design(data.origins["train"])
+        xv, yv = design(data.valid_origins)
         best = None
         for alpha in cfg["model_options"]["alphas"]:
             reg = Ridge(alpha=float(alpha), solver="cholesky").fit(xt, yt)
-            pred = data.unscale(reg.predict(xv))
-            score = forecast_scores(data.unscale(yv), pred, data.valid_floor, per_step=False)["mape"]
+            score = self.valid_error(data, data.unscale(yv), data.unscale(reg.predict(xv)))
             if best is None or score < best[0]:
                 best = (score, float(alpha), reg)
         _, alpha, reg = best
@@ -414,10 +443,23 @@ class LoadForecasting(Task):
         out = {k: np.concatenate(v) for k, v in extras.items() if v}
         return np.concatenate(preds), np.concatenate(actual), out
 
+    def valid_metric_name(self, cfg: dict) -> str:
+        metric, windows = validation_settings(cfg)
+        return f"valid_neg_{metric}" if windows is None else f"valid_neg_{metric}_{windows}_windows"
+
     @torch.no_grad()
     def validate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device) -> float:
-        pred, actual, _ = self.predict(model, data, data.origins["valid"], device)
-        return -forecast_scores(actual, pred, data.valid_floor, per_step=False)["mape"]
+        pred, actual, _ = self.predict(model, data, data.valid_origins, device)
+        return -self.valid_error(data, actual, pred)
+
+    @staticmethod
+    def valid_error(data: Data, actual: np.ndarray, pred: np.ndarray) -> float:
+        """The validation error (train.validation.metric) of raw-unit forecasts: MAPE (%, the fixed guard
+        VALID_MAPE_FLOOR), or the MSE / MAE of the standardised target (mse: the loss the networks train on)."""
+        if data.valid_metric == "mape":
+            return float(forecast_scores(actual, pred, data.valid_floor, per_step=False)["mape"])
+        err = (np.asarray(pred, dtype=np.float64) - actual) / data.scale
+        return float(np.mean(err ** 2) if data.valid_metric == "mse" else np.mean(np.abs(err)))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device, out_dir: Path) -> dict:
