@@ -357,9 +357,11 @@ def fit(task: Task, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device
     model.load_state_dict(best_state)
     extra = {"valid_metric": metric_name, "stopped_by": stopped_by, "max_minutes": max_minutes,
              "train_minutes": round(elapsed / 60, 3)}
-    rates = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s") is not None]
-    if rates:
-        extra["tokens_per_s"] = round(sum(rates) / len(rates), 1)   # the mean of the epochs' rates
+    timed = [(r["tokens_per_s"], r["seconds"]) for r in rows if r.get("tokens_per_s") is not None]
+    if timed:   # all epochs' tokens over all their seconds: a budget-cut last epoch weighs what it lasted
+        extra["tokens_per_s"] = round(sum(rate * sec for rate, sec in timed) / max(sum(sec for _, sec in timed), 1e-9), 1)
+    if device.type == "cuda":   # the training process's peak, every epoch and validation included
+        extra["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return save_trained(model, cfg, run_dir, rows, device=device, best_epoch=best_epoch, best_valid=best,
                         train_seconds=elapsed, extra=extra)
 
