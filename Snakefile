@@ -5,6 +5,8 @@
 #   snakemake --profile workflow/profiles/slurm    # the same DAG on a SLURM cluster
 #
 # Every rule calls the `attnbench` CLI; no task logic lives here.
+from glob import glob
+
 from snakemake.utils import min_version
 
 min_version("9.0")

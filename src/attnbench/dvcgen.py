@@ -106,7 +106,8 @@ def stages(params: dict, root: Path = REPO_ROOT) -> dict:
     }
     out["report"] = {
         "cmd": "attnbench report",
-        "deps": core + report + ["data/summary", "data/results", "reports/notebooks", "data/bench/attention.csv"],
+        "deps": core + report + ["data/summary", "data/results", "reports/notebooks", "data/bench/attention.csv",
+                                  "benchmarks/results"],
         "outs": ["reports/index.html"],
     }
     return out

@@ -108,6 +108,7 @@ rule report:
         [f"reports/notebooks/{t}/{d}.html" for t, d in SLOTS],
         [f for t, d in SLOTS for f in run_files(t, d, ("attention.npz", "samples.jsonl"))],
         "data/bench/attention.csv",
+        glob("benchmarks/results/*/summary.json"),  # benchmarks/gpu.sh's committed CPU/GPU figures
     output:
         "reports/index.html",
     threads: _every_core()  # the last step: its task sections are drawn side by side, one process per core

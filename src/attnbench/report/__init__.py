@@ -170,13 +170,14 @@ def render_report(params: dict, out_path: Path, workers: int = 1) -> None:
     out_path = Path(out_path)
     t0 = time.perf_counter()
     sections = _sections(params, out_path.parent, workers)
-    from . import overview, performance, throughput
+    from . import hardware, overview, performance, throughput
 
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
     html = environment().get_template("index.html.j2").render(
         run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections),
-        performance=performance.context(params, out_path.parent), throughput=throughput.context(params))
+        performance=performance.context(params, out_path.parent), throughput=throughput.context(params),
+        hardware=hardware.context(out_path.parent))
     aio.write_text(out_path, html)
     log.info("wrote %s (%.0f kB) in %.1fs with %d worker(s)", out_path, len(html.encode()) / 1024,
              time.perf_counter() - t0, max(1, min(workers, len(params["tasks"]))))
