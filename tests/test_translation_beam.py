@@ -414,3 +414,12 @@ def test_encoder_hidden_sizes_the_encoder_only():
     tokens, _ = model.eval().greedy(src, src_len, max_len=6)
     logits, _ = model(src, src_len, torch.full((src.size(0), 3), BOS))
     assert logits.shape == (src.size(0), 3, V) and tokens.size(0) == src.size(0)
+
+
+def test_param_init_draws_every_parameter_uniformly_and_keeps_padding_zero():
+    torch.manual_seed(0)
+    model = RNNSeq2Seq(V, V, emb_dim=12, hidden=16, dropout=0.0, attention="general", input_feed=True, param_init=0.1)
+    assert all(p.abs().max() <= 0.1 for p in model.parameters())
+    assert model.src_emb.weight[0].abs().sum() == 0 and model.tgt_emb.weight[0].abs().sum() == 0
+    default = RNNSeq2Seq(V, V, emb_dim=12, hidden=16, dropout=0.0, attention="general", input_feed=True)
+    assert default.src_emb.weight.abs().max() > 0.1   # torch's N(0, 1) embeddings: the option changes something

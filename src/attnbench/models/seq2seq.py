@@ -28,9 +28,11 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 class RNNSeq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, *, emb_dim: int, hidden: int, dropout: float,
                  attention: str, attention_options: dict | None = None, input_feed: bool = False,
-                 encoder_hidden: int | None = None) -> None:
+                 encoder_hidden: int | None = None, param_init: float = 0.0) -> None:
         """`encoder_hidden`: the encoder GRU's size per direction (default `hidden`); the projections below map
-        its 2 x encoder_hidden states into the decoder's `hidden` either way."""
+        its 2 x encoder_hidden states into the decoder's `hidden` either way. `param_init` > 0: every parameter
+        drawn from U(-param_init, param_init), as OpenNMT-py's `param_init` (0: torch's per-layer defaults,
+        N(0, 1) embeddings among them)."""
         super().__init__()
         self.input_feed = bool(input_feed)
         self.hidden = hidden
@@ -46,6 +48,12 @@ class RNNSeq2Seq(nn.Module):
         self.combine = nn.Linear(hidden + self.attention.output_dim, hidden)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, tgt_vocab)
+        if param_init > 0:
+            for p in self.parameters():
+                nn.init.uniform_(p, -param_init, param_init)
+            with torch.no_grad():   # padding embeds to zeros, as nn.Embedding's padding_idx promises
+                self.src_emb.weight[PAD].zero_()
+                self.tgt_emb.weight[PAD].zero_()
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor):
         emb = self.drop(self.src_emb(src))
