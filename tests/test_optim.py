@@ -28,11 +28,12 @@ def _steps(model, opt, start: int, stop: int) -> None:
         opt.step()
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_same_parameters_as_torch_adam_step_by_step(weight_decay):
+@pytest.mark.parametrize("weight_decay,fused", [(0.0, False), (0.01, False), (0.0, True)])
+def test_same_parameters_as_torch_adam_step_by_step(weight_decay, fused):
+    """fused=True: torch.optim.Adam(fused=True)'s parameters (the same kernel)."""
     ours, theirs = _model(), _model()
-    opt_ours = Adam(ours.parameters(), lr=0.01, weight_decay=weight_decay)
-    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=0.01, weight_decay=weight_decay)
+    opt_ours = Adam(ours.parameters(), lr=0.01, weight_decay=weight_decay, fused=fused)
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=0.01, weight_decay=weight_decay, fused=fused)
     for step in range(7):
         _steps(ours, opt_ours, step, step + 1)
         _steps(theirs, opt_theirs, step, step + 1)
@@ -89,16 +90,14 @@ def test_a_training_job_does_not_import_torch_dynamo(tmp_path):
     assert (work / "data/results/translation/synthetic/rnn-additive/seed0/model.pt").is_file()
 
 
-def test_fused_matches_torch_fused_adam_and_resumes():
-    """fused=True: torch.optim.Adam(fused=True)'s parameters step by step (the same kernel), and its state saves
-    and loads like the default's."""
+def test_fused_state_saves_and_resumes():
+    """fused=True: the state saves and loads like the default's, and the resumed run stays on torch's fused Adam."""
     ours, theirs = _model(), _model()
     opt_ours = Adam(ours.parameters(), lr=0.01, fused=True)
     opt_theirs = torch.optim.Adam(theirs.parameters(), lr=0.01, fused=True)
     for step in range(5):
         _steps(ours, opt_ours, step, step + 1)
         _steps(theirs, opt_theirs, step, step + 1)
-        assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters())), step
     again = Adam(ours.parameters(), lr=0.01, fused=True)
     again.load_state_dict(opt_ours.state_dict())
     _steps(ours, again, 5, 6)
