@@ -79,9 +79,11 @@ class RNNSeq2Seq(nn.Module):
         if self.input_feed:   # each step reads the previous one's attentional state: step through the target
             h, feed = h0, emb.new_zeros(src.size(0), self.hidden)
             states, weights = [], []
-            # split once: slicing emb per step would make backward write a zero gradient of all of emb per step
-            for t, emb_t in enumerate(emb.split(1, dim=1)):
-                h, feed, w = self._feed_state(emb_t, h, feed, memory, mask, t)
+            # split once: slicing emb per step would make backward write a zero gradient of all of emb per step;
+            # the steps' positions too, rather than a new tensor per step
+            steps = torch.arange(tgt_in.size(1), device=src.device).split(1)
+            for emb_t, position in zip(emb.split(1, dim=1), steps):
+                h, feed, w = self._feed_state(emb_t, h, feed, memory, mask, position)
                 states.append(feed)
                 weights.append(w)
             return torch.stack(states, dim=1), torch.cat(weights, dim=1)
@@ -94,17 +96,19 @@ class RNNSeq2Seq(nn.Module):
         context, weights = self.attention(dec_out, memory, memory, mask, positions=positions)
         return self.drop(torch.tanh(self.combine(torch.cat([context, dec_out], dim=-1)))), weights
 
-    def _feed_state(self, emb, h, feed, memory, mask, t: int):
-        """One input-feeding step on embeddings [N, 1, E]: (h, h~_t after dropout [N, H], weights [N, 1, Ts])."""
+    def _feed_state(self, emb, h, feed, memory, mask, position: torch.Tensor):
+        """One input-feeding step on embeddings [N, 1, E] at `position` ([1]): (h, h~_t after dropout [N, H],
+        weights [N, 1, Ts])."""
         dec_out, h = self.decoder(torch.cat([emb, feed.unsqueeze(1)], dim=-1), h)
-        h_tilde, weights = self._attend(dec_out, memory, mask, torch.tensor([t], device=emb.device))
+        h_tilde, weights = self._attend(dec_out, memory, mask, position)
         return h, h_tilde.squeeze(1), weights
 
     def decode_step(self, token, h, feed, memory, mask, t: int):
         """One decoding step from the previous words token [N, 1] and state h [1, N, H] (feed [N, H]: the previous
         h~ with input feeding, else None): (logits [N, 1, V], h, feed, weights [N, 1, Ts])."""
         if self.input_feed:
-            h, feed, w = self._feed_state(self.tgt_emb(token), h, feed, memory, mask, t)
+            h, feed, w = self._feed_state(self.tgt_emb(token), h, feed, memory, mask,
+                                          torch.tensor([t], device=token.device))
             return self.out(feed).unsqueeze(1), h, feed, w
         dec_out, h = self.decoder(self.tgt_emb(token), h)
         states, w = self._attend(dec_out, memory, mask, torch.tensor([t], device=token.device))

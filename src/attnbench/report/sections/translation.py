@@ -73,8 +73,8 @@ def _leaderboard(runs: list[dict], best: dict | None, beam_sizes: list[int] = ()
                ("exact match", "share of test sentences translated exactly", True),
                ("parameters", "trainable parameters", True),
                ("training time (s)", "training loop wall time from train_info.json", True),
-               ("source tokens/s", "training throughput: source tokens (padding excluded) per second of the "
-                                   "training loop, validation included (train_info.json)", True)]
+               ("source tokens/s", "training throughput: source tokens (padding excluded, each sentence's </s> "
+                                   "counted) per second of the training loop, validation included (train_info.json)", True)]
 
     def cells(r):
         beam_cells = [column_cell(r["ok"], "bleu_beam", 2), column_cell(r["ok"], "chrf_beam", 2)] if beam_sizes else []
