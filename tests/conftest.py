@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PIPELINE_FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "src")
+PIPELINE_FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "src", "benchmarks/results")
 
 
 OUTPUT_DIRS = ("data/raw", "data/prepared", "data/results", "data/summary", "reports")
