@@ -6,9 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
 SCALE ?=
+SEEDS ?=
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
-SCALE_ARG := $(if $(SCALE),--config scale=$(SCALE),)
+comma := ,
+empty :=
+space := $(empty) $(empty)
+CONFIG_ARG := $(strip $(if $(SCALE),scale=$(SCALE),) $(if $(SEEDS),seeds=[$(subst $(space),$(comma),$(strip $(SEEDS)))],))
+SCALE_ARG := $(if $(CONFIG_ARG),--config $(CONFIG_ARG),)
 
 .PHONY: setup report smoke test browser slurm dvc-repro clean help
 
@@ -25,7 +30,7 @@ $(BIN)/attnbench: requirements.txt pyproject.toml
 
 setup: $(BIN)/attnbench  ## create .venv with the exact pins of requirements.txt
 
-report: setup  ## run the pipeline (params.yaml; SCALE=smoke|default|full, CORES=N) -> reports/index.html
+report: setup  ## run the pipeline (params.yaml; SCALE=smoke|default|full, SEEDS="0 1 2", CORES=N) -> reports/index.html
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SCALE_ARG)
 	@echo "report: $(abspath reports/index.html)"
 

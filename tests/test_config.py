@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attnbench import cli
-from attnbench.config import ParamsError, load_params, resolve_run, run_list
+from attnbench.config import ParamsError, load_params, resolve_run, retype_like, run_list
 
 from .conftest import ROOT, write_params
 
@@ -129,3 +129,13 @@ def test_shipped_params_are_valid_and_resolve(params):
     assert cfg["attention"] == "local_p" and cfg["size"] == params["tasks"]["translation"]["scales"][params["scale"]]
     with pytest.raises(ParamsError, match="no run named 'rnn-nope'"):
         resolve_run(checked, "translation", "rnn-nope", 0)
+
+
+def test_command_line_strings_take_the_types_of_params_yaml():
+    like = {"seeds": [0], "scale": "default", "tasks": {"load": {"datasets": ["synthetic"], "train": {"lr": 0.001}}}}
+    given = {"seeds": ["0", "1", "2"], "scale": "smoke",
+             "tasks": {"load": {"datasets": ["synthetic", "etth2"], "train": {"lr": "0.01"}}, "new": {"x": "3"}}}
+    assert retype_like(given, like) == {"seeds": [0, 1, 2], "scale": "smoke",
+                                        "tasks": {"load": {"datasets": ["synthetic", "etth2"], "train": {"lr": 0.01}},
+                                                  "new": {"x": "3"}}}
+    assert retype_like({"seeds": ["0", "[unclosed"]}, like) == {"seeds": [0, "[unclosed"]}

@@ -45,6 +45,14 @@ def _snakemake_jobs(workdir: Path) -> list[tuple[str, str]]:
     return jobs
 
 
+def test_seeds_given_on_the_snakemake_command_line_multiply_the_runs(tmp_path):
+    """`make report SEEDS="0 1 2"` passes `--config seeds=[0,1,2]`, whose items Snakemake hands over as strings."""
+    work = _smoke(tmp_path / "w")
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--dry-run", "--config", "seeds=[0,1,2]"], work).stdout
+    trained = set(re.findall(r"data/results/intent/synthetic/mean-pool/seed(\d+)/model\.pt", out))
+    assert trained == {"0", "1", "2"}, out[-2000:]
+
+
 def test_snakemake_smoke_pipeline_produces_the_report_and_every_metrics_file(snakemake_run):
     workdir, _ = snakemake_run
     files = pipeline_outputs(workdir)

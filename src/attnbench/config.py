@@ -257,6 +257,22 @@ def for_dataset(params: dict, task: str, dataset: str) -> dict:
     return {**params, "tasks": {**params["tasks"], task: dataset_section(params, task, dataset)}, "dataset": dataset}
 
 
+def retype_like(value: Any, like: Any) -> Any:
+    """`value` with every string leaf parsed as YAML where `like` (params.yaml's value at the same place)
+    is not a string: Snakemake's `--config` hands over `seeds=[0,1,2]` as the strings '0', '1', '2'."""
+    if isinstance(value, dict):
+        return {k: retype_like(v, like.get(k) if isinstance(like, dict) else None) for k, v in value.items()}
+    if isinstance(value, list):
+        item = like[0] if isinstance(like, list) and like else None
+        return [retype_like(v, item) for v in value]
+    if isinstance(value, str) and like is not None and not isinstance(like, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value   # left as given: validation names the key and what it expected
+    return value
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """'key.path=value' with value parsed as YAML (so 3, 0.1, true, [0, 1] keep their types)."""
     if "=" not in text:

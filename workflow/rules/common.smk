@@ -8,11 +8,15 @@ import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from attnbench import paths, schedule
-from attnbench.config import (ParamsError, dataset_names, dataset_options, dataset_section, resolve_run, run_list,
-                              training_config, validate)
+from attnbench.config import (ParamsError, dataset_names, dataset_options, dataset_section, resolve_run,
+                              retype_like, run_list, training_config, validate)
+
+with open("params.yaml") as _fh:
+    _FILE = yaml.safe_load(_fh)
 
 try:
-    PARAMS = validate(json.loads(json.dumps(config)), origin="params.yaml (with --config overrides)")
+    PARAMS = validate(retype_like(json.loads(json.dumps(config)), _FILE),
+                      origin="params.yaml (with --config overrides)")
 except ParamsError as exc:
     sys.exit(f"attnbench: error: {exc}")
 
@@ -27,8 +31,7 @@ def _overrides(base, effective, prefix=""):
             yield f"--set {shlex.quote(prefix + key + '=' + json.dumps(b))}"
 
 
-with open("params.yaml") as _fh:
-    CLI = " ".join(["attnbench", *_overrides(yaml.safe_load(_fh), PARAMS)])
+CLI = " ".join(["attnbench", *_overrides(_FILE, PARAMS)])
 
 
 def _uses_gpu():
