@@ -5,17 +5,15 @@ metrics); nothing here is typed in.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 
 from .. import tasks
 from . import aggregate as agg
+from .noise import NO_ESTIMATE, noise_test, within_noise
 from .sections import finite, fmt
 
-ALPHA = 0.05
 VERDICTS = {  # the sections' wording -> the report's verdict vocabulary
     "supported": ("reproduced", "good"),
     "partly supported": ("partly reproduced", "mid"),
@@ -31,17 +29,6 @@ def _task_meta(task: str) -> tuple[str, bool]:
     except KeyError:
         return "", True
     return t.headline, getattr(t, "higher_is_better", True)
-
-
-def _within_noise(best: list[float], other: list[float]) -> bool | None:
-    """Welch's t-test over seeds: True when the difference to the best is not significant at ALPHA;
-    None when either side has fewer than two seeds (no noise estimate)."""
-    if len(best) < 2 or len(other) < 2:
-        return None
-    if all(v == best[0] for v in best + other):
-        return True
-    p = stats.ttest_ind(best, other, equal_var=False).pvalue
-    return bool(math.isnan(p) or p > ALPHA)
 
 
 def matrix(params: dict) -> dict:
@@ -80,7 +67,7 @@ def matrix(params: dict) -> dict:
         for mech, run in best_by_mech.items():
             values = per_run[run][1]
             std = pd.Series(values).std() if len(values) > 1 else None
-            tie = None if run == best_run else _within_noise(per_run[best_run][1], values)
+            tie = None if run == best_run else within_noise(per_run[best_run][1], values)
             cells[(mech, key)] = {
                 "text": fmt(mean[run]) + (f" ± {fmt(std)}" if std is not None else ""),
                 "sort": f"{mean[run]:.6g}", "run": run, "best": run == best_run, "tie": bool(tie), "seeds": len(values),
@@ -88,8 +75,7 @@ def matrix(params: dict) -> dict:
         columns.append(column)
     mechanisms = sorted({m for m, _ in cells}, key=lambda m: (m != "none", m))
     rows = [{"mechanism": m, "cells": [cells.get((m, c["key"])) for c in columns]} for m in mechanisms]
-    test = (f"Welch's t-test over seeds, α = {ALPHA}" if multi_seed else
-            "one seed per run, so no noise estimate: run several seeds (params.yaml `seeds`) to mark ties")
+    test = noise_test(True) if multi_seed else f"{NO_ESTIMATE}: run several seeds (params.yaml `seeds`) to mark ties"
     return {"columns": columns, "rows": rows, "noise_test": test}
 
 
