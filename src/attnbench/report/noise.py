@@ -50,7 +50,7 @@ def _p_text(p: float) -> str:
 
 def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool = True, digits: int = 3) -> dict[str, Any]:
     """a against b (each one value per seed): diff (mean a − mean b), n_a, n_b, p (Welch, None without a
-    noise estimate), noise (whether there is one), outcome ('ahead' / 'behind' for a, or 'tie': not
+    noise estimate), noise (whether there is one), p_text ('p = 0.03'), outcome ('ahead' / 'behind' for a, or 'tie': not
     significant at ALPHA, or identical values), and texts: diff_text ('+0.012'), test_text ('Welch p =
     0.03, 3 vs 3 seeds' or 'one seed: no noise estimate') and text (both, ': within noise' on a tie).
     With fewer than two seeds on a side the means decide (equal means: a tie)."""
@@ -73,7 +73,7 @@ def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool = Tru
         test_text = f"{len(a)} vs {len(b)} seeds: no noise estimate"
     text = f"{diff_text}, {test_text}" + (": within noise" if outcome == "tie" and p is not None else "")
     return {"diff": diff, "n_a": len(a), "n_b": len(b), "p": p, "noise": p is not None, "outcome": outcome,
-            "diff_text": diff_text, "test_text": test_text, "text": text}
+            "p_text": None if p is None else _p_text(p), "diff_text": diff_text, "test_text": test_text, "text": text}
 
 
 def values(run: dict, metric: str, scale: float = 1.0) -> list[float]:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ... import paths
 from .. import aggregate as agg
-from .. import plots
+from .. import noise, plots
 from . import (LEAD_COLUMNS, attention_exports, base_context, best_run, cell, claim, collect_runs, column_cell, curves,
                finite, first_int, int_cell, lead_cells, leaderboard, read_jsonl, results_context, run_file)
 
@@ -135,24 +135,37 @@ def _claims(runs: list[dict], baseline: dict | None, margins: dict) -> list[dict
     elif _too_weak([baseline, *rnn_att]):
         out.append(_claim("C1", "inconclusive", _weak_text([baseline, *rnn_att])))
     else:
-        wins = sum(r["mean"]["bleu"] > baseline["mean"]["bleu"] for r in rnn_att)
+        tests = [noise.compare_runs(r, baseline, "bleu", digits=2) for r in rnn_att]
+        held = [noise.holds(c) for c in tests]
+        wins = held.count(True)
         median_gain = statistics.median(r["mean"]["bleu"] - baseline["mean"]["bleu"] for r in rnn_att)
         rows = [m for m in margins["rows"] if m["run"] in {r["run"] for r in rnn_att}
                 and m["m_short"] is not None and m["m_long"] is not None]
-        evidence = (f"{wins} of {len(rnn_att)} RNN attention runs beat {baseline['run']} "
-                    f"(median gain {median_gain:+.2f} BLEU)")
-        beats = median_gain > 0
+        beats: bool | None = median_gain > 0
+        if any(c["noise"] for c in tests):
+            # with seeds, attention beats the fixed context when most attention runs lead it beyond seed noise
+            # (Welch's t-test); when that fails but no half trails it beyond noise, it is a tie
+            ties = held.count(None)
+            evidence = (f"{wins} of {len(rnn_att)} RNN attention runs beat {baseline['run']} beyond seed noise"
+                        + (f", {ties} within noise" if ties else "") + " (Welch's t-test: "
+                        + ", ".join(f"{r['run']} {c['p_text']}" for r, c in zip(rnn_att, tests) if c["noise"])
+                        + f"; median gain {median_gain:+.2f} BLEU)")
+            behind = sum(c["outcome"] == "behind" for c in tests)
+            beats = True if beats and 2 * wins > len(tests) else (False if 2 * behind >= len(tests) else None)
+        else:
+            evidence = (f"{wins} of {len(rnn_att)} RNN attention runs beat {baseline['run']} "
+                        f"(median gain {median_gain:+.2f} BLEU)")
         if rows and margins["short"] != margins["long"]:
             s = statistics.median(m["m_short"] for m in rows)
             lg = statistics.median(m["m_long"] for m in rows)
             evidence += (f"; median margin {s:+.2f} BLEU on {margins['short']}-token sources vs {lg:+.2f} on "
                          f"{margins['long']}-token sources")
             grows = lg > s
-            verdict = "supported" if beats and grows else ("partly supported" if beats or grows else "not supported")
+            verdict = noise.verdict([beats, grows])
         else:
             evidence += "; only one length bucket has test sentences, so the growth with length is not measurable"
-            verdict = "partly supported" if beats else "not supported"
-        out.append(_claim("C1", verdict, evidence))
+            verdict = noise.verdict([beats], can_support=False)
+        out.append(_claim("C1", verdict, evidence + noise.one_seed_note(tests)))
 
     # C2: local_p best among general/dot/concat/local_p, concat weakest
     variants = [a for a in ("local_p", "general", "dot", "concat") if a in by_attention]
@@ -166,10 +179,20 @@ def _claims(runs: list[dict], baseline: dict | None, margins: dict) -> list[dict
         ranked = sorted(variants, key=lambda a: -by_attention[a]["mean"]["bleu"])
         score = {a: by_attention[a]["mean"]["bleu"] for a in variants}
         evidence = "ranking by BLEU: " + ", ".join(f"{a} {score[a]:.2f}" for a in ranked)
-        top = ranked[0] == "local_p" and score["local_p"] > score[ranked[1]]       # ties are no win
-        weak = ranked[-1] == "concat" and score["concat"] < score[ranked[-2]]
-        verdict = "supported" if top and weak else ("partly supported" if top or weak else "not supported")
-        out.append(_claim("C2", verdict, evidence))
+        # local_p best: ahead of every other variant, concat weakest: behind every other one, each beyond seed
+        # noise (Welch's t-test; one seed: the means decide, ties are no win); within noise of one is a tie
+        parts: dict[str, bool | None] = {"local_p": False, "concat": False}
+        tests = []
+        for name in [v for v in parts if v in variants]:
+            mine = {a: noise.compare_runs(by_attention[name], by_attention[a], "bleu",
+                                          higher_is_better=name == "local_p", digits=2) for a in variants if a != name}
+            tests += mine.values()
+            parts[name] = _all_hold([noise.holds(c) for c in mine.values()])
+            tied = [a for a, c in mine.items() if noise.holds(c) is None]
+            if tied:
+                evidence += (f"; {name} within noise of " + ", ".join(f"{a} ({mine[a]['test_text']})" for a in tied))
+        verdict = noise.verdict([parts["local_p"], parts["concat"]])
+        out.append(_claim("C2", verdict, evidence + noise.one_seed_note(tests)))
 
     # C3: Transformer vs the best RNN run, BLEU and training time
     trans = [r for r in runs if r["model"] == "transformer" and finite(r["mean"]["bleu"])]
@@ -184,14 +207,28 @@ def _claims(runs: list[dict], baseline: dict | None, margins: dict) -> list[dict
         tol = max(1.0, (t["bleu"]["std"] or 0.0) + (b["bleu"]["std"] or 0.0))
         diff = t["mean"]["bleu"] - b["mean"]["bleu"]
         tt, bt = t["mean"]["train_seconds"], b["mean"]["train_seconds"]
-        evidence = f"{t['run']} {t['mean']['bleu']:.2f} BLEU vs best RNN run {b['run']} {b['mean']['bleu']:.2f} ({diff:+.2f})"
+        test = noise.compare_runs(t, b, "bleu", digits=2)
+        evidence = (f"{t['run']} {t['mean']['bleu']:.2f} BLEU vs best RNN run {b['run']} {b['mean']['bleu']:.2f} "
+                    f"({diff:+.2f}{noise.paren(test)})")
         if finite(tt) and finite(bt):
             evidence += f"; training time {tt:.1f} s vs {bt:.1f} s"
-        matches = diff >= -tol
+        # matches within the tolerance; a larger gap refutes it only beyond seed noise (Welch's t-test), a gap
+        # within noise is a tie: inconclusive
+        matches = True if diff >= -tol else noise.holds(test)   # diff < 0 here: False (behind) or None (a tie)
         cheaper = finite(tt) and finite(bt) and tt <= 1.25 * bt
-        verdict = "supported" if matches and cheaper else ("partly supported" if matches else "not supported")
-        out.append(_claim("C3", verdict, evidence))
+        if matches is None:
+            verdict = "inconclusive"
+        else:
+            verdict = "supported" if matches and cheaper else ("partly supported" if matches else "not supported")
+        out.append(_claim("C3", verdict, evidence + noise.one_seed_note([test])))
     return out
+
+
+def _all_hold(parts: list[bool | None]) -> bool | None:
+    """True when every part holds, False when one fails, else None (within noise)."""
+    if all(p is True for p in parts):
+        return True
+    return False if any(p is False for p in parts) else None
 
 
 def _too_weak(runs: list[dict]) -> bool:
