@@ -15,7 +15,7 @@ import pandas as pd
 
 from ... import paths
 from .. import aggregate as agg
-from .. import plots, plots_captioning
+from .. import noise, plots, plots_captioning
 from . import base_context, collect_runs, curves, finite, load_npz, read_manifest, results_context, run_file
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
@@ -99,7 +99,9 @@ def _claim(verdict: str, evidence: str) -> dict:
 
 def _claims(runs: list[dict]) -> list[dict]:
     """C4 from the BLEU-4 of the best run of each kind: supported when soft and hard both beat none, partly
-    when one does, not supported when neither; the hard-vs-soft ordering is reported in the evidence."""
+    when one does, not supported when neither; a win is a lead beyond seed noise (Welch's t-test over seeds,
+    `noise.compare`; with one seed the means decide), and a gap within noise is a tie: no win, no loss
+    (inconclusive when nothing else decides). The hard-vs-soft ordering is reported in the evidence."""
     none, soft, hard = _best(runs, "none"), _best(runs, "soft"), _best(runs, "hard")
     attended = [r for r in (soft, hard) if r is not None]
     if none is None or not attended:
@@ -110,17 +112,22 @@ def _claims(runs: list[dict]) -> list[dict]:
         return [_claim("inconclusive", f"every compared run is below BLEU-4 {MIN_BLEU:g} (best "
                                        f"{max(r['mean']['bleu4'] for r in compared):.2f}): too little training to rank them "
                                        "(smoke scale?)")]
-    wins = [r for r in attended if r["mean"]["bleu4"] > none["mean"]["bleu4"]]
+    tests = [noise.compare_runs(r, none, "bleu4", digits=2) for r in attended]
+    wins = [noise.holds(c) for c in tests]
     evidence = f"test BLEU-4 (beam search): {none['run']} {none['bleu4']['text']} vs " + ", ".join(
-        f"{r['run']} {r['bleu4']['text']} ({r['mean']['bleu4'] - none['mean']['bleu4']:+.2f})" for r in attended)
+        f"{r['run']} {r['bleu4']['text']} ({r['mean']['bleu4'] - none['mean']['bleu4']:+.2f}{noise.paren(c)})"
+        for r, c in zip(attended, tests))
     if len(attended) < 2:
         evidence += "; only one of soft / hard attention has results"
-        verdict = "partly supported" if wins else "not supported"
+        verdict = noise.verdict(wins, can_support=False)
     else:
-        verdict = "supported" if len(wins) == 2 else "partly supported" if wins else "not supported"
+        verdict = noise.verdict(wins)
+        order = noise.compare_runs(hard, soft, "bleu4", digits=2)
         ahead = hard["mean"]["bleu4"] - soft["mean"]["bleu4"]
         evidence += (f"; hard vs soft: {ahead:+.2f} BLEU-4 ("
-                     + ("hard ahead, as in the paper" if ahead > 0 else "soft ahead, unlike the paper's ordering") + ")")
+                     + ("hard ahead, as in the paper" if ahead > 0 else "soft ahead, unlike the paper's ordering")
+                     + noise.paren(order) + ")")
+    evidence += noise.one_seed_note(tests)
     flat = [r for r in attended if finite(r["mean"]["attention_entropy"]) and r["mean"]["attention_entropy"] > FLAT_ENTROPY]
     if flat:
         evidence += ("; caution: " + ", ".join(f"{r['run']}'s attention at the shape words is near uniform (entropy "
