@@ -16,7 +16,7 @@ import pandas as pd
 
 from ... import paths
 from .. import aggregate as agg
-from .. import plots
+from .. import noise, plots
 from . import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells,
                leaderboard, load_npz, read_manifest, results_context, run_file)
 
@@ -123,18 +123,23 @@ def _claims(runs: list[dict], n_classes: int | None) -> list[dict]:
         return text + (f" (macro-F1 {r['macro_f1']['text']})" if r["macro_f1"]["n"] else "")
 
     against = others + ([classical] if classical is not None else [])
-    wins = [r for r in against if han["mean"]["accuracy"] > r["mean"]["accuracy"]]  # ties are no win
+    # a win is a lead beyond seed noise (Welch's t-test over seeds; one seed: the means decide, ties are no
+    # win); a gap within noise is a tie, neither a win nor a loss
+    tests = [noise.compare_runs(han, r, "accuracy") for r in against]
+    held = [noise.holds(c) for c in tests]
     evidence = (f"test accuracy: {fig(han)} vs " + ", ".join(
-        f"{fig(r)}{' (classical baseline)' if r is classical else ''} ({han['mean']['accuracy'] - r['mean']['accuracy']:+.3f})"
-        for r in against))
+        f"{fig(r)}{' (classical baseline)' if r is classical else ''} "
+        f"({han['mean']['accuracy'] - r['mean']['accuracy']:+.3f}{noise.paren(c)})" for r, c in zip(against, tests)))
     if len(others) < 2:
         evidence += "; only one of HAN-mean / HAN-max has results"
     if classical is None:
         evidence += "; the classical baseline has no results"
-    elif classical not in wins:
+    elif held[-1] is None:
+        evidence += "; the classical baseline is within noise of HAN: no sign that attention beats the best run without it"
+    elif held[-1] is False:
         evidence += "; the classical baseline is not behind HAN: attention does not beat the best run without it"
-    verdict = ("supported" if len(others) == 2 and len(wins) == len(against) else "partly supported" if wins
-               else "not supported")
+    verdict = noise.verdict(held, can_support=len(others) == 2)
+    evidence += noise.one_seed_note(tests)
     still = [r["run"] for r in compared if r["still_improving"]]
     if still:
         evidence += (f"; note: {', '.join(still)} still improved on the validation set in the last epoch of the budget, "
