@@ -14,7 +14,7 @@ import pandas as pd
 
 from ... import paths
 from .. import aggregate as agg
-from .. import plots
+from .. import noise, plots
 from . import (LEAD_COLUMNS, attention_exports, base_context, best_run, claim, collect_runs, curves, finite, fmt,
                int_cell, lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 
@@ -92,9 +92,16 @@ def _claims(runs: list[dict], target: str) -> list[dict]:
     spread = (afm["rmse"]["std"] or 0.0) + (fm["rmse"]["std"] or 0.0)
     if spread:
         evidence += f"; seeds' spread (sum of std) {spread:.4f}"
+    # AFM ahead beyond seed noise too (Welch's t-test over seeds; one seed: the means decide): a gain within
+    # noise is partly supported at most, a loss within noise a tie (inconclusive)
+    test = noise.compare_runs(afm, fm, "rmse", higher_is_better=False, digits=4)
+    won = noise.holds(test)
+    if test["noise"]:
+        evidence += f"; {test['test_text']}" + (": within noise" if won is None else "")
+    evidence += noise.one_seed_note([test])
     if gain <= 0:
-        verdict = "not supported"
-    elif gain >= SUPPORT_SHARE * paper and (f - a) > spread:
+        verdict = "inconclusive" if won is None else "not supported"
+    elif gain >= SUPPORT_SHARE * paper and (f - a) > spread and won is True:
         verdict = "supported"
     else:
         verdict = "partly supported"
