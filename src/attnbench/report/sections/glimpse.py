@@ -16,7 +16,7 @@ import pandas as pd
 from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
-from .. import plots_glimpse
+from .. import noise, plots_glimpse
 from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
 
 VARIANTS = ("cluttered", "centred")
@@ -100,8 +100,10 @@ def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered"
     """(verdict, evidence): does `model` have a lower test error than `rival` on `variant`?
 
     'supported' when its mean error is lower by more than the seeds' spread (sum of the two standard
-    deviations; 0 with one seed), 'partly supported' when lower within that spread, 'not supported'
-    when not lower, 'inconclusive' when both are near chance, 'not measurable' without results."""
+    deviations; 0 with one seed) and beyond seed noise (Welch's t-test over seeds, `noise.compare`; one
+    seed: the means decide), 'partly supported' when lower within that spread or within noise, 'not
+    supported' when not lower ('inconclusive' when that is within noise), 'inconclusive' when both are near
+    chance, 'not measurable' without results."""
     a, b = _best(runs, model, variant), _best(runs, rival, variant)
     if a is None or b is None:
         missing = " and ".join(f"{m} on {variant}" for m, r in ((model, a), (rival, b)) if r is None)
@@ -114,11 +116,16 @@ def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered"
     spread = (a["error"]["std"] or 0.0) + (b["error"]["std"] or 0.0)
     if spread:
         evidence += f"; seeds' spread (sum of std) {spread:.2%}"
+    test = noise.compare_runs(a, b, "error", higher_is_better=False)
+    won = noise.holds(test)
+    if test["noise"]:
+        evidence += f"; {test['test_text']}" + (": within noise" if won is None else "")
+    evidence += noise.one_seed_note([test])
     if ea >= UNTRAINED_ERROR and eb >= UNTRAINED_ERROR:
         return "inconclusive", evidence + f"; both are near chance (≥ {UNTRAINED_ERROR:.0%} error): too little training"
     if ea >= eb:
-        return "not supported", evidence
-    return ("supported" if eb - ea > spread else "partly supported"), evidence
+        return ("inconclusive" if won is None else "not supported"), evidence
+    return ("supported" if eb - ea > spread and won is True else "partly supported"), evidence
 
 
 def _claims(runs: list[dict]) -> list[dict]:
