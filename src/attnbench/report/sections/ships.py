@@ -14,7 +14,7 @@ import pandas as pd
 
 from ... import paths
 from .. import aggregate as agg
-from .. import plots_ships
+from .. import noise, plots_ships
 from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
@@ -80,7 +80,8 @@ def _pick(runs: list[dict], model: str, attention: str | None = None) -> dict | 
 
 def claim_c11(runs: list[dict]) -> list[dict]:
     """C11 from the metrics: the task-partitioning run's bow/stern IoU against the shallow run's and the
-    plain deep run's (no attention). Supported: above both by more than the margin and the seeds' spread."""
+    plain deep run's (no attention). Supported: above both by more than the margin and the seeds' spread, and
+    beyond seed noise (Welch's t-test over seeds; one seed: the means decide); a gap within noise is a tie."""
     tp, shallow, deep = _pick(runs, "partition"), _pick(runs, "shallow"), _pick(runs, "deep", "none")
     if tp is None or shallow is None or deep is None:
         return [_claim("not measurable", "needs a task-partitioning run, a shallow run and a deep run without "
@@ -103,16 +104,24 @@ def claim_c11(runs: list[dict]) -> list[dict]:
     spread = max((r["bowstern_iou"]["std"] or 0.0) for r in (tp, shallow, deep))
     margin = max(MARGIN, spread)
     evidence += f"; a gap must exceed {margin:.3f} (the larger of {MARGIN} and the seeds' spread)"
-    beats = [t - s > margin, t - d > margin]
-    if all(beats):
-        verdict = "supported"
-    elif any(beats):
-        verdict = "partly supported"
-        evidence += (f"; task partitioning beats only the {'shallow' if beats[0] else 'deep'} net, not the "
-                     f"{'deep' if beats[0] else 'shallow'} one")
-    else:
-        verdict = "not supported"
+    tests = [noise.compare_runs(tp, other, "bowstern_iou") for other in (shallow, deep)]
+    held = [noise.holds(c) for c in tests]
+    # a beat: above by more than the margin and ahead beyond seed noise; within noise: a tie (None)
+    beats = [None if h is None else bool(gap > margin and h) for gap, h in zip((t - s, t - d), held)]
+    if any(c["noise"] for c in tests):
+        evidence += "; Welch's t-test: " + ", ".join(
+            f"{name} {c['p_text']}" + (" (within noise)" if h is None else "")
+            for name, c, h in zip(("shallow", "deep"), tests, held))
+    evidence += noise.one_seed_note(tests)
+    verdict = noise.verdict(beats)
+    if verdict == "partly supported":
+        won = beats.index(True)
+        evidence += (f"; task partitioning beats only the {('shallow', 'deep')[won]} net, not the "
+                     f"{('deep', 'shallow')[won]} one" + (" (within noise of it)" if None in beats else ""))
+    elif verdict == "not supported":
         evidence += "; task partitioning beats neither net alone"
+    elif verdict == "inconclusive":
+        evidence += "; task partitioning beats neither net alone beyond seed noise"
     return [_claim(verdict, evidence)]
 
 
