@@ -170,12 +170,13 @@ def render_report(params: dict, out_path: Path, workers: int = 1) -> None:
     out_path = Path(out_path)
     t0 = time.perf_counter()
     sections = _sections(params, out_path.parent, workers)
-    from . import hardware, overview, performance, throughput
+    from . import hardware, noise, overview, performance, throughput
 
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
     html = environment().get_template("index.html.j2").render(
         run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections),
+        claims_test=noise.noise_test(len(params["seeds"]) > 1),
         performance=performance.context(params, out_path.parent), throughput=throughput.context(params),
         hardware=hardware.context(out_path.parent))
     aio.write_text(out_path, html)

@@ -381,13 +381,16 @@ def base_context(task: str, title: str, table: pd.DataFrame, out_dir: Path) -> d
 
 
 def results_context(params: dict, task: str, table: pd.DataFrame, out_dir: Path) -> dict:
-    """multi_seed, seeds and metrics_links (each run × seed's metrics.json) of a section with results."""
+    """multi_seed, seeds, noise_test (the test its claims compare runs with) and metrics_links (each run ×
+    seed's metrics.json) of a section with results."""
     from ... import paths
+    from ..noise import noise_test
 
     ok = table[table["status"] == "ok"]
     links = [{"run": r, "seed": int(s), "href": relpath(paths.run_dir(task, params["dataset"], r, s) / "metrics.json", out_dir)}
              for r, s in zip(ok["run"], ok["seed"])]
-    return {"multi_seed": len(params["seeds"]) > 1, "seeds": list(params["seeds"]), "metrics_links": links}
+    return {"multi_seed": len(params["seeds"]) > 1, "seeds": list(params["seeds"]),
+            "noise_test": noise_test(len(params["seeds"]) > 1), "metrics_links": links}
 
 
 def first_int(frame: pd.DataFrame, column: str) -> int | None:
