@@ -45,7 +45,7 @@ def within_noise(best: list[float], other: list[float]) -> bool | None:
 
 
 def _p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
 def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool = True, digits: int = 3) -> dict[str, Any]:

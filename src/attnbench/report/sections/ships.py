@@ -121,7 +121,8 @@ def claim_c11(runs: list[dict]) -> list[dict]:
     elif verdict == "not supported":
         evidence += "; task partitioning beats neither net alone"
     elif verdict == "inconclusive":
-        evidence += "; task partitioning beats neither net alone beyond seed noise"
+        tied = " and ".join(name for name, b in zip(("shallow", "deep"), beats) if b is None)
+        evidence += f"; task partitioning beats neither net alone, and is within noise of the {tied} net"
     return [_claim(verdict, evidence)]
 
 
