@@ -166,6 +166,8 @@ def test_report_renders_every_run_escaped_and_self_contained(tree, params, view)
     assert html.count("nrefs:1|case:mixed|eff:no|tok:13a") == 1  # the signature is printed once
     for claim in ("C1", "C2", "C3"):
         assert f"<td>{claim}</td>" in html
+    # two seeds: the matrix, the central claims table and the section's claims name the test they compare runs with
+    assert html.count("t-test over seeds, α = 0.05") == 3 and html.count("a gap within noise is a tie") == 2
     assert "table.sortable" in html  # the inline sort script
     assert not list(paths.REPORTS.glob(".*.tmp"))
 
