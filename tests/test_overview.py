@@ -96,3 +96,19 @@ def test_matrix_with_one_seed_says_it_cannot_mark_ties():
     m = overview.matrix(_params([0]))
     assert "no noise estimate" in m["noise_test"]
     assert not any(c and c["tie"] for row in m["rows"] for c in row["cells"])
+
+
+@pytest.mark.parametrize("bleu, verdict", [
+    # attention ahead on average (+3.7 and +2.3 BLEU) but within the seeds' noise: the gain is a tie, so only the
+    # growth with length holds
+    ({"rnn-none": [20, 35, 5], "rnn-additive": [25, 10, 36], "rnn-dot": [22, 38, 7]}, "partly reproduced"),
+    ({"rnn-none": [10, 10.5, 9.5], "rnn-additive": [30, 30.5, 29.5], "rnn-dot": [28, 28.5, 27.5]}, "reproduced"),
+])
+def test_c1_attention_wins_only_beyond_seed_noise(bleu, verdict):
+    seeds = [0, 1, 2]
+    _tree(seeds, {"transformer": [(5, 5, 5)] * 3,
+                  **{run: [(b, 30, 2) if run == "rnn-none" else (b, 40, 40) for b in values] for run, values in bleu.items()}})
+    c1 = _c1(_params(seeds))
+    assert c1["verdict"] == verdict, c1
+    assert "beyond seed noise" in c1["evidence"] and "Welch's t-test" in c1["evidence"]
+    assert ("within noise" in c1["evidence"]) is (verdict == "partly reproduced")
