@@ -102,12 +102,12 @@ def holds(c: dict) -> bool | None:
     return None if c["outcome"] == "tie" and c["noise"] else False
 
 
-def paren(c: dict) -> str:
-    """What a claim's evidence puts after a difference it already quotes: the test's figures when there is
-    a noise estimate (', Welch p = 0.03, 3 vs 3 seeds: within noise'), else nothing."""
+def paren(c: dict, lead: str = ", ") -> str:
+    """What a claim's evidence puts after a difference it already quotes: `lead` and the test's figures when
+    there is a noise estimate (', Welch p = 0.03, 3 vs 3 seeds: within noise'), else nothing."""
     if not c["noise"]:
         return ""
-    return f", {c['test_text']}" + (": within noise" if c["outcome"] == "tie" else "")
+    return f"{lead}{c['test_text']}" + (": within noise" if c["outcome"] == "tie" else "")
 
 
 def one_seed_note(comparisons: Sequence[dict]) -> str:

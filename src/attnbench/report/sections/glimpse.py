@@ -110,7 +110,7 @@ def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered"
         return "not measurable", f"needs results of {missing}"
     ea, eb = a["mean"]["error"], b["mean"]["error"]
     evidence = (f"{a['run']} test error {ea:.2%} vs {b['run']} {eb:.2%} "
-                f"({(eb - ea) * 100:+.2f} points in {model}'s favour"
+                f"(difference {(ea - eb) * 100:+.2f} points"
                 + (f"; {len(a['seeds'])} and {len(b['seeds'])} seed(s)" if len(a["seeds"]) > 1 or len(b["seeds"]) > 1 else "")
                 + ")")
     spread = (a["error"]["std"] or 0.0) + (b["error"]["std"] or 0.0)
@@ -118,9 +118,7 @@ def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered"
         evidence += f"; seeds' spread (sum of std) {spread:.2%}"
     test = noise.compare_runs(a, b, "error", higher_is_better=False)
     won = noise.holds(test)
-    if test["noise"]:
-        evidence += f"; {test['test_text']}" + (": within noise" if won is None else "")
-    evidence += noise.one_seed_note([test])
+    evidence += noise.paren(test, "; ") + noise.one_seed_note([test])
     if ea >= UNTRAINED_ERROR and eb >= UNTRAINED_ERROR:
         return "inconclusive", evidence + f"; both are near chance (≥ {UNTRAINED_ERROR:.0%} error): too little training"
     if ea >= eb:

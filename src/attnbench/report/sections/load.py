@@ -274,8 +274,7 @@ def _claims(runs: list[dict], naive: dict | None, plain: dict | None, h: Headlin
                      "; one seed only: differences of a few tenths of a point are within the seed-to-seed spread "
                      "(run several seeds to see it)" if h.percent else
                      "; one seed only: small differences are within the seed-to-seed spread (run several seeds to see it)")
-        if test["noise"]:
-            evidence += f"; overall: {test['test_text']}" + (", within noise" if test["outcome"] == "tie" else "")
+        evidence += noise.paren(test, "; overall: ")
         # overall: lower beyond seed noise (Welch's t-test; one seed: the means decide); a gap within noise is a tie
         overall, most = noise.holds(test), bool(steps) and wins > len(steps) / 2
         verdict = noise.verdict([overall, most])
