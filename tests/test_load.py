@@ -159,6 +159,25 @@ def test_neighbour_attention_leaves_the_step_out():
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 10))
 
 
+
+def test_neighbour_attention_builds_one_mask_for_a_batch_of_unpadded_windows():
+    attn = build("neighbour", 6, 6, 6, window=2)
+    x = torch.randn(3, 9, 6, requires_grad=True)
+    # no key mask and the same positions in every row: one [1, Tq, Tk] mask, broadcast over the batch
+    assert attn.allowed(9, None, torch.arange(9).expand(3, 9)).shape == (1, 9, 9)
+    # positions that differ between rows, or a key mask: one mask per example, as before
+    shifted = torch.stack([torch.arange(9), torch.arange(9), torch.arange(9) + 1])
+    assert attn.allowed(9, None, shifted).shape == (3, 9, 9)
+    every = torch.ones(3, 9, dtype=torch.bool)
+    assert attn.allowed(9, every, torch.arange(9).expand(3, 9)).shape == (3, 9, 9)
+    # the shared mask gives exactly what the per-example one gives (an all-true key mask takes that path)
+    shared, w_shared = attn(x, x, x)
+    each, w_each = attn(x, x, x, every)
+    assert torch.equal(shared, each) and torch.equal(w_shared, w_each)
+    g_shared, = torch.autograd.grad(shared.sum(), x)
+    g_each, = torch.autograd.grad(each.sum(), x)
+    assert torch.equal(g_shared, g_each)
+
 def test_check_params_names_the_key():
     p = tiny()
     p["tasks"]["load"]["data"]["season"] = 200
