@@ -139,3 +139,22 @@ def test_command_line_strings_take_the_types_of_params_yaml():
                                         "tasks": {"load": {"datasets": ["synthetic", "etth2"], "train": {"lr": 0.01}},
                                                   "new": {"x": "3"}}}
     assert retype_like({"seeds": ["0", "[unclosed"]}, like) == {"seeds": [0, "[unclosed"]}
+
+
+def test_a_seed_trains_the_same_whichever_seeds_the_grid_lists():
+    """Issue 23: one process per run and seed, so seed 0 of a three-seed grid is seed 0 of the one-seed grid:
+    the same configuration and config hash, hence the same checkpoint identity (Snakemake and DVC keep it
+    when seeds are added), for one run of every task; seeds of a grid differ in `seed` alone."""
+    from attnbench.config import config_hash
+
+    one = load_params(ROOT / "params.yaml")
+    one["seeds"] = [0]
+    three = copy.deepcopy(one)
+    three["seeds"] = [0, 1, 2]
+    for task, section in one["tasks"].items():
+        run = next(iter(section["runs"]))
+        solo, grid = resolve_run(one, task, run, 0), resolve_run(three, task, run, 0)
+        assert solo == grid and config_hash(solo) == config_hash(grid), (task, run)
+        other = resolve_run(three, task, run, 2)
+        assert {k for k in other if other[k] != grid[k]} == {"seed"}, (task, run)
+        assert config_hash(other) != config_hash(grid), (task, run)
