@@ -48,13 +48,13 @@ class NeighbourAttention(Attention):
         weights = masked_softmax(scores, self.allowed(keys.shape[1], mask, positions))
         return torch.bmm(weights, values), weights
 
-    def allowed(self, keys: int, mask: Tensor | None, positions: Tensor) -> Tensor:
+    def allowed(self, n_keys: int, mask: Tensor | None, positions: Tensor) -> Tensor:
         """Which keys each query may attend to: ``[B, Tq, Tk]``, or ``[1, Tq, Tk]`` (broadcast over the
         batch) when there is no key mask and every row of ``positions`` is the same, as in self-attention
         over unpadded windows: the mask is then built once per call, not once per example."""
         if mask is None and (positions.shape[0] == 1 or bool((positions == positions[:1]).all())):
             positions = positions[:1]
-        offset = torch.arange(keys, device=positions.device).view(1, 1, -1) - positions.unsqueeze(-1)
+        offset = torch.arange(n_keys, device=positions.device).view(1, 1, -1) - positions.unsqueeze(-1)
         band = offset.abs() <= self.window                          # [B or 1, Tq, Tk]
         real = torch.ones_like(band) if mask is None else mask.unsqueeze(1).expand_as(band)
         allowed = band & (offset != 0) & real
