@@ -1,9 +1,6 @@
 # Attention kernel benchmark: time and peak memory of every registered mechanism per length
 # (params.yaml `bench`), read by the report's Performance section. Its own rule, so the grid never
-# waits for it. One core, started first: it times CPU time with one thread (less inflated by a job on
-# another core than the wall time), records the load average, and takes the ratios it checks from
-# pairs timed seconds apart, so the grid's jobs run on the other cores meanwhile (issue 23: on 2 cores
-# it held both for 9-10 minutes while one thread worked).
+# waits for it; it asks for every core it is given to keep other jobs off them while it times.
 
 
 rule bench_attention:
@@ -15,8 +12,8 @@ rule bench_attention:
     params:
         bench=lambda w: json.dumps(PARAMS.get("bench", {}), sort_keys=True),
         scale=PARAMS["scale"],
-    threads: 1
-    # before the runs: at the end, the report would wait for its 10 minutes while the last jobs end
+    threads: _every_core()
+    # before the runs: started after them it would wait for every core while the last run keeps one
     priority: 1_000_000
     log:
         "logs/bench/attention.log",
