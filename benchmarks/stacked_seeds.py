@@ -17,9 +17,9 @@ model cannot be run under vmap.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import statistics
-import sys
 import time
 
 import torch
@@ -88,7 +88,9 @@ def main(task_name: str, run: str, n_seeds: int) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help") else 2)
-    print(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 3))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", help="task name from params.yaml (e.g. captioning)")
+    parser.add_argument("run", help="run name of the task (e.g. soft-attend)")
+    parser.add_argument("seeds", nargs="?", type=int, default=3, help="seeds stacked (default: %(default)s)")
+    args = parser.parse_args()
+    print(main(args.task, args.run, args.seeds))

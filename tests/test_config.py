@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attnbench import cli
-from attnbench.config import ParamsError, load_params, resolve_run, retype_like, run_list
+from attnbench.config import ParamsError, config_hash, load_params, resolve_run, retype_like, run_list
 
 from .conftest import ROOT, write_params
 
@@ -145,8 +145,6 @@ def test_a_seed_trains_the_same_whichever_seeds_the_grid_lists():
     """Issue 23: one process per run and seed, so seed 0 of a three-seed grid is seed 0 of the one-seed grid:
     the same configuration and config hash, hence the same checkpoint identity (Snakemake and DVC keep it
     when seeds are added), for one run of every task; seeds of a grid differ in `seed` alone."""
-    from attnbench.config import config_hash
-
     one = load_params(ROOT / "params.yaml")
     one["seeds"] = [0]
     three = copy.deepcopy(one)

@@ -159,7 +159,6 @@ def test_neighbour_attention_leaves_the_step_out():
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 10))
 
 
-
 def test_neighbour_attention_builds_one_mask_for_a_batch_of_unpadded_windows():
     attn = build("neighbour", 6, 6, 6, window=2)
     x = torch.randn(3, 9, 6, requires_grad=True)
@@ -177,6 +176,7 @@ def test_neighbour_attention_builds_one_mask_for_a_batch_of_unpadded_windows():
     g_shared, = torch.autograd.grad(shared.sum(), x)
     g_each, = torch.autograd.grad(each.sum(), x)
     assert torch.equal(g_shared, g_each)
+
 
 def test_check_params_names_the_key():
     p = tiny()
