@@ -284,7 +284,44 @@ def parse_override(text: str) -> tuple[str, Any]:
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None,
                 task: str | None = None) -> dict:
     params = apply_overrides(read_yaml(Path(path)), overrides or {})
-    return validate(params, origin=str(path), task=task)
+    return select_grid(validate(params, origin=str(path), task=task), origin=str(path))
+
+
+GRIDS = ("all", "findings")   # `grid`: what the pipeline runs (see select_grid)
+
+
+def select_grid(params: dict, origin: str = DEFAULT_PARAMS) -> dict:
+    """params with the grid that `grid` selects: `all` (the default) keeps each task's datasets, runs and
+    the seeds as params.yaml lists them; `findings` keeps the tasks, datasets, runs and seeds listed under
+    `findings` (the committed findings' grid, `make findings`). Only the selection changes: every run's
+    resolved configuration, and so its config hash, is the one params.yaml gives it under either grid."""
+    if params.get("grid", "all") != "findings":
+        return params
+    selection = params.get("findings")
+    if not selection:
+        raise ParamsError(f"{origin}: grid: value 'findings' needs a `findings` section (seeds and tasks)")
+    out = copy.deepcopy(params)
+    out["seeds"] = list(selection["seeds"])
+    chosen = {}
+    for task, spec in selection["tasks"].items():
+        if task not in out["tasks"]:
+            raise ParamsError(f"{origin}: findings.tasks.{task}: unknown task {task!r}; expected one of: "
+                              f"{', '.join(out['tasks'])}")
+        section = out["tasks"][task]
+        for run in spec["runs"]:
+            if run not in section["runs"]:
+                raise ParamsError(f"{origin}: findings.tasks.{task}.runs: no run named {run!r}; expected one of: "
+                                  f"{', '.join(section['runs'])}")
+        defined = dataset_names(out, task, selected=False)
+        for dataset in spec["datasets"]:
+            if dataset not in defined:
+                raise ParamsError(f"{origin}: findings.tasks.{task}.datasets: dataset {dataset!r} is not defined; "
+                                  f"expected one of: {', '.join(defined)}")
+        section["datasets"] = list(spec["datasets"])
+        section["runs"] = {run: section["runs"][run] for run in spec["runs"]}
+        chosen[task] = section
+    out["tasks"] = chosen
+    return out
 
 
 @dataclass(frozen=True)

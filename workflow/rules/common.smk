@@ -9,7 +9,7 @@ import yaml
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from attnbench import paths, schedule
 from attnbench.config import (ParamsError, dataset_names, dataset_options, dataset_section, resolve_run,
-                              retype_like, run_list, training_config, validate)
+                              retype_like, run_list, select_grid, training_config, validate)
 
 with open("params.yaml") as _fh:
     _FILE = yaml.safe_load(_fh)
@@ -17,6 +17,7 @@ with open("params.yaml") as _fh:
 try:
     PARAMS = validate(retype_like(json.loads(json.dumps(config)), _FILE),
                       origin="params.yaml (with --config overrides)")
+    GRID = select_grid(PARAMS, origin="params.yaml (with --config overrides)")
 except ParamsError as exc:
     sys.exit(f"attnbench: error: {exc}")
 
@@ -32,6 +33,7 @@ def _overrides(base, effective, prefix=""):
 
 
 CLI = " ".join(["attnbench", *_overrides(_FILE, PARAMS)])
+PARAMS = GRID   # the grid `grid` selects (params.yaml's own unless --config grid=findings)
 
 
 def _uses_gpu():
