@@ -237,6 +237,9 @@ def test_cli_end_to_end_deterministic_and_report(tiny, tmp_path, monkeypatch):
         assert z["tokens_0"].shape == z["word_0"].shape and z["sentence_0"].shape == z["tokens_0"].shape[:1]
         assert abs(float(z["sentence_0"].sum()) - 1) < 1e-4 and len(z["gold_sentence"]) == 24
     assert len((results / "han/seed0/samples.jsonl").read_text().splitlines()) == 24
+    with np.load(results / "han/seed0/items.npz") as z:   # per test document: what the paired tests compare
+        assert z["labels"].shape == z["predictions"].shape == (24,)
+        assert (z["labels"] == z["predictions"]).mean() == pytest.approx(metrics["accuracy"], abs=1e-4)
 
     # same params and seed: byte-identical metrics
     first = (results / "han/seed0/metrics.json").read_bytes()

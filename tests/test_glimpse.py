@@ -270,6 +270,8 @@ def test_smoke_runs_export_glimpses_and_render_the_section(tmp_path, monkeypatch
         assert z["labels"].shape == z["predictions"].shape == (n_test,) and z["shown_images"].shape == (5, 32, 32)
         acc = (z["labels"] == z["predictions"]).mean()
     assert ram["accuracy"] == pytest.approx(acc, abs=1e-5)
+    with np.load(paths.run_dir("glimpse", "synthetic", "ram-cluttered", 0) / "items.npz") as z:
+        assert (z["labels"] == z["predictions"]).mean() == pytest.approx(acc, abs=1e-6)
     samples = (paths.run_dir("glimpse", "synthetic", "ram-cluttered", 0) / "samples.jsonl").read_text().splitlines()
     assert len(samples) == n_test and len(json.loads(samples[0])["glimpses_px"]) == 3
     soft = json.loads((paths.run_dir("glimpse", "synthetic", "soft-centred", 0) / "metrics.json").read_text())

@@ -89,6 +89,9 @@ def test_smoke_runs_exports_and_report(smoke_tree, monkeypatch):
             if run == "transformer":
                 assert z["heads_0"].shape[:2] == (1, 2) and z["heads_0"].shape[-1] == len(z["tokens_0"]) + 1
         assert len((run_dir / "samples.jsonl").read_text().splitlines()) == 96
+        with np.load(run_dir / "items.npz") as z:   # per test utterance: what the paired tests compare
+            assert z["labels"].shape == (96,)
+            assert (z["labels"] == z["predictions"]).mean() == pytest.approx(metrics["accuracy"], abs=1e-4)
     assert _main(path, "report") == 0
     html = paths.report_html().read_text(encoding="utf-8")
     assert "Intent classification" in html and "self-attention" in html and "bert" in html  # bert: missing

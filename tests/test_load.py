@@ -228,6 +228,9 @@ def test_cli_runs_baselines_feature_attention_and_mask(tmp_path, monkeypatch):
         assert z["example_input"].shape == (48,) and z["example_kind"].any()
     with np.load(paths.run_dir("load", "synthetic", "anomaly-mask", 0) / "attention.npz") as z:
         assert z["example_mask"].shape == (48,) and z["day_mask"].shape == z["day_kind"].shape
+    with np.load(paths.run_dir("load", "synthetic", "ridge", 0) / "items.npz") as z:   # per test origin
+        assert z["ape"].shape == z["ape_corrupted"].shape == z["ae"].shape
+        assert float(np.nanmean(z["ape"])) == pytest.approx(ridge["mape"], rel=0.02)   # equal weights: no floor here
     lines = (paths.run_dir("load", "synthetic", "ridge", 0) / "samples.jsonl").read_text().splitlines()
     first = json.loads(lines[0])
     assert first["origin"].endswith("T00:00:00") and len(first["forecast"]) == 12

@@ -73,6 +73,9 @@ def test_synthetic_rating_runs_metrics_exports_determinism_and_report(tmp_path, 
         np.testing.assert_allclose(z["attention_mean"].sum(), 1.0, rtol=1e-5)
     with np.load(paths.run_dir("recsys", "synthetic", "fm", 0) / "attention.npz", allow_pickle=False) as z:
         assert np.isnan(z["attention_mean"]).all() and np.isfinite(z["contribution_std"]).all()
+    with np.load(paths.run_dir("recsys", "synthetic", "afm", 0) / "items.npz") as z:   # what RMSE scored, per example
+        rmse = float(np.sqrt(np.mean((z["target"].astype(float) - z["prediction"].astype(float)) ** 2)))
+        assert rmse == pytest.approx(afm["rmse"], rel=1e-4)
     samples = (paths.run_dir("recsys", "synthetic", "afm", 0) / "samples.jsonl").read_text().splitlines()
     assert len(samples) == 5 and "top_pair" in json.loads(samples[0]) and "user=user" in json.loads(samples[0])["features"]
 

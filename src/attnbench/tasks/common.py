@@ -78,6 +78,21 @@ def ordered_batches(order: Sequence[int], batch_size: int,
         yield index, batch(index)
 
 
+ITEMS_FILE = "items.npz"   # a run's per-test-item outputs: what the findings' paired tests read
+
+
+def write_items(out_dir: Path, **arrays: Any) -> None:
+    """`items.npz` in a run's folder: one array per per-item output, aligned over the test items in the
+    order the metrics saw them (labels and predictions of a classifier, per-origin errors of a forecaster),
+    so that two runs can be compared item by item (McNemar, Diebold-Mariano, paired bootstrap)."""
+    import numpy as np
+
+    from .. import io as aio
+
+    with aio.atomic_path(Path(out_dir) / ITEMS_FILE) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
 def round_floats(value: Any, digits: int) -> Any:
     """`value` (nested dicts/lists of numbers) with floats rounded to `digits`; NaN/inf become None
     (metrics.json stays valid JSON and identical across runs up to float noise)."""

@@ -25,7 +25,7 @@ from ...metrics import sentence_hit_rate
 from ...models.han import HAN, FlatAttention
 from .. import register
 from ..base import Task
-from ..common import ordered_batches, to_device
+from ..common import ordered_batches, to_device, write_items
 from ..intent import tfidf
 from .corpus import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
                      stratified_split, to_jsonl, truncate)
@@ -288,6 +288,7 @@ class Documents(Task):
                 word_hit = round(float(np.mean([int(np.argmax(word_w[i][gold[i], : len(docs[i].sentences[gold[i]])]))
                                                 in docs[i].gold_words for i in worded])), 4)
         self._export(out_dir, data, pred, word_w, sent_w, cfg["eval"]["show_documents"])
+        write_items(out_dir, labels=y.astype(np.int32), predictions=np.asarray(pred).astype(np.int32))
         return {
             "accuracy": round(float(accuracy_score(y, pred)), 4),
             "macro_f1": round(float(f1_score(y, pred, average="macro")), 4),

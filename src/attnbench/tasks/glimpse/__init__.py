@@ -34,7 +34,7 @@ from ...device_data import make_resident
 from ...errors import DataError
 from ...models.ram import RAM, FullViewCNN, FullViewMLP, SoftSpatial
 from .. import register
-from ..common import round_floats
+from ..common import round_floats, write_items
 from ..base import Task
 from .data import SPLITS, VARIANTS, compose, image_groups, read_npz, sklearn_digits, split_images, upsample
 
@@ -299,6 +299,7 @@ class GlimpseTask(Task):
         }
         metrics[f"error_{data.variant}"] = 1.0 - acc
         cm = confusion_matrix(y, pred, labels=labels)
+        write_items(out_dir, labels=y.astype(np.int32), predictions=np.asarray(pred).astype(np.int32))
         metrics["error_by_class"] = {str(c): (1.0 - cm[c, c] / cm[c].sum()) if cm[c].sum() else None for c in labels}
         arrays: dict[str, np.ndarray] = {"labels": y.astype(np.int8), "predictions": pred.astype(np.int8),
                                          "box": box.astype(np.int16), "source": data.source["test"].astype(np.int32),

@@ -34,7 +34,7 @@ from ...models.classifier import POOLINGS, IntentClassifier
 from ...optim import Adam
 from .. import register
 from ..base import Task
-from ..common import TokenVocab, long_tensors
+from ..common import TokenVocab, long_tensors, write_items
 from . import tfidf
 from .corpus import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
 from .readers import read_clinc_json, read_csv, read_csv_files
@@ -399,6 +399,7 @@ class Intent(Task):
                    "confuser": np.array([bool(u.distractors) for u in utts]),
                    "keyword_typo": np.array([u.typo_in_keyword for u in utts])}
         self._export(model, data, cfg, device, out_dir, preds, weights, gold)
+        write_items(out_dir, labels=y.astype(np.int32), predictions=np.asarray(preds).astype(np.int32))
         extra = {"classical_baseline": tfidf.describe(cfg["model_options"])} if self.is_tfidf(cfg) else {}
         return {
             "accuracy": round(float(accuracy_score(y, preds)), 4),

@@ -42,7 +42,7 @@ from ...metrics import forecast_scores, mask_roc_auc
 from ...models.forecaster import (DLinearForecaster, RecurrentForecaster, RidgeForecaster, SeasonalNaive,
                                   TransformerForecaster)
 from .. import register
-from ..common import round_floats
+from ..common import round_floats, write_items
 from ..base import Task
 from . import headline as hl
 from .generator import KINDS, Series, corrupt, generate
@@ -461,6 +461,27 @@ class LoadForecasting(Task):
         err = (np.asarray(pred, dtype=np.float64) - actual) / data.scale
         return float(np.mean(err ** 2) if data.valid_metric == "mse" else np.mean(np.abs(err)))
 
+    @staticmethod
+    def origin_errors(actual: np.ndarray, pred: np.ndarray, pred_c: np.ndarray, data: Data) -> dict[str, np.ndarray]:
+        """Per test forecast origin, the errors the headline metrics average, on clean and corrupted inputs:
+        `ape` (mean absolute percentage error over the horizon, %, targets under the MAPE floor left out:
+        NaN when all are) and `ase` (mean absolute error over the horizon in MASE units, i.e. divided by the
+        in-sample seasonal naive MAE, when the dataset has that scale; else the raw MAE). A forecast
+        comparison's loss series (Diebold-Mariano)."""
+        actual = np.asarray(actual, dtype=np.float64)
+        out = {}
+        scale = float(getattr(data, "mase_scale", None) or 1.0)
+        for name, p in (("", pred), ("_corrupted", pred_c)):
+            err = np.abs(np.asarray(p, dtype=np.float64) - actual)
+            keep = np.abs(actual) >= data.mape_floor
+            ape = np.where(keep, 100.0 * err / np.where(keep, np.abs(actual), 1.0), np.nan)
+            with np.errstate(invalid="ignore"):
+                counted = keep.sum(axis=1)
+                out[f"ape{name}"] = np.where(counted > 0, np.nansum(ape, axis=1) / np.maximum(counted, 1),
+                                             np.nan).astype(np.float32)
+            out[f"ae{name}"] = (err.mean(axis=1) / scale).astype(np.float32)
+        return out
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Data, cfg: dict, device: torch.device, out_dir: Path) -> dict:
         origins = data.origins["test"]
@@ -469,6 +490,7 @@ class LoadForecasting(Task):
         pred_c, _, extras_c = self.predict(model, data, origins, device, corrupted=True, keep=("mask",))
         clean = forecast_scores(actual, pred, data.mape_floor)
         dirty = forecast_scores(actual, pred_c, data.mape_floor)
+        write_items(out_dir, **self.origin_errors(actual, pred, pred_c, data))
         metrics: dict[str, Any] = {}
         for key in ("mape", "smape", "mae", "rmse"):
             metrics[key] = clean[key]

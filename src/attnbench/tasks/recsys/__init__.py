@@ -29,6 +29,7 @@ from ...device_data import make_resident
 from ...models.afm import MODELS, build_model
 from .. import register
 from ..base import Task
+from ..common import write_items
 from .data import SPLITS, encode, generate, pair_index, pair_names, read_files
 
 log = logging.getLogger("attnbench.recsys")
@@ -382,6 +383,9 @@ class Recsys(Task):
         oracle = data.manifest.get("oracle") or {}
         metrics["oracle_rmse"] = oracle.get("rmse")
         self._export(out_dir, data, stats, pred, cfg["eval"]["samples"])
+        # per test example: the target and the prediction the RMSE scored (the click probability for clicks)
+        write_items(out_dir, target=y.astype(np.float32),
+                    prediction=(pred if data.target == "rating" else _sigmoid(pred)).astype(np.float32))
         return metrics
 
     def _export(self, out_dir: Path, data: Data, stats: dict, pred: np.ndarray, samples: int) -> None:
