@@ -7,6 +7,8 @@ VENV ?= .venv
 CORES ?= 2
 SCALE ?=
 SEEDS ?=
+TASKS ?=
+FINDINGS_TARGETS := $(if $(strip $(TASKS)),$(addprefix findings_,$(TASKS)),findings_all)
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 comma := ,
@@ -15,7 +17,7 @@ space := $(empty) $(empty)
 CONFIG_ARG := $(strip $(if $(SCALE),scale=$(SCALE),) $(if $(SEEDS),seeds=[$(subst $(space),$(comma),$(strip $(SEEDS)))],))
 SCALE_ARG := $(if $(CONFIG_ARG),--config $(CONFIG_ARG),)
 
-.PHONY: setup report smoke test browser slurm dvc-repro clean help
+.PHONY: setup report findings smoke test browser slurm dvc-repro clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +35,10 @@ setup: $(BIN)/attnbench  ## create .venv with the exact pins of requirements.txt
 report: setup  ## run the pipeline (params.yaml; SCALE=smoke|default|full, SEEDS="0 1 2", CORES=N) -> reports/index.html
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 $(SCALE_ARG)
 	@echo "report: $(abspath reports/index.html)"
+
+findings: setup  ## the committed findings: params.yaml's `findings` grid at 3 seeds -> results/findings/, README table (TASKS="intent load" for some tasks)
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --config grid=findings -- $(FINDINGS_TARGETS)
+	$(BIN)/attnbench findings table --readme README.md --write
 
 smoke: ## the whole grid at smoke scale (minutes)
 	$(MAKE) report SCALE=smoke

@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import datasets
 
     datasets.add_cli(sub)
+    from .report import findings
+
+    findings.add_cli(sub)
     p = sub.add_parser("bench-attention", help="time forward+backward and peak memory of every attention mechanism",
                        description="Time forward+backward and measure peak memory of every registered attention "
                                    "mechanism and torch's SDPA / nn.MultiheadAttention, per length "

@@ -109,6 +109,7 @@ rule report:
         [f for t, d in SLOTS for f in run_files(t, d, ("attention.npz", "samples.jsonl"))],
         "data/bench/attention.csv",
         glob("benchmarks/results/*/summary.json"),  # benchmarks/gpu.sh's committed CPU/GPU figures
+        glob("results/findings/*/*.json"),  # the committed findings the report's Findings section shows
     output:
         "reports/index.html",
     threads: _every_core()  # the last step: its task sections are drawn side by side, one process per core
@@ -116,3 +117,32 @@ rule report:
         "logs/report.log",
     shell:
         "{CLI} --threads {threads} report > {log} 2>&1"
+
+
+rule findings:
+    input:
+        SRC,
+        REPORT_SRC,
+        lambda w: run_files(w.task, w.dataset, ("metrics.json", "train_info.json", "samples.jsonl")),
+    output:
+        finding="results/findings/{task}/{dataset}.json",
+        per_item="results/findings/{task}/{dataset}.items.json.gz",
+    log:
+        "logs/{task}/{dataset}/findings.log",
+    shell:
+        "{CLI} findings collect --task {wildcards.task} --dataset {wildcards.dataset} > {log} 2>&1"
+
+
+# `make findings` (with --config grid=findings): every finding of the grid, or one task's (findings_<task>)
+rule findings_all:
+    input:
+        [f"results/findings/{t}/{d}.json" for t, d in SLOTS],
+
+
+for _task in TASKS:
+
+    rule:
+        name:
+            f"findings_{_task}"
+        input:
+            [f"results/findings/{_task}/{d}.json" for d in dataset_names(PARAMS, _task)],

@@ -19,8 +19,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
 from .. import io as aio
 
 log = logging.getLogger("attnbench.report")
@@ -28,7 +26,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 _PACKAGES = ("attnbench", "torch", "numpy", "pandas", "sacrebleu", "scikit-learn", "matplotlib", "seaborn", "jinja2")
 
 
-def environment() -> Environment:
+def environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined   # here: the CLI imports this package at start-up
+
     return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
@@ -170,7 +170,7 @@ def render_report(params: dict, out_path: Path, workers: int = 1) -> None:
     out_path = Path(out_path)
     t0 = time.perf_counter()
     sections = _sections(params, out_path.parent, workers)
-    from . import hardware, noise, overview, performance, throughput
+    from . import findings, hardware, noise, overview, performance, throughput
 
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
@@ -178,7 +178,7 @@ def render_report(params: dict, out_path: Path, workers: int = 1) -> None:
         run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections),
         claims_test=noise.noise_test(len(params["seeds"]) > 1),
         performance=performance.context(params, out_path.parent), throughput=throughput.context(params),
-        hardware=hardware.context(out_path.parent))
+        hardware=hardware.context(out_path.parent), findings=findings.context(params))
     aio.write_text(out_path, html)
     log.info("wrote %s (%.0f kB) in %.1fs with %d worker(s)", out_path, len(html.encode()) / 1024,
              time.perf_counter() - t0, max(1, min(workers, len(params["tasks"]))))
