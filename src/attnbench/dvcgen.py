@@ -113,9 +113,20 @@ def stages(params: dict, root: Path = REPO_ROOT) -> dict:
     return out
 
 
+def findings_metrics(params: dict) -> list[str]:
+    """The findings files of params' `findings` grid (results/findings/<task>/<dataset>.json), for the tasks
+    params has: declared as DVC metrics, so they are versioned and diffable without a stage producing them."""
+    selection = (params.get("findings") or {}).get("tasks", {})
+    return [f"results/findings/{task}/{dataset}.json" for task, spec in selection.items() if task in params["tasks"]
+            for dataset in spec["datasets"]]
+
+
 def render(params: dict, root: Path = REPO_ROOT) -> str:
     """dvc.yaml's text for `params`."""
     body = yaml.safe_dump({"stages": stages(params, root)}, sort_keys=False, width=120, default_flow_style=False)
+    found = findings_metrics(params)
+    if found:   # the committed findings: `dvc metrics show` / `dvc metrics diff` across commits
+        body += "\n" + yaml.safe_dump({"metrics": found}, sort_keys=False, width=120, default_flow_style=False)
     # a blank line between stages, as a person would write it
     lines = body.splitlines()
     spaced = [line if not (line.startswith("  ") and not line.startswith("   ") and i > 1) else "\n" + line

@@ -1,0 +1,259 @@
+"""The committed findings: the paired tests on constructed inputs, a findings run collected end to end
+(recsys at a tiny scale, two seeds), staleness when a run's parameters change, the README's table kept
+current, and the findings declared as DVC metrics."""
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from attnbench import cli, paths
+from attnbench.config import REPO_ROOT, load_params
+from attnbench.report import findings, paired
+
+from .conftest import BIN, write_params
+from .test_recsys_cli import _tiny
+
+RNG = np.random.default_rng(0)
+
+
+# ---- each paired test gives known answers on constructed inputs ------------------------------------------
+
+def test_identical_systems_show_no_difference_in_every_test():
+    correct = RNG.random((400, 3)) < 0.7
+    m = paired.mcnemar(correct, correct)
+    assert m["effect"] == 0 and m["p"] == 1.0 and m["outcome"] == "tie" and m["ci"] == [0.0, 0.0]
+    loss = RNG.random((300, 3))
+    d = paired.diebold_mariano(loss, loss, horizon=24)
+    assert d["effect"] == 0 and d["p"] == 1.0 and d["outcome"] == "tie"
+    refs = ["a cat sits on the red mat", "two dogs run in a green park", "the man reads a book"] * 20
+    hyps = [r.replace("red", "blue") for r in refs]
+    b = paired.bleu_bootstrap([hyps, hyps], [hyps, hyps], refs)
+    assert b["effect"] == 0 and b["p"] == 1.0 and b["outcome"] == "tie"
+    y = RNG.normal(size=200)
+    pred = y[:, None] + RNG.normal(0, 0.3, (200, 2))
+    r = paired.rmse_bootstrap(y, pred, pred)
+    assert r["effect"] == 0 and r["p"] == 1.0 and r["outcome"] == "tie"
+
+
+def test_a_system_better_on_every_item_is_significantly_ahead():
+    right = np.ones((300, 3), dtype=bool)
+    wrong_some = RNG.random((300, 3)) < 0.6
+    m = paired.mcnemar(right, wrong_some, scale=100.0)
+    assert m["outcome"] == "ahead" and m["p"] < 0.001 and m["ci"][0] > 0
+    assert m["discordant"] == [int((~wrong_some).sum()), 0]
+    assert m["effect"] == pytest.approx(100 * (1 - wrong_some.mean()))
+    # the other way round it is behind by the same amount
+    assert paired.mcnemar(wrong_some, right)["outcome"] == "behind"
+
+    loss_b = RNG.random((500, 3)) + 1.0
+    d = paired.diebold_mariano(loss_b - 0.2 - 0.05 * RNG.random((500, 3)), loss_b, horizon=24)
+    assert d["outcome"] == "ahead" and d["p"] < 0.001 and d["ci"][1] < 0 and d["effect"] == pytest.approx(-0.225, abs=0.01)
+
+    refs = ["a cat sits on the red mat", "two dogs run in a green park", "the man reads a book"] * 30
+    bad = [r.replace("the", "one").replace("a ", "some ") for r in refs]
+    b = paired.bleu_bootstrap([refs, refs], [bad, bad], refs)
+    assert b["outcome"] == "ahead" and b["p"] < 0.01 and b["ci"][0] > 0 and b["effect"] > 20
+
+    y = RNG.normal(size=300)
+    good = y[:, None] + RNG.normal(0, 0.1, (300, 2))
+    poor = y[:, None] + RNG.normal(0, 0.6, (300, 2))
+    r = paired.rmse_bootstrap(y, good, poor)
+    assert r["outcome"] == "ahead" and r["effect"] < 0 and r["ci"][1] < 0
+
+
+def test_small_noise_between_two_systems_is_a_tie_not_a_win():
+    loss = RNG.random((400, 3))
+    d = paired.diebold_mariano(loss + RNG.normal(0, 0.01, loss.shape), loss, horizon=24)
+    assert d["outcome"] == "tie" and d["ci"][0] < 0 < d["ci"][1]
+    a = RNG.random((600, 3)) < 0.8
+    b = a.copy()
+    flip = RNG.choice(600, size=6, replace=False)
+    b[flip, 0] = ~b[flip, 0]
+    assert paired.mcnemar(a, b)["outcome"] == "tie"
+
+
+def test_paired_inputs_of_different_shapes_are_refused():
+    with pytest.raises(ValueError, match="same"):
+        paired.mcnemar(np.ones((3, 2), bool), np.ones((4, 2), bool))
+    with pytest.raises(ValueError, match="same"):
+        paired.diebold_mariano(np.ones((5, 2)), np.ones((5, 3)), 2)
+
+
+# ---- a findings run collected end to end ------------------------------------------------------------------
+
+def _findings_params() -> dict:
+    p = _tiny()
+    p["findings"] = {"seeds": [0, 1], "tasks": {"recsys": {"datasets": ["synthetic"], "runs": ["linear", "fm", "afm"]}}}
+    return p
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("findings")
+    import os
+
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        path = write_params(folder / "params.yaml", _findings_params())
+        steps = [["prepare", "--task", "recsys"]]
+        for run in ("linear", "fm", "afm"):
+            for seed in ("0", "1"):
+                steps += [["train", "--task", "recsys", "--run", run, "--seed", seed],
+                          ["evaluate", "--task", "recsys", "--run", run, "--seed", seed]]
+        for argv in steps:
+            assert cli.main(["-q", "--params", str(path), *argv]) == 0, argv
+        assert cli.main(["-q", "--params", str(path), "findings", "collect", "--task", "recsys"]) == 0
+    finally:
+        os.chdir(before)
+    return folder
+
+
+def test_collect_writes_metrics_hashes_claims_paired_tests_and_items(collected):
+    f = json.loads((collected / "results/findings/recsys/synthetic.json").read_text())
+    assert f["seeds"] == [0, 1] and set(f["runs"]) == {"linear", "fm", "afm"}
+    for run, entry in f["runs"].items():
+        for key, seed in entry["seeds"].items():
+            info = json.loads((collected / paths.run_dir("recsys", "synthetic", run, int(key[4:])) / "train_info.json").read_text())
+            metrics = json.loads((collected / paths.run_dir("recsys", "synthetic", run, int(key[4:])) / "metrics.json").read_text())
+            assert seed["status"] == "ok" and seed["config_hash"] == info["config_hash"]
+            assert seed["metrics"]["rmse"] == metrics["rmse"]
+    assert f["protocol"]["scale"] == "smoke" and f["provenance"]["cores"] >= 1 and f["provenance"]["versions"]["torch"]
+    assert [c["id"] for c in f["claims"]] == ["C7"] and f["claims"][0]["verdict"]
+    rows = {(p["claim"], p["a"], p["b"]): p for p in f["paired"]}
+    c7 = rows[("C7", "afm", "fm")]["result"]
+    assert c7["test"] == paired.BOOTSTRAP_RMSE and c7["n_seeds"] == 2 and c7["n_items"] == 150
+    # the effect is the seed-mean RMSE gap the metrics give
+    gap = np.mean([f["runs"]["afm"]["seeds"][k]["metrics"]["rmse"] - f["runs"]["fm"]["seeds"][k]["metrics"]["rmse"]
+                   for k in ("seed0", "seed1")])
+    assert c7["effect"] == pytest.approx(gap, abs=1e-3)
+    assert rows[(None, "afm", "linear")]["role"] == "baseline"
+    with gzip.open(collected / "results/findings/recsys/synthetic.items.json.gz", "rt") as fh:
+        items = json.load(fh)
+    assert len(items["runs"]["afm"]["seed1"]["prediction"]) == 150
+
+
+def test_retest_reproduces_the_committed_paired_tests(collected, monkeypatch, capsys):
+    monkeypatch.chdir(collected)
+    assert cli.main(["-q", "findings", "retest"]) == 0
+    assert "recsys/synthetic: 2 of 2 paired tests reproduced" in capsys.readouterr().out
+    path = collected / "results/findings/recsys/synthetic.json"
+    original = path.read_text()
+    tampered = json.loads(original)
+    tampered["paired"][0]["result"]["effect"] += 0.5      # a figure typed in by hand no longer matches its items
+    path.write_text(json.dumps(tampered))
+    try:
+        assert cli.main(["-q", "findings", "retest"]) == 1
+        assert "1 of 2 paired tests reproduced" in capsys.readouterr().out
+    finally:
+        path.write_text(original)
+
+
+def test_a_finding_is_marked_stale_when_a_run_changes(collected, monkeypatch, capsys):
+    monkeypatch.chdir(collected)
+    params = load_params(collected / "params.yaml")
+    current = findings.load_all()
+    assert findings.staleness(current[0], params) == []
+    assert "(stale)" not in findings.markdown_table(current, params)
+
+    changed = copy.deepcopy(params)
+    changed["tasks"]["recsys"]["models"]["afm"]["k"] = 8        # afm's hyperparameter: afm retrains
+    assert findings.staleness(current[0], changed) == ["afm/seed0", "afm/seed1"]
+    table = findings.markdown_table(current, changed)
+    assert "| C7 | synthetic | " in table and "(stale)" in table
+
+    gone = copy.deepcopy(params)
+    del gone["tasks"]["recsys"]["runs"]["linear"]               # a run no longer defined is stale too
+    assert findings.staleness(current[0], gone) == ["linear/seed0", "linear/seed1"]
+
+    # the report's Findings section names the stale runs (judged against params.yaml as the file says)
+    text = (collected / "params.yaml").read_text().replace("attention_l2: 0.001", "attention_l2: 0.01")
+    (collected / "params.yaml").write_text(text)
+    try:
+        ctx = findings.context(params)
+        assert ctx["stale"] == [{"task": "recsys", "dataset": "synthetic", "runs": ["afm/seed0", "afm/seed1"]}]
+        assert ctx["rows"][0]["stale"]
+    finally:
+        write_params(collected / "params.yaml", _findings_params())
+
+
+def test_the_readme_table_check_fails_when_stale(collected, monkeypatch, capsys):
+    monkeypatch.chdir(collected)
+    readme = collected / "README.md"
+    readme.write_text(f"# x\n\n{findings.README_START}\nold\n{findings.README_END}\n\nmore\n")
+    assert cli.main(["-q", "findings", "table", "--readme", str(readme), "--check"]) == 1
+    assert cli.main(["-q", "findings", "table", "--readme", str(readme), "--write"]) == 0
+    assert cli.main(["-q", "findings", "table", "--readme", str(readme), "--check"]) == 0
+    text = readme.read_text()
+    assert "| C7 | synthetic |" in text and text.endswith("\n\nmore\n")
+
+
+def test_collect_refuses_a_dataset_outside_the_findings_grid(collected, monkeypatch, capsys):
+    monkeypatch.chdir(collected)
+    assert cli.main(["-q", "findings", "collect", "--task", "recsys", "--dataset", "other"]) == 2
+    assert "findings grid lists: recsys: synthetic" in capsys.readouterr().err
+
+
+# ---- the repository's own findings ---------------------------------------------------------------------------
+
+def test_readme_findings_table_is_current():
+    """README.md's "What the benchmark finds" table is what the committed findings give today."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert findings.README_START in readme and findings.README_END in readme
+    import os
+
+    before = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        table = findings.markdown_table(findings.load_all(), findings.file_params())
+    finally:
+        os.chdir(before)
+    assert findings.readme_block(readme, table) == readme, \
+        "README.md's findings table is stale: run `attnbench findings table --readme README.md --write`"
+
+
+def test_committed_findings_are_current_and_small():
+    """Every committed finding matches today's params.yaml (no stale run) and the folder stays small."""
+    import os
+
+    before = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        params = findings.file_params()
+        for f in findings.load_all():
+            assert findings.staleness(f, params) == [], f"{f['task']}/{f['dataset']} is stale"
+    finally:
+        os.chdir(before)
+    files = [p for p in (REPO_ROOT / "results/findings").rglob("*") if p.is_file()]
+    assert all(p.stat().st_size < 4 * 2**20 for p in files)
+    assert sum(p.stat().st_size for p in files) < 20 * 2**20
+
+
+def test_dvc_metrics_show_lists_the_findings(collected, tmp_path):
+    """The findings files are DVC metrics (dvc.yaml's top-level `metrics`, generated from `findings`)."""
+    work = tmp_path / "repo"
+    (work / "results/findings/recsys").mkdir(parents=True)
+    shutil.copy2(collected / "results/findings/recsys/synthetic.json", work / "results/findings/recsys/")
+    from attnbench import dvcgen
+
+    params = _findings_params()
+    metrics = dvcgen.findings_metrics(params)
+    assert metrics == ["results/findings/recsys/synthetic.json"]
+    assert "results/findings/translation/multi30k-en-fr.json" in dvcgen.findings_metrics(
+        load_params(REPO_ROOT / "params.yaml"))
+    (work / "dvc.yaml").write_text(f"metrics:\n- {metrics[0]}\n")
+    env = {"PATH": f"{BIN}:/usr/bin:/bin"}
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"],
+                [str(BIN / "dvc"), "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=work, check=True, capture_output=True, env=env)
+    done = subprocess.run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=work, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)[""]["data"]["results/findings/recsys/synthetic.json"]["data"]
+    assert shown["runs"]["afm"]["seeds"]["seed0"]["metrics"]["rmse"] > 0
