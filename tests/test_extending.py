@@ -1,4 +1,4 @@
-"""Adding a task or a mechanism touches only its own files (README: "Adding a task", "Adding a mechanism").
+"""Adding a task or a mechanism touches only its own files (README: "Extending").
 
 Each test writes the new pieces into a temporary copy of the pipeline (never into the checkout) and
 runs them the way a user would: the toy task through Snakemake and `dvc repro` to its report section,
