@@ -17,6 +17,7 @@ validation and test pairs are kept and scored whole, however long.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -77,6 +78,13 @@ class Data:
         self.preprocessing = preprocess.settings(
             aio.read_json(manifest).get("preprocessing", {}) if manifest.is_file() else {})
         self.tensors = {split: self._encode(pairs) for split, pairs in self.pairs.items()}
+
+    def with_test(self, pairs: list[Pair]) -> "Data":
+        """A copy whose test split is `pairs` (a trained run scored on other files: `attnbench score`)."""
+        other = copy.copy(self)
+        other.pairs = {**self.pairs, "test": pairs}
+        other.tensors = {**self.tensors, "test": self._encode(pairs)}
+        return other
 
     def _encode(self, pairs: list[Pair]) -> dict[str, list[torch.Tensor]]:
         tgt = [self.tgt_vocab.encode(p.tgt) for p in pairs]
