@@ -6,6 +6,10 @@ exactly --out-len words and the cost does not depend on what an untrained model 
 seconds of each repetition, the medians, their ratio, and whether the outputs were equal.
 
     OMP_NUM_THREADS=1 python benchmarks/kv_cache.py --size multi30k --sentences 200 --beam 5
+
+With --trained RUN_DIR (a trained Transformer's data/results/translation/<dataset>/<run>/seed<S>/, run from the
+project folder that holds its prepared data) the run's own model decodes the first --sentences test sentences
+as `evaluate` does (Translation._translate), greedy and with beam --beam, with and without the cache.
 """
 from __future__ import annotations
 
@@ -35,8 +39,11 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=1, help="1: greedy (default); K: beam search of width K")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--trained", metavar="RUN_DIR", help="a trained Transformer run's folder (see above)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.trained:
+        return trained(args)
     spec = dict(SIZES[args.size])
     src_vocab, tgt_vocab = spec.pop("vocab")
     torch.manual_seed(0)
@@ -67,6 +74,38 @@ def main() -> None:
     print(f"  full recomputation: {', '.join(f'{s:.2f}' for s in seconds[False])} s (median {plain:.2f})")
     print(f"  key/value cache:    {', '.join(f'{s:.2f}' for s in seconds[True])} s (median {cached:.2f})")
     print(f"  speed-up x{plain / cached:.1f}; outputs equal: {equal}")
+
+
+def trained(args) -> None:
+    from pathlib import Path
+
+    from attnbench import paths, tasks
+    from attnbench.training import load_checkpoint
+
+    ckpt = load_checkpoint(Path(args.trained) / "model.pt")
+    cfg = ckpt["config"]
+    task = tasks.get("translation")
+    data = task.load(paths.prepared_dir("translation", cfg["dataset"]), cfg)
+    data = data.with_test(data.pairs["test"][:args.sentences])
+    model = task.build_model(cfg, data)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    cpu = torch.device("cpu")
+    print(f"{datetime.date.today()} {platform.node()} {platform.processor() or platform.machine()} torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s); {args.trained}: {len(data.pairs['test'])} test sentences, "
+          f"{args.repeats} repeats A/B")
+    for beam in (None, dict(task.beam_settings(cfg), beam_size=args.beam)):
+        seconds, outputs = {False: [], True: []}, {}
+        for _ in range(args.repeats):
+            for cache in (False, True):
+                model.kv_cache = cache
+                t0 = time.perf_counter()
+                outputs[cache] = task._translate(model, data, "test", cfg, cpu, beam=beam)
+                seconds[cache].append(time.perf_counter() - t0)
+        plain, cached = statistics.median(seconds[False]), statistics.median(seconds[True])
+        print(f"  {'greedy' if beam is None else f'beam {args.beam}'}: full recomputation "
+              f"{', '.join(f'{s:.2f}' for s in seconds[False])} s, cache {', '.join(f'{s:.2f}' for s in seconds[True])} s; "
+              f"speed-up x{plain / cached:.1f}; translations equal: {outputs[False] == outputs[True]}")
 
 
 if __name__ == "__main__":
