@@ -115,3 +115,21 @@ def test_lstm_beam_search_equals_one_sentence_at_a_time(memory, init):
         assert tokens[i, :n].tolist() == words, f"sentence {i}"
         assert torch.allclose(weights[i, :n, :int(src_len[i])], rows[:, :int(src_len[i])])
     assert not (tokens == PAD).all()
+
+
+def test_a_run_may_set_its_own_model_options(tiny_params):
+    """runs.<name>.model_options puts a variant (e.g. the LSTM) beside the original in one grid; the other runs'
+    configs, and so their hashes, stay what they were."""
+    from attnbench.config import ParamsError, config_hash, resolve_run, validate
+
+    before = {run: config_hash(resolve_run(tiny_params, "translation", run, 0))
+              for run in tiny_params["tasks"]["translation"]["runs"]}
+    runs = tiny_params["tasks"]["translation"]["runs"]
+    runs["rnn-general-lstm"] = {"model": "rnn", "attention": "general", "model_options": {"cell": "lstm", "init": "zeros"}}
+    validate(tiny_params, task="translation")
+    cfg = resolve_run(tiny_params, "translation", "rnn-general-lstm", 0)
+    assert cfg["model_options"] == {**tiny_params["tasks"]["translation"]["models"]["rnn"], "cell": "lstm", "init": "zeros"}
+    assert before == {run: config_hash(resolve_run(tiny_params, "translation", run, 0)) for run in before}
+    runs["rnn-general-lstm"]["model_options"]["cell"] = "rnn"
+    with pytest.raises(ParamsError, match=r"runs\.rnn-general-lstm\.model_options\.cell: value 'rnn'.*gru, lstm"):
+        validate(tiny_params, task="translation")
