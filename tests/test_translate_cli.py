@@ -141,11 +141,14 @@ def test_a_mismatched_vocabulary_or_preprocessing_is_refused(project, capsys):
             err = capsys.readouterr().err
             assert "target vocabulary has" in err and "was trained with" in err and "attnbench prepare" in err
         vocab_path.write_text(vocab)
-        changed = json.loads(manifest)
-        changed["preprocessing"]["lowercase"] = False
-        manifest_path.write_text(json.dumps(changed))
-        assert cli.main(["translate", *RUN, "x"]) == 1
-        assert "preprocessing" in capsys.readouterr().err
+        for edit, expected in ((lambda m: m["preprocessing"].update(lowercase=False), "preprocessing"),
+                               (lambda m: m.update(scale="default"), "scale default"),
+                               (lambda m: m["vocab"]["source"].update(min_freq=3), "source vocabulary was cut")):
+            changed = json.loads(manifest)
+            edit(changed)
+            manifest_path.write_text(json.dumps(changed))
+            assert cli.main(["translate", *RUN, "x"]) == 1
+            assert expected in capsys.readouterr().err
     finally:
         vocab_path.write_text(vocab)
         manifest_path.write_text(manifest)

@@ -143,7 +143,7 @@ def cmd_evaluate(args) -> int:
 
 
 def _trained_translation(args, step: str):
-    """params, cfg, task, device, data and model of a trained translation run, for `translate` and `score`."""
+    """cfg, task, device, data and model of a trained translation run, for `translate` and `score`."""
     from . import tasks
     from .tasks.translation import use
     from .training import pick_device, set_threads
@@ -164,6 +164,8 @@ def cmd_translate(args) -> int:
 
     if args.sentences and args.input:
         raise ParamsError("translate: give sentences as arguments or --input FILE, not both")
+    if args.beam < 1:
+        raise ParamsError(f"translate: --beam: value {args.beam} is not allowed; expected an integer >= 1")
     if args.sentences:
         lines = list(args.sentences)
     elif args.input and args.input != "-":

@@ -10,7 +10,6 @@ under other settings) are refused, naming what differs.
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ from . import preprocess
 from .corpus import Pair, read_parallel
 from ...models.seq2seq import EOS, PAD
 
-log = logging.getLogger("attnbench.translation")
 TASK = "translation"
 
 
@@ -80,6 +78,15 @@ def check_prepared(data, prepared: Path, cfg: dict, ckpt: dict, params_path: str
     if found != expected:
         raise DataError(f"{prepared}: prepared with preprocessing {found}, but run {cfg['run']} was trained with "
                         f"{expected}; {fix}")
+    manifest = aio.read_json(prepared / "manifest.json") if (prepared / "manifest.json").is_file() else {}
+    if manifest.get("scale", cfg["scale"]) != cfg["scale"]:
+        raise DataError(f"{prepared}: prepared at scale {manifest['scale']}, but run {cfg['run']} was trained at scale "
+                        f"{cfg['scale']} (its training pairs and vocabularies differ); {fix}")
+    for side in preprocess.SIDES:
+        limits, recorded = preprocess.vocab_limits(trained, side), manifest.get("vocab", {}).get(side)
+        if recorded is not None and {k: recorded.get(k) for k in limits} != limits:
+            raise DataError(f"{prepared}: the {side} vocabulary was cut with {({k: recorded.get(k) for k in limits})}, "
+                            f"but run {cfg['run']} was trained with {limits}; {fix}")
     weights = ckpt.get("model", {})
     for side, vocab, key in (("source", data.src_vocab, "src_emb.weight"), ("target", data.tgt_vocab, "tgt_emb.weight")):
         if key in weights and weights[key].shape[0] != len(vocab):
