@@ -245,3 +245,32 @@ def test_params_accept_the_recipe_and_refuse_bad_values():
         section[name[-1]] = value
         with pytest.raises(ParamsError, match=expected):
             validate(bad, task="translation")
+
+
+# ---- through the pipeline's steps ------------------------------------------------------------------------------
+
+def test_the_recipe_and_the_rnn_options_train_and_evaluate_through_the_cli(tiny_params, tmp_path, monkeypatch):
+    import json
+
+    from attnbench import cli
+
+    from .conftest import write_params
+
+    monkeypatch.chdir(tmp_path)
+    t = tiny_params["tasks"]["translation"]
+    t["train"].update(label_smoothing=0.1, schedule={"kind": "inverse_sqrt", "warmup_steps": 4})
+    t["models"]["transformer"].update(tie_embeddings=True, kv_cache=True)
+    t["runs"] = {"transformer": t["runs"]["transformer"],
+                 "rnn-lstm": {"model": "rnn", "attention": "general",
+                              "model_options": {"cell": "lstm", "memory": "raw", "init": "final", "encoder_hidden": 8}}}
+    path = write_params(tmp_path / "params.yaml", tiny_params)
+    assert cli.main(["-q", "--params", str(path), "prepare", "--task", "translation"]) == 0
+    for run in t["runs"]:
+        for step in ("train", "evaluate"):
+            assert cli.main(["-q", "--params", str(path), step, "--task", "translation", "--run", run, "--seed", "0"]) == 0
+        out = tmp_path / "data/results/translation/synthetic" / run / "seed0"
+        assert json.loads((out / "metrics.json").read_text())["bleu"] >= 0
+        lrs = [float(line.split(",")[6]) for line in (out / "train_log.csv").read_text().splitlines()[1:]]
+        assert lrs[-1] < t["train"]["lr"]   # decayed after the 4 warm-up steps
+    weights = torch.load(tmp_path / "data/results/translation/synthetic/transformer/seed0/model.pt", weights_only=True)
+    assert torch.equal(weights["model"]["out.weight"], weights["model"]["tgt_emb.weight"])
