@@ -6,6 +6,9 @@
     attnbench prepare   --task T [--dataset D]                data -> data/prepared/T/D/
     attnbench train     --task T [--dataset D] --run R --seed S  -> data/results/T/D/R/seedS/
     attnbench evaluate  --task T [--dataset D] --run R --seed S
+    attnbench translate --task translation [--dataset D] --run R --seed S [SENTENCE ...]   a trained run's output
+    attnbench score     --task translation [--dataset D] --run R --seed S --source F --target F
+                                            -> data/scores/T/D/R/seedS/NAME/ (other test files, no retraining)
     attnbench aggregate --task T [--dataset D]                -> data/summary/T/D.{csv,json}
     attnbench notebook  --task T [--dataset D]                -> reports/notebooks/T/D.{ipynb,html}
     attnbench report                        Jinja -> reports/index.html
@@ -139,6 +142,68 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _trained_translation(args, step: str):
+    """cfg, task, device, data and model of a trained translation run, for `translate` and `score`."""
+    from . import tasks
+    from .tasks.translation import use
+    from .training import pick_device, set_threads
+
+    if args.task != "translation":
+        raise ParamsError(f"{step}: --task: value {args.task!r} is not allowed; expected: translation")
+    params = _params(args)
+    set_threads(params["threads"])
+    cfg = _run_cfg(params, args)
+    task = tasks.get(args.task)
+    device = pick_device(params["device"])
+    data, model = use.load_run(task, cfg, device, args.params)
+    return cfg, task, device, data, model
+
+
+def cmd_translate(args) -> int:
+    from .tasks.translation import use
+
+    if args.sentences and args.input:
+        raise ParamsError("translate: give sentences as arguments or --input FILE, not both")
+    if args.beam < 1:
+        raise ParamsError(f"translate: --beam: value {args.beam} is not allowed; expected an integer >= 1")
+    if args.sentences:
+        lines = list(args.sentences)
+    elif args.input and args.input != "-":
+        lines = Path(args.input).read_text(encoding="utf-8").splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    cfg, task, device, data, model = _trained_translation(args, "translate")
+    beam = dict(task.beam_settings(cfg), beam_size=args.beam)
+    results = use.translate(model, data, lines, cfg, device, beam=beam)
+    for item in results:
+        print(item.text)
+    if args.attention:
+        for n, (item, path) in enumerate(zip(results, use.heat_map_paths(args.attention, len(results))), start=1):
+            use.heat_map(item, path, title=f"{args.run} seed {args.seed}, sentence {n}")
+            log.info("attention of sentence %d: %s", n, path)
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .tasks.translation import use
+
+    if bool(args.tsv) == bool(args.source and args.target) or (args.source is None) != (args.target is None):
+        raise ParamsError("score: give --source FILE --target FILE, or --tsv FILE")
+    cfg, task, device, data, model = _trained_translation(args, "score")
+    source = args.tsv or args.source
+    name = use.score_name(source, args.name)
+    test = data.with_test(use.read_test_pairs(data, source, args.target))
+    out = paths.score_dir(args.task, args.dataset, args.run, args.seed, name)
+    metrics = task.evaluate(model, test, cfg, device, out)
+    files = {"tsv": str(args.tsv)} if args.tsv else {"source": str(args.source), "target": str(args.target)}
+    metrics = {"task": args.task, "dataset": args.dataset, "run": args.run, "seed": args.seed, "model": cfg["model"],
+               "attention": cfg["attention"], "scored_files": files, **metrics}
+    aio.write_json(out / "metrics.json", metrics)
+    shown = {k: metrics[k] for k in ("bleu", "bleu_beam", "chrf", "test_sentences") if k in metrics}
+    print(f"{out / 'metrics.json'}: {shown} ({metrics['bleu_signature']})")
+    return 0
+
+
 def cmd_aggregate(args) -> int:
     from .report.aggregate import aggregate
 
@@ -228,12 +293,40 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--run", required=True, help="run name from tasks.<task>.runs (e.g. rnn-additive)")
             p.add_argument("--seed", required=True, type=int, help="seed from params.yaml's seeds")
         p.set_defaults(func=func)
+        return p
 
     add("validate", cmd_validate, "check params.yaml against its schema and the registries")
     add("runs", cmd_runs, "list every task/run/seed of the grid")
     add("prepare", cmd_prepare, "generate, or fetch and read, a task's dataset into data/prepared/<task>/<dataset>/", task=True)
     add("train", cmd_train, "train one run (resumes from its last epoch checkpoint)", task=True, run=True)
     add("evaluate", cmd_evaluate, "evaluate one trained run into its metrics.json and exports", task=True, run=True)
+    p = add("translate", cmd_translate, "translate sentences with a trained translation run", task=True, run=True)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = ("Translate sentences with a trained run: from the arguments, from --input FILE, or one a line "
+                     "from standard input; one translation a line on standard output. The input is preprocessed "
+                     "as the dataset's prepare step did (e.g. Moses tokenisation and lowercasing) and the output "
+                     "detokenised as evaluation does.")
+    p.epilog = ("examples:\n"
+                "  attnbench translate --task translation --dataset multi30k-en-fr --run rnn-general --seed 0 \\\n"
+                "      \"A man is riding a bike.\" --attention heat.png\n"
+                "  attnbench translate --task translation --dataset multi30k-en-fr --run transformer --seed 0 \\\n"
+                "      --beam 5 < sentences.txt > translations.txt")
+    p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="sentences to translate (default: --input, "
+                                                                    "else standard input)")
+    p.add_argument("--input", metavar="FILE", help="a text file, one sentence a line ('-': standard input)")
+    p.add_argument("--beam", type=int, default=1, metavar="K", help="beam search of width K (default 1: greedy; the "
+                                                                    "length penalty of the run's eval settings)")
+    p.add_argument("--attention", metavar="DIR_OR_FILE", help="write a PNG heat map of the attention per sentence: "
+                                                              "FILE.png (FILE-1.png, ... for several) or DIR/sentence-N.png")
+    p = add("score", cmd_score, "score a trained translation run on other parallel test files", task=True, run=True)
+    p.description = ("Score a trained run on any parallel test files without retraining: the same preprocessing, "
+                     "decoding and sacreBLEU signature as `evaluate`, written to data/scores/<task>/<dataset>/<run>/"
+                     "seed<S>/<name>/ (the run's own metrics are never touched). Prepared data that do not match "
+                     "the run's training config are refused.")
+    p.add_argument("--source", metavar="FILE", help="source sentences, one a line (gzip allowed)")
+    p.add_argument("--target", metavar="FILE", help="their reference translations, line-aligned")
+    p.add_argument("--tsv", metavar="FILE", help="instead of --source/--target: source<TAB>reference lines")
+    p.add_argument("--name", help="the results' folder name (default: the source file's name up to its first dot)")
     add("aggregate", cmd_aggregate, "collect a task's runs on one dataset into data/summary/<task>/<dataset>.{csv,json}", task=True)
     add("notebook", cmd_notebook, "execute a task's analysis notebook with papermill and export it to HTML", task=True)
     add("report", cmd_report, "render reports/index.html from every task's results")

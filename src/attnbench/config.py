@@ -150,9 +150,11 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
         _check({k: section[k] for k in DATASET_KEYS if k in section}, _schema("datasets.schema.yaml"),
                ["tasks", name], origin)
         _check_datasets(section, name, origin)
+        schema = _schema(f"tasks/{name}.schema.yaml")
         for dataset in dataset_names(params, name, selected=False):
-            _check(dataset_section(params, name, dataset), _schema(f"tasks/{name}.schema.yaml"), ["tasks", name],
-                   _where(origin, name, dataset))
+            merged = dataset_section(params, name, dataset)
+            _check(merged, schema, ["tasks", name], _where(origin, name, dataset))
+            _check_run_models(merged, schema, name, _where(origin, name, dataset))
         # before the task's own checks: those look mechanisms up and would fail on an unknown one
         # without naming the key
         for run, spec in section["runs"].items():
@@ -173,6 +175,16 @@ def validate(params: dict, origin: str = DEFAULT_PARAMS, task: str | None = None
         if not torch.cuda.is_available():
             raise ParamsError(f"{origin}: device: value 'cuda' is not allowed here: no CUDA device is visible; expected one of: auto, cpu")
     return params
+
+
+def _check_run_models(section: dict, schema: dict, task: str, origin: str) -> None:
+    """A run's own `model_options` (where the task's schema allows them) merged over its model's options must
+    fit that model's schema, as the model's options alone do."""
+    models = schema.get("properties", {}).get("models", {}).get("properties", {})
+    for run, spec in section["runs"].items():
+        if "model_options" in spec and spec["model"] in models:
+            _check(_merge(section["models"][spec["model"]], spec["model_options"]), models[spec["model"]],
+                   ["tasks", task, "runs", run, "model_options"], origin)
 
 
 def check_dataset(params: dict, task: str, dataset: str, origin: str = DEFAULT_PARAMS) -> None:
@@ -353,6 +365,9 @@ def resolve_run(params: dict, task: str, run: str, seed: int, dataset: str = SYN
     if run not in section["runs"]:
         raise ParamsError(f"tasks.{task}.runs: no run named {run!r}; expected one of: {', '.join(section['runs'])}")
     spec = section["runs"][run]
+    model_options = section["models"][spec["model"]]
+    if "model_options" in spec:   # the run's own values over its model's (absent: the config is as before)
+        model_options = _merge(model_options, spec["model_options"])
     return {
         "task": task,
         "dataset": dataset,
@@ -363,7 +378,7 @@ def resolve_run(params: dict, task: str, run: str, seed: int, dataset: str = SYN
         "size": section["scales"][params["scale"]],
         "train": section["train"],
         "model": spec["model"],
-        "model_options": section["models"][spec["model"]],
+        "model_options": model_options,
         "attention": spec["attention"],
         "attention_options": spec.get("options", {}),
         "eval": section["eval"],

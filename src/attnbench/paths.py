@@ -7,6 +7,7 @@ produces carries its task and dataset, so one dataset's results never overwrite 
     data/prepared/<task>/<dataset>/                 prepare
     data/results/<task>/<dataset>/<run>/seed<k>/    train + evaluate
     data/summary/<task>/<dataset>.{csv,json}        aggregate
+    data/scores/<task>/<dataset>/<run>/seed<k>/<name>/   score: a trained run on other test files
     reports/notebooks/<task>/<dataset>.{ipynb,html} notebook
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ PREPARED = Path("data/prepared")
 RESULTS = Path("data/results")
 SUMMARY = Path("data/summary")
 STATE = Path("data/state")
+SCORES = Path("data/scores")
 REPORTS = Path("reports")
 LOGS = Path("logs")
 
@@ -37,6 +39,11 @@ def prepared_dir(task: str, dataset: str) -> Path:
 
 def run_dir(task: str, dataset: str, run: str, seed: int) -> Path:
     return RESULTS / task / dataset / run / f"seed{seed}"
+
+
+def score_dir(task: str, dataset: str, run: str, seed: int, name: str) -> Path:
+    """`attnbench score`'s results for test files called `name`: never the run's own metrics."""
+    return SCORES / task / dataset / run / f"seed{seed}" / name
 
 
 def state_dir(task: str, dataset: str, run: str, seed: int) -> Path:

@@ -8,10 +8,11 @@ CPU => byte-identical weights and metrics, whether or not the run was interrupte
 
 Optional `train:` keys (absent: the loop behaves exactly as before they existed):
 
-* `schedule: {kind: constant | cosine | linear, warmup_steps: N | warmup_fraction: f, min_lr_ratio: r}`
-  sets the learning rate before every optimizer step (`scheduled_lr`): a linear warm-up from lr/N to lr
-  over the first N steps, then constant, or a cosine / linear decay that reaches lr * r at the run's last
-  step. The run's steps are epochs x batches per epoch; the batches per epoch come from
+* `schedule: {kind: constant | cosine | linear | inverse_sqrt, warmup_steps: N | warmup_fraction: f,
+  min_lr_ratio: r}` sets the learning rate before every optimizer step (`scheduled_lr`): a linear warm-up
+  from lr/N to lr over the first N steps, then constant, or a cosine / linear decay that reaches lr * r at
+  the run's last step, or the Transformer's inverse square root decay lr * sqrt(N / step) (Vaswani et al.
+  2017, with lr the peak rate, reached at step N). The run's steps are epochs x batches per epoch; the batches per epoch come from
   `Task.steps_per_epoch` when the task can count them, else from the first epoch, whose batches are then
   drawn before it starts (the same batches it trains on: no second pass). The schedule follows the step
   count kept in the checkpoint, so a resumed run gets the same rates. The log's `lr` column holds the
@@ -56,7 +57,7 @@ log = logging.getLogger("attnbench.train")
 # `tokens_per_s` (source tokens per second, like examples_per_s; empty for tasks that count no tokens)
 LOG_COLUMNS = ("epoch", "train_loss", "valid_metric", "best_valid", "seconds", "examples_per_s", "lr",
                "steps", "tokens_per_s")
-SCHEDULE_KINDS = ("constant", "cosine", "linear")
+SCHEDULE_KINDS = ("constant", "cosine", "linear", "inverse_sqrt")
 STOPPED_BY = ("epochs", "patience", "time budget")
 
 
@@ -122,7 +123,7 @@ def warmup_steps(schedule: dict | None, total_steps: int | None) -> int:
 def schedule_needs_total(schedule: dict | None) -> bool:
     """Whether the schedule's rates depend on the run's total number of steps."""
     schedule = schedule or {}
-    return schedule.get("kind", "constant") != "constant" or "warmup_fraction" in schedule
+    return schedule.get("kind", "constant") not in ("constant", "inverse_sqrt") or "warmup_fraction" in schedule
 
 
 def scheduled_lr(step: int, total_steps: int | None, lr: float, schedule: dict | None) -> float:
@@ -130,7 +131,9 @@ def scheduled_lr(step: int, total_steps: int | None, lr: float, schedule: dict |
 
     Warm-up: lr * (step + 1) / W for the first W steps. Then `constant`: lr; `cosine` / `linear`: from lr at
     the first step after the warm-up down to lr * min_lr_ratio at the last step (step total_steps - 1), and
-    lr * min_lr_ratio after it (a task whose epochs are longer than its first)."""
+    lr * min_lr_ratio after it (a task whose epochs are longer than its first); `inverse_sqrt`:
+    lr * sqrt(W / (step + 1)), so lr at the end of the warm-up (Vaswani et al.'s d_model^-0.5 x
+    min(s^-0.5, s W^-1.5) with lr = (d_model W)^-0.5; W = 0 counts as 1), never below lr * min_lr_ratio."""
     schedule = schedule or {}
     kind = schedule.get("kind", "constant")
     if kind not in SCHEDULE_KINDS:
@@ -140,6 +143,8 @@ def scheduled_lr(step: int, total_steps: int | None, lr: float, schedule: dict |
         return lr * (step + 1) / warm
     if kind == "constant":
         return lr
+    if kind == "inverse_sqrt":
+        return max(lr * math.sqrt(max(warm, 1) / (step + 1)), lr * float(schedule.get("min_lr_ratio", 0.0)))
     if total_steps is None:
         raise TrainingError(f"train.schedule.kind {kind!r} needs the run's number of steps")
     floor = lr * float(schedule.get("min_lr_ratio", 0.0))

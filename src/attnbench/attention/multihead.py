@@ -128,6 +128,36 @@ class MultiHeadAttention(Attention):
         context = self.out_proj(out.transpose(1, 2).reshape(b, tq, self.output_dim))
         return self._restore(context, weights, single)
 
+    # ---- incremental decoding: keys and values projected once, then read at every step ----------------
+    def project_heads(self, query: Tensor, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The projections of ``forward`` split into heads, ``[B, H, T, d_h]`` each: a decoder step
+        passes its new position as all three (self-attention) and appends k, v to its cache."""
+        return tuple(self._split_heads(t) for t in self._project(query, keys, values))  # type: ignore[return-value]
+
+    def query_heads(self, query: Tensor) -> Tensor:
+        """The queries of ``forward`` for another tensor's keys (cross-attention), ``[B, H, Tq, d_h]``."""
+        return self._split_heads(self.q_proj(query))
+
+    def memory_heads(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of a fixed memory (the encoder's output, for cross-attention), ``[B, H, Tk, d_h]``."""
+        return self._split_heads(self.k_proj(memory)), self._split_heads(self.v_proj(memory))
+
+    def attend_heads(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``forward``'s context (``need_weights=False``) from projected heads: queries ``[B, H, Tq, d_h]`` over
+        keys and values ``[B, H, Tk, d_h]``, each query seeing every key that ``mask`` ``[B, Tk]`` allows (a
+        decoder step's keys are its prefix, so no causal mask is needed). Returns ``[B, Tq, E]``."""
+        b, tq, tk = q.shape[0], q.shape[2], k.shape[2]
+        sdpa_mask = has_any = None
+        if mask is not None:
+            allowed = mask.view(b, 1, 1, tk).expand(b, 1, tq, tk)
+            has_any = allowed.any(dim=-1, keepdim=True)
+            sdpa_mask = allowed | ~has_any
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=sdpa_mask,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        if has_any is not None:
+            out = out.masked_fill(~has_any, 0.0)
+        return self.out_proj(out.transpose(1, 2).reshape(b, tq, self.output_dim))
+
     def _project(self, query: Tensor, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``q_proj(query), k_proj(keys), v_proj(values)``; self-attention (one tensor for all three)
         runs the three projections as one packed matrix product, like ``nn.MultiheadAttention``."""

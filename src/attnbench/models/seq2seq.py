@@ -12,6 +12,14 @@ step in both cases.
 
 `none` is the fixed-context baseline (Bahdanau's RNNencdec, Cho et al. 2014): its context is the
 same summary of the source at every step.
+
+Options where OpenNMT-py's RNN differs (defaults: this project's original design):
+* `cell`: gru (default) or lstm, for the encoder and the decoder;
+* `memory`: projected (default: the attention reads tanh(W [h_fwd; h_bwd]), in the decoder's size) or raw
+  (the bidirectional encoder's states as they are, 2 x encoder_hidden wide, as OpenNMT-py attends);
+* `init`, the decoder's initial state from the encoder's final states [h_fwd; h_bwd]: bridge (default:
+  tanh(W [h_fwd; h_bwd]); an LSTM's cell state gets its own W), final (the concatenation as it is, as
+  OpenNMT-py without `bridge`; needs 2 x encoder_hidden = hidden) or zeros.
 """
 from __future__ import annotations
 
@@ -23,28 +31,45 @@ from ..attention import build
 from . import beam
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+MEMORIES = ("projected", "raw")
+INITS = ("bridge", "final", "zeros")
 
 
 class RNNSeq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, *, emb_dim: int, hidden: int, dropout: float,
                  attention: str, attention_options: dict | None = None, input_feed: bool = False,
-                 encoder_hidden: int | None = None, param_init: float = 0.0) -> None:
-        """`encoder_hidden`: the encoder GRU's size per direction (default `hidden`); the projections below map
-        its 2 x encoder_hidden states into the decoder's `hidden` either way. `param_init` > 0: every parameter
-        drawn from U(-param_init, param_init), as OpenNMT-py's `param_init` (0: torch's per-layer defaults,
-        N(0, 1) embeddings among them)."""
+                 encoder_hidden: int | None = None, param_init: float = 0.0, cell: str = "gru",
+                 memory: str = "projected", init: str = "bridge") -> None:
+        """`encoder_hidden`: the encoder RNN's size per direction (default `hidden`); with the projected memory and
+        the bridge its 2 x encoder_hidden states are mapped into the decoder's `hidden`. `param_init` > 0: every
+        parameter drawn from U(-param_init, param_init), as OpenNMT-py's `param_init` (0: torch's per-layer
+        defaults, N(0, 1) embeddings among them). `cell`, `memory`, `init`: see the module's notes."""
         super().__init__()
+        for name, value, allowed in (("cell", cell, tuple(CELLS)), ("memory", memory, MEMORIES), ("init", init, INITS)):
+            if value not in allowed:
+                raise ValueError(f"rnn option {name}: value {value!r} is not allowed; expected one of: {', '.join(allowed)}")
         self.input_feed = bool(input_feed)
         self.hidden = hidden
+        self.lstm, self.raw_memory, self.init = cell == "lstm", memory == "raw", init
         enc = int(encoder_hidden or hidden)
+        if init == "final" and 2 * enc != hidden:
+            raise ValueError(f"rnn option init: 'final' passes the encoder's final states [h_fwd; h_bwd] ({2 * enc} wide) "
+                             f"to the decoder as they are; expected 2 x encoder_hidden = hidden ({hidden})")
+        rnn = CELLS[cell]
         self.src_emb = nn.Embedding(src_vocab, emb_dim, padding_idx=PAD)
-        self.encoder = nn.GRU(emb_dim, enc, batch_first=True, bidirectional=True)
-        self.memory_proj = nn.Linear(2 * enc, hidden)   # keys = values: encoder states in decoder space
-        self.init_proj = nn.Linear(2 * enc, hidden)     # decoder's initial state from both final states
+        self.encoder = rnn(emb_dim, enc, batch_first=True, bidirectional=True)
+        if not self.raw_memory:
+            self.memory_proj = nn.Linear(2 * enc, hidden)   # keys = values: encoder states in decoder space
+        if init == "bridge":
+            self.init_proj = nn.Linear(2 * enc, hidden)     # decoder's initial state from both final states
+            if self.lstm:
+                self.init_proj_c = nn.Linear(2 * enc, hidden)   # ... and its initial cell state
         self.tgt_emb = nn.Embedding(tgt_vocab, emb_dim, padding_idx=PAD)
-        # with input feeding the GRU reads [E y_{t-1}; h~_{t-1}]
-        self.decoder = nn.GRU(emb_dim + (hidden if self.input_feed else 0), hidden, batch_first=True)
-        self.attention = build(attention, hidden, hidden, hidden, **(attention_options or {}))
+        # with input feeding the RNN reads [E y_{t-1}; h~_{t-1}]
+        self.decoder = rnn(emb_dim + (hidden if self.input_feed else 0), hidden, batch_first=True)
+        mem = 2 * enc if self.raw_memory else hidden
+        self.attention = build(attention, hidden, mem, mem, **(attention_options or {}))
         self.combine = nn.Linear(hidden + self.attention.output_dim, hidden)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, tgt_vocab)
@@ -58,11 +83,21 @@ class RNNSeq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_len: torch.Tensor):
         emb = self.drop(self.src_emb(src))
         packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out, h_n = self.encoder(packed)
+        out, final = self.encoder(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
-        memory = torch.tanh(self.memory_proj(out))
-        h0 = torch.tanh(self.init_proj(torch.cat([h_n[0], h_n[1]], dim=-1))).unsqueeze(0)
-        return memory, src != PAD, h0
+        memory = out if self.raw_memory else torch.tanh(self.memory_proj(out))
+        if self.lstm:   # the decoder's state is (h, c)
+            return memory, src != PAD, (self._initial(final[0], "init_proj"), self._initial(final[1], "init_proj_c"))
+        return memory, src != PAD, self._initial(final, "init_proj")
+
+    def _initial(self, final: torch.Tensor, bridge: str) -> torch.Tensor:
+        """The decoder's first state [1, N, H] from the encoder's final states [2, N, enc] (`init`)."""
+        both = torch.cat([final[0], final[1]], dim=-1)
+        if self.init == "zeros":
+            return both.new_zeros((1, both.size(0), self.hidden))
+        if self.init == "final":
+            return both.unsqueeze(0)
+        return torch.tanh(getattr(self, bridge)(both)).unsqueeze(0)
 
     def forward(self, src, src_len, tgt_in):
         """Teacher forcing: logits [B, Tt, V] and attention weights [B, Tt, Ts]."""
@@ -104,8 +139,8 @@ class RNNSeq2Seq(nn.Module):
         return h, h_tilde.squeeze(1), weights
 
     def decode_step(self, token, h, feed, memory, mask, t: int):
-        """One decoding step from the previous words token [N, 1] and state h [1, N, H] (feed [N, H]: the previous
-        h~ with input feeding, else None): (logits [N, 1, V], h, feed, weights [N, 1, Ts])."""
+        """One decoding step from the previous words token [N, 1] and state h [1, N, H] (an LSTM's: (h, c)) (feed
+        [N, H]: the previous h~ with input feeding, else None): (logits [N, 1, V], h, feed, weights [N, 1, Ts])."""
         if self.input_feed:
             h, feed, w = self._feed_state(self.tgt_emb(token), h, feed, memory, mask,
                                           torch.tensor([t], device=token.device))
@@ -114,15 +149,15 @@ class RNNSeq2Seq(nn.Module):
         states, w = self._attend(dec_out, memory, mask, torch.tensor([t], device=token.device))
         return self.out(states), h, None, w
 
-    def _initial_feed(self, h):
-        return h.new_zeros(h.size(1), self.hidden) if self.input_feed else None
+    def _initial_feed(self, memory):
+        return memory.new_zeros(memory.size(0), self.hidden) if self.input_feed else None
 
     @torch.no_grad()
     def greedy(self, src, src_len, max_len: int, stop_early: bool | None = None):
         """Greedy decoding: tokens [B, T] (EOS then PAD) and weights [B, T, Ts]. See `stops_early` for when
         it stops before max_len; the result is the same either way."""
         memory, mask, h = self.encode(src, src_len)
-        feed = self._initial_feed(h)
+        feed = self._initial_feed(memory)
         batch = src.size(0)
         token = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
@@ -150,13 +185,17 @@ class RNNSeq2Seq(nn.Module):
         `alpha`. beam_size 1 returns what `greedy` returns."""
         memory, mask, h = self.encode(src, src_len)
         memory, mask = beam.expand(memory, beam_size), beam.expand(mask, beam_size)
-        h = beam.expand(h[0], beam_size)                     # [B*K, H]: the search re-orders rows in dim 0
-        state = (h,) if not self.input_feed else (h, self._initial_feed(h.unsqueeze(0)))
+        # the search re-orders rows in dim 0: the state as [B*K, H] tensors, (h,) or an LSTM's (h, c), then the feed
+        hs = tuple(beam.expand(x[0], beam_size) for x in (h if self.lstm else (h,)))
+        n = len(hs)
+        state = hs if not self.input_feed else hs + (self._initial_feed(memory),)
 
         def step(token, state, t):
-            feed = state[1] if self.input_feed else None
-            logits, h, feed, w = self.decode_step(token.unsqueeze(1), state[0].unsqueeze(0), feed, memory, mask, t)
-            return logits.squeeze(1), (h[0],) if feed is None else (h[0], feed), w.squeeze(1)
+            h = tuple(x.unsqueeze(0) for x in state[:n])
+            feed = state[n] if self.input_feed else None
+            logits, h, feed, w = self.decode_step(token.unsqueeze(1), h if self.lstm else h[0], feed, memory, mask, t)
+            hs = tuple(x[0] for x in (h if self.lstm else (h,)))
+            return logits.squeeze(1), hs if feed is None else hs + (feed,), w.squeeze(1)
 
         stop_early = stops_early(src.device) if stop_early is None else stop_early
         best = beam.beam_search(step, state, src.size(0), beam_size, max_len, bos=BOS, eos=EOS, pad=PAD, alpha=alpha,

@@ -3,6 +3,14 @@
 Multi-head scaled dot-product attention from the registry, sinusoidal positions, position-wise
 feed-forward layers and layer norm. Layer norm sits before each sub-layer (pre-LN, Xiong et al.
 2020) rather than after it as in the paper: it trains stably at these small sizes without warm-up.
+
+Options (off by default, so existing runs are unchanged):
+* `tie_embeddings`: the output layer's weight is the target embedding matrix (Press & Wolf 2017), one
+  Parameter for both, as in the paper and fairseq's `share_decoder_input_output_embed`.
+* `kv_cache`: greedy decoding and beam search keep each decoder layer's self-attention keys and values
+  of the words so far, and the cross-attention's projection of the encoder memory, so that a step
+  reads only its new word instead of re-running the decoder over the whole prefix. The outputs equal
+  those of the full recomputation up to float rounding (tests/test_transformer_recipe.py).
 """
 from __future__ import annotations
 
@@ -60,11 +68,24 @@ class DecoderLayer(nn.Module):
         y = y + self.drop(context)
         return y + self.drop(self.ffn(self.norms[2](y))), weights
 
+    def step(self, y, k, v, keep, memory_kv, src_mask):
+        """`forward` for one new position y [N, 1, d], given this layer's self-attention keys and values of the
+        earlier positions k, v [N, H, t, d_h], which positions so far (this one included) are words rather than
+        padding (keep [N, t + 1]) and the cross-attention's keys and values of the memory (memory_kv):
+        (the position's output [N, 1, d], k and v with its own keys and values appended)."""
+        h = self.norms[0](y)
+        q, k_new, v_new = self.self_attn.project_heads(h, h, h)
+        k, v = torch.cat([k, k_new], dim=2), torch.cat([v, v_new], dim=2)
+        y = y + self.drop(self.self_attn.attend_heads(q, k, v, keep))
+        q = self.cross_attn.query_heads(self.norms[1](y))
+        y = y + self.drop(self.cross_attn.attend_heads(q, *memory_kv, src_mask))
+        return y + self.drop(self.ffn(self.norms[2](y))), k, v
+
 
 class TransformerSeq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, *, d_model: int, heads: int, enc_layers: int, dec_layers: int,
                  ffn_dim: int, dropout: float, max_len: int = 512, attention: str = "multihead",
-                 attention_options: dict | None = None) -> None:
+                 attention_options: dict | None = None, tie_embeddings: bool = False, kv_cache: bool = False) -> None:
         super().__init__()
         if attention != "multihead":
             raise ValueError(f"the Transformer uses multi-head attention; got attention {attention!r}")
@@ -80,9 +101,19 @@ class TransformerSeq2Seq(nn.Module):
         for emb in (self.src_emb, self.tgt_emb):  # unit-scale tokens after the sqrt(d) factor, as in the paper
             nn.init.normal_(emb.weight, std=d_model ** -0.5)
             nn.init.zeros_(emb.weight[PAD])
+        if tie_embeddings:   # one Parameter: logits = h E^T + b
+            self.out.weight = self.tgt_emb.weight
+        self.kv_cache = bool(kv_cache)
+
+    def _positions(self, length: int) -> torch.Tensor:
+        """The first `length` rows of the position table, which grows when a longer input comes (translating a
+        user's sentence: the table is sized to the prepared data, and it is not saved with the weights)."""
+        if length > self.positions.size(0):
+            self.positions = sinusoidal_positions(length, self.positions.size(1)).to(self.positions)
+        return self.positions[:length]
 
     def _embed(self, emb: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
-        return self.drop(emb(tokens) * self.scale + self.positions[: tokens.size(1)])
+        return self.drop(emb(tokens) * self.scale + self._positions(tokens.size(1)))
 
     def encode(self, src, src_len=None):
         mask = src != PAD
@@ -105,16 +136,45 @@ class TransformerSeq2Seq(nn.Module):
         memory, mask = self.encode(src)
         return self.decode(tgt_in, memory, mask, need_weights=need_weights)
 
+    # ---- incremental decoding (kv_cache) -------------------------------------------------------------
+    def _empty_cache(self, memory) -> tuple:
+        """The decoder state before the first word: (keep [N, 0], then k, v [N, H, 0, d_h] of every layer)."""
+        attn = self.decoder[0].self_attn
+        empty = memory.new_zeros((memory.size(0), attn.num_heads, 0, attn.head_dim))
+        keep = torch.zeros((memory.size(0), 0), dtype=torch.bool, device=memory.device)
+        return (keep,) + (empty, empty) * len(self.decoder)
+
+    def _step(self, token, t: int, state: tuple, memory_kv: list, src_mask):
+        """The next-word logits [N, V] after word `token` [N] at position t, and the state with it."""
+        keep = torch.cat([state[0], (token != PAD).unsqueeze(1)], dim=1)
+        y = self.drop(self.tgt_emb(token).unsqueeze(1) * self.scale + self._positions(t + 1)[t:])
+        new = [keep]
+        for i, layer in enumerate(self.decoder):
+            y, k, v = layer.step(y, state[1 + 2 * i], state[2 + 2 * i], keep, memory_kv[i], src_mask)
+            new += [k, v]
+        return self.out(self.dec_norm(y[:, 0])), tuple(new)
+
+    def _memory_kv(self, memory) -> list:
+        return [layer.cross_attn.memory_heads(memory) for layer in self.decoder]
+
     @torch.no_grad()
-    def greedy(self, src, src_len, max_len: int, stop_early: bool | None = None):
+    def greedy(self, src, src_len, max_len: int, stop_early: bool | None = None, cache: bool | None = None):
+        """Greedy decoding: tokens [B, T] and the last layer's cross-attention [B, T, Ts] of the chosen words (one
+        teacher-forced pass over them). `cache` (default: the model's `kv_cache`): incremental decoding."""
         memory, mask = self.encode(src)
         batch = src.size(0)
         ys = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
         stop_early = stops_early(src.device) if stop_early is None else stop_early
-        for _ in range(max_len):
-            logits, _ = self.decode(ys, memory, mask)
-            token = logits[:, -1].argmax(-1).masked_fill(finished, PAD)
+        cache = self.kv_cache if cache is None else cache
+        if cache:
+            state, memory_kv = self._empty_cache(memory), self._memory_kv(memory)
+        for t in range(max_len):
+            if cache:
+                last, state = self._step(ys[:, -1], t, state, memory_kv, mask)
+            else:
+                last = self.decode(ys, memory, mask)[0][:, -1]
+            token = last.argmax(-1).masked_fill(finished, PAD)
             ys = torch.cat([ys, token.unsqueeze(1)], dim=1)
             finished |= token == EOS
             if stop_early and bool(finished.all()):
@@ -125,21 +185,33 @@ class TransformerSeq2Seq(nn.Module):
 
     @torch.no_grad()
     def beam_search(self, src, src_len, beam_size: int, max_len: int, *, alpha: float = 0.0, norm: str = "gnmt",
-                    stop_early: bool | None = None):
-        """Batched beam search (models.beam), returned as `greedy` returns its output: tokens [B, T] and the last
-        layer's cross-attention [B, T, Ts] of the chosen words (one teacher-forced pass over them). No key/value
-        cache: each step re-reads the hypothesis' prefix, as `greedy` does."""
+                    stop_early: bool | None = None, cache: bool | None = None):
+        """Batched beam search (models.beam; length normalisation `norm` with exponent `alpha`, as the RNN's),
+        returned as `greedy` returns its output: tokens [B, T] and the last layer's cross-attention [B, T, Ts] of
+        the chosen words (one teacher-forced pass over them). Without `cache` (default: the model's `kv_cache`)
+        each step re-reads the hypothesis' prefix; with it the search re-orders the cached keys and values with
+        the hypotheses."""
         memory, mask = self.encode(src)
         memory, mask = beam.expand(memory, beam_size), beam.expand(mask, beam_size)
-        prefix = torch.zeros((src.size(0) * beam_size, 0), dtype=torch.long, device=src.device)
+        cache = self.kv_cache if cache is None else cache
+        if cache:
+            memory_kv = self._memory_kv(memory)
 
-        def step(token, state, t):
-            ys = torch.cat([state[0], token.unsqueeze(1)], dim=1)
-            logits, _ = self.decode(ys, memory, mask)
-            return logits[:, -1], (ys,), None
+            def step(token, state, t):
+                logits, state = self._step(token, t, state, memory_kv, mask)
+                return logits, state, None
+
+            state = self._empty_cache(memory)
+        else:
+            def step(token, state, t):
+                ys = torch.cat([state[0], token.unsqueeze(1)], dim=1)
+                logits, _ = self.decode(ys, memory, mask)
+                return logits[:, -1], (ys,), None
+
+            state = (torch.zeros((src.size(0) * beam_size, 0), dtype=torch.long, device=src.device),)
 
         stop_early = stops_early(src.device) if stop_early is None else stop_early
-        best = beam.beam_search(step, (prefix,), src.size(0), beam_size, max_len, bos=BOS, eos=EOS, pad=PAD,
+        best = beam.beam_search(step, state, src.size(0), beam_size, max_len, bos=BOS, eos=EOS, pad=PAD,
                                 alpha=alpha, norm=norm, stop_early=stop_early, device=src.device)
         tokens = best["tokens"]
         ys = torch.cat([torch.full_like(tokens[:, :1], BOS), tokens[:, :-1]], dim=1)

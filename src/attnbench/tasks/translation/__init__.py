@@ -17,6 +17,7 @@ validation and test pairs are kept and scored whole, however long.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -77,6 +78,13 @@ class Data:
         self.preprocessing = preprocess.settings(
             aio.read_json(manifest).get("preprocessing", {}) if manifest.is_file() else {})
         self.tensors = {split: self._encode(pairs) for split, pairs in self.pairs.items()}
+
+    def with_test(self, pairs: list[Pair]) -> "Data":
+        """A copy whose test split is `pairs` (a trained run scored on other files: `attnbench score`)."""
+        other = copy.copy(self)
+        other.pairs = {**self.pairs, "test": pairs}
+        other.tensors = {**self.tensors, "test": self._encode(pairs)}
+        return other
 
     def _encode(self, pairs: list[Pair]) -> dict[str, list[torch.Tensor]]:
         tgt = [self.tgt_vocab.encode(p.tgt) for p in pairs]
@@ -198,14 +206,17 @@ class Translation(Task):
         if kind == "rnn":
             model = RNNSeq2Seq(*vocab, **opts, attention=cfg["attention"], attention_options=cfg["attention_options"])
             self._check_source_lengths(model.attention, cfg, data)
-            return model
-        if kind == "transformer":
+        elif kind == "transformer":
             # positions are a fixed sinusoid table (not learnt, not saved), so sizing it to the data changes no
             # number: it only has to cover the longest sentence of any split, which max_len no longer bounds
             max_len = max(2 * cfg["size"]["max_len"] + 8, self.positions_needed(data, cfg["eval"]["max_output_ratio"]))
-            return TransformerSeq2Seq(*vocab, **opts, max_len=max_len, attention=cfg["attention"],
-                                      attention_options=cfg["attention_options"])
-        raise ValueError(f"unknown translation model {kind!r}")
+            model = TransformerSeq2Seq(*vocab, **opts, max_len=max_len, attention=cfg["attention"],
+                                       attention_options=cfg["attention_options"])
+        else:
+            raise ValueError(f"unknown translation model {kind!r}")
+        # train.label_smoothing (read by `loss`): the share of each target's probability spread over the vocabulary
+        model.label_smoothing = float(cfg["train"].get("label_smoothing", 0.0))
+        return model
 
     @staticmethod
     def positions_needed(data: Data, max_output_ratio: float) -> int:
@@ -262,7 +273,8 @@ class Translation(Task):
         return batch["src_len"].sum()
 
     def loss(self, model: nn.Module, batch: dict, device: torch.device):
-        """Mean cross-entropy over the real target words (padding excluded). The RNN's output layer, the
+        """Mean cross-entropy over the real target words (padding excluded), label-smoothed when the run's
+        `train.label_smoothing` > 0 (Szegedy et al. 2016, torch's `label_smoothing`). The RNN's output layer, the
         [H x V] matrix that dominates a step's cost, maps only those words' states, in one call: the mean
         over the same positions as with the logits of every position and ignore_index=PAD."""
         b = to_device(batch, device)
@@ -273,7 +285,8 @@ class Translation(Task):
         else:
             logits, _ = model(b["src"], b["src_len"], b["tgt_in"])
             logits, gold = logits.flatten(0, 1), b["tgt_out"].flatten()
-        loss = nn.functional.cross_entropy(logits.float(), gold, ignore_index=PAD)
+        loss = nn.functional.cross_entropy(logits.float(), gold, ignore_index=PAD,
+                                           label_smoothing=getattr(model, "label_smoothing", 0.0))
         return loss, int(b["src"].size(0))
 
     # ---- evaluation -------------------------------------------------------------------
