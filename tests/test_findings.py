@@ -78,6 +78,11 @@ def test_small_noise_between_two_systems_is_a_tie_not_a_win():
     assert paired.mcnemar(a, b)["outcome"] == "tie"
 
 
+def test_the_readme_names_every_paired_test_by_its_short_name():
+    assert set(findings.SHORT_NAMES) == {paired.BOOTSTRAP_BLEU, paired.MCNEMAR, paired.DIEBOLD_MARIANO,
+                                         paired.BOOTSTRAP_RMSE}
+
+
 def test_paired_inputs_of_different_shapes_are_refused():
     with pytest.raises(ValueError, match="same"):
         paired.mcnemar(np.ones((3, 2), bool), np.ones((4, 2), bool))

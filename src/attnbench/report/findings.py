@@ -364,11 +364,27 @@ def staleness(finding: dict, params: dict) -> list[str]:
     return stale
 
 
-def _fmt_effect(row: dict) -> str:
+SHORT_NAMES = {"paired bootstrap over test sentences (sacreBLEU statistics, 1,000 resamples)": "paired bootstrap",
+               "McNemar's exact test over test items": "McNemar",
+               "Diebold-Mariano test over forecast origins (HLN-corrected)": "Diebold-Mariano",
+               "paired bootstrap over test examples (1,000 resamples)": "paired bootstrap"}
+
+
+def _fmt_effect(row: dict, compact: bool = False) -> str:
+    """'a − b: effect [low, high], p (test)'; compact: the test's short name, no item counts."""
     res = row.get("result")
     if not res:
-        return row.get("why") or "—"
-    return f"{row['a']} vs {row['b']}: {res['text']}"
+        return f"{row['a']} vs {row['b']}: {row.get('why') or 'not tested'}" if row.get("a") and row.get("b") \
+            else (row.get("why") or "—")
+    if not compact:
+        return f"{row['a']} − {row['b']}: {res['text']}"
+    unit = res.get("unit", "")
+    d = 2 if row["metric"] in ("bleu", "accuracy") else 3
+    lo, hi = res["ci"]
+    p = res["p"]
+    p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+    return (f"{row['a']} − {row['b']}: {res['effect']:+.{d}f}{unit} [{lo:+.{d}f}, {hi:+.{d}f}], {p_text} "
+            f"({SHORT_NAMES.get(res['test'], res['test'])})")
 
 
 def render_rows(findings: list[dict], params: dict) -> list[dict[str, Any]]:
@@ -384,6 +400,8 @@ def render_rows(findings: list[dict], params: dict) -> list[dict[str, Any]]:
                 "dataset": f["dataset"], "verdict": claim["verdict"], "evidence": claim["evidence"],
                 "paired": [_fmt_effect(p) for p in tests if p["role"] == "claim"],
                 "baseline": [_fmt_effect(p) for p in tests if p["role"] == "baseline"],
+                "paired_short": [_fmt_effect(p, True) for p in tests if p["role"] == "claim"],
+                "baseline_short": [_fmt_effect(p, True) for p in tests if p["role"] == "baseline"],
                 "seeds": len(f["seeds"]), "stale": stale, "commit": (f["provenance"].get("commit") or "")[:10],
                 "date": f["provenance"].get("date"), "machine": f"{f['provenance'].get('cores')} × {f['provenance'].get('cpu')}",
             })
@@ -404,8 +422,8 @@ def markdown_table(findings: list[dict], params: dict) -> str:
              "| --- | --- | --- | --- | --- |"]
     for r in rows:
         verdict = r["verdict"] + (" (stale)" if r["stale"] else "")
-        paired_text = "; ".join(r["paired"]) or "—"
-        baseline = "; ".join(r["baseline"]) or "—"
+        paired_text = "; ".join(r["paired_short"]) or "—"
+        baseline = "; ".join(r["baseline_short"]) or "—"
         lines.append(f"| {r['id']} | {r['dataset']} | {verdict} | {_short(paired_text)} | {_short(baseline)} |")
     seeds = sorted({r["seeds"] for r in rows})
     commits = sorted({r["commit"] for r in rows if r["commit"]})

@@ -47,7 +47,7 @@ def result(test: str, effect: float, low: float, high: float, p: float, higher_i
     text = (f"{effect:+.{digits}f}{unit} [{low:+.{digits}f}, {high:+.{digits}f}], {_p_text(p)} "
             f"({test}; {n_items:,} items × {n_seeds} seed{'s' if n_seeds != 1 else ''})")
     return {"test": test, "effect": round(float(effect), 6), "ci": [round(float(low), 6), round(float(high), 6)],
-            "p": round(float(p), 6), "higher_is_better": higher_is_better, "outcome": outcome,
+            "p": round(float(p), 6), "higher_is_better": higher_is_better, "outcome": outcome, "unit": unit,
             "n_items": int(n_items), "n_seeds": int(n_seeds), "text": text}
 
 
