@@ -83,6 +83,15 @@ def test_the_readme_names_every_paired_test_by_its_short_name():
                                          paired.BOOTSTRAP_RMSE}
 
 
+def test_verdicts_that_differ_between_synthetic_and_real_data_are_named():
+    rows = [{"id": "C1", "dataset": "synthetic", "verdict": "supported"},
+            {"id": "C1", "dataset": "multi30k-en-fr", "verdict": "inconclusive"},
+            {"id": "C2", "dataset": "synthetic", "verdict": "supported"},
+            {"id": "C2", "dataset": "multi30k-en-fr", "verdict": "supported"},
+            {"id": "C5", "dataset": "synthetic", "verdict": "not supported"}]
+    assert findings.real_vs_synthetic(rows) == ["C1: supported on synthetic, inconclusive on multi30k-en-fr"]
+
+
 def test_paired_inputs_of_different_shapes_are_refused():
     with pytest.raises(ValueError, match="same"):
         paired.mcnemar(np.ones((3, 2), bool), np.ones((4, 2), bool))

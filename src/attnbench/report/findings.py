@@ -409,6 +409,21 @@ def render_rows(findings: list[dict], params: dict) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (order.get(r["id"], 99), r["dataset"] != SYNTHETIC, r["dataset"]))
 
 
+def real_vs_synthetic(rows: list[dict]) -> list[str]:
+    """'C1: supported on synthetic, inconclusive on multi30k-en-fr' for each claim whose verdict on a real
+    dataset differs from its verdict on the synthetic data."""
+    by_claim: dict[str, dict[str, str]] = {}
+    for r in rows:
+        by_claim.setdefault(r["id"], {})[r["dataset"]] = r["verdict"]
+    out = []
+    for claim, verdicts in by_claim.items():
+        synthetic = verdicts.get(SYNTHETIC)
+        differ = {d: v for d, v in verdicts.items() if d != SYNTHETIC and synthetic is not None and v != synthetic}
+        if differ:
+            out.append(f"{claim}: {synthetic} on synthetic, " + ", ".join(f"{v} on {d}" for d, v in differ.items()))
+    return out
+
+
 def _short(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -430,6 +445,10 @@ def markdown_table(findings: list[dict], params: dict) -> str:
     dates = sorted({r["date"] for r in rows if r["date"]})
     machines = sorted({r["machine"] for r in rows})
     lines.append("")
+    differ = real_vs_synthetic(rows)
+    if differ:
+        lines.append("Verdicts that differ between the synthetic and the real data: " + "; ".join(differ) + ".")
+        lines.append("")
     lines.append(f"Seeds per run: {', '.join(map(str, seeds))}; measured with `make findings` on "
                  f"{'; '.join(machines)}, {', '.join(dates)}, code at {', '.join(commits)}. Verdicts: the report "
                  "sections' rules, a gap within seed noise (Welch's t-test over seeds, α = 0.05) being a tie. "
@@ -549,7 +568,7 @@ def context(params: dict, root: Path = ROOT) -> dict[str, Any]:
     for r in rows:
         r["css"] = VERDICT_CSS.get(r["verdict"], "na")
     stale = [{"task": f["task"], "dataset": f["dataset"], "runs": s} for f in findings if (s := staleness(f, params))]
-    return {"rows": rows, "stale": stale,
+    return {"rows": rows, "stale": stale, "differ": real_vs_synthetic(rows),
             "seeds": ", ".join(sorted({str(r["seeds"]) for r in rows})),
             "machines": "; ".join(sorted({r["machine"] for r in rows})),
             "dates": ", ".join(sorted({r["date"] for r in rows if r["date"]})),
