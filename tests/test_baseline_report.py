@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from attnbench import cli
-from attnbench.config import REPO_ROOT, for_dataset, load_params
+from attnbench.config import REPO_ROOT, for_dataset
+from attnbench.validation import load_params
 from attnbench.report.sections import documents as doc_section
 from attnbench.report.sections import intent as intent_section
 

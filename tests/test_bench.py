@@ -15,7 +15,7 @@ import attnbench.attention.local as local_mod
 import attnbench.attention.scores as scores_mod
 from attnbench import bench, cli
 from attnbench.attention import available, build
-from attnbench.config import load_params
+from attnbench.validation import load_params
 from attnbench.report import environment, performance
 
 

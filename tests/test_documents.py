@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from attnbench import cli
-from attnbench.config import ParamsError, validate
+from attnbench.config import ParamsError
+from attnbench.validation import validate
 from attnbench.errors import DataError
 from attnbench.models.han import HAN, FlatAttention
 from attnbench.tasks.documents.corpus import (CLASSES, LABEL_WORDS, DocumentError, generate_documents, generate_splits,

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from attnbench import cli, dvcgen
-from attnbench.config import load_params
+from attnbench.validation import load_params
 
 from .conftest import ROOT, copy_pipeline
 

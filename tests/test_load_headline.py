@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from attnbench import cli, paths, tasks
-from attnbench.config import ParamsError, check_dataset, for_dataset, resolve_run, validate
+from attnbench.config import ParamsError, for_dataset, resolve_run
+from attnbench.validation import check_dataset, validate
 from attnbench.tasks.load import headline as hl
 
 from .conftest import load_params as repo_params

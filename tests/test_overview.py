@@ -7,7 +7,8 @@ import json
 import pytest
 
 from attnbench import paths
-from attnbench.config import REPO_ROOT, for_dataset, load_params
+from attnbench.config import REPO_ROOT, for_dataset
+from attnbench.validation import load_params
 from attnbench.report import overview
 from attnbench.report.sections import translation as section
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from attnbench.config import ParamsError, load_params, resolve_run, validate
+from attnbench.config import ParamsError, resolve_run
+from attnbench.validation import load_params, validate
 from attnbench.errors import DataError
 from attnbench.metrics import binary_iou, segmentation_scores
 from attnbench.models.segmenter import DeepFCN, ShallowFCN, TaskPartition

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, ParamsError, load_params, validate
+from attnbench.config import REPO_ROOT, ParamsError
+from attnbench.validation import load_params, validate
 from attnbench.tasks.intent import tfidf
 
 from .conftest import write_params

@@ -9,7 +9,8 @@ import yaml
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from attnbench import paths, schedule
 from attnbench.config import (ParamsError, dataset_names, dataset_options, dataset_section, resolve_run,
-                              retype_like, run_list, select_grid, training_config, validate)
+                              retype_like, run_list, select_grid, training_config)
+from attnbench.validation import validate
 
 with open("params.yaml") as _fh:
     _FILE = yaml.safe_load(_fh)

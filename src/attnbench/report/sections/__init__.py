@@ -38,7 +38,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import math
 import os
 from pathlib import Path
 from types import ModuleType
@@ -47,7 +46,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ...config import SYNTHETIC
 from .. import aggregate as agg
+from ..numbers import finite
 
 
 def module_for(task: str) -> ModuleType | None:
@@ -61,28 +62,17 @@ def module_for(task: str) -> ModuleType | None:
 
 def slot_label(task: str, dataset: str) -> str:
     """How the report names a task on a dataset: the task alone for its embedded synthetic data."""
-    from ...config import SYNTHETIC
-
     return task if dataset == SYNTHETIC else f"{task} · {dataset}"
 
 
 def slot_anchor(task: str, dataset: str) -> str:
     """The HTML id of a task's section on a dataset (the task's name for the synthetic data, as before)."""
-    from ...config import SYNTHETIC
-
     return task if dataset == SYNTHETIC else f"{task}--{dataset}"
 
 
 def relpath(target: Path, out_dir: Path) -> str:
     """`target` relative to the report's folder, with forward slashes (an href)."""
     return Path(os.path.relpath(Path(target).resolve(), Path(out_dir).resolve())).as_posix()
-
-
-def finite(value: Any) -> bool:
-    try:
-        return value is not None and not pd.isna(value) and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def fmt(value: Any, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
