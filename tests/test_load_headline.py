@@ -100,7 +100,7 @@ def test_series_crossing_zero_gets_mase_in_manifest_metrics_and_leaderboard(tmp_
 
     # the section: headline MASE, leaderboard sorted by it, its column first
     from attnbench.report.aggregate import aggregate
-    from attnbench.report.sections import load as section
+    from attnbench.tasks.load import report as section
 
     view = for_dataset(validate(params), "load", "synthetic")
     aggregate(view, "load")

@@ -12,7 +12,7 @@ import torch
 from attnbench import cli, paths
 from attnbench.config import REPO_ROOT, ParamsError
 from attnbench.validation import load_params, validate
-from attnbench.tasks.intent import tfidf
+from attnbench.baselines import tfidf
 
 from .conftest import write_params
 

@@ -25,13 +25,14 @@ from .host import machine
 
 log = logging.getLogger("attnbench.report")
 TEMPLATES = Path(__file__).parent / "templates"
+TASKS = Path(__file__).parents[1] / "tasks"   # a task's own section template: <task>/report.html.j2
 _PACKAGES = ("attnbench", "torch", "numpy", "pandas", "sacrebleu", "scikit-learn", "matplotlib", "seaborn", "jinja2")
 
 
 def environment():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined   # here: the CLI imports this package at start-up
 
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+    return Environment(loader=FileSystemLoader([str(TEMPLATES), str(TASKS)]), autoescape=True, undefined=StrictUndefined,
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
@@ -97,8 +98,8 @@ def section(params: dict, task: str, out_dir: Path, dataset: str | None = None, 
     dataset = dataset or SYNTHETIC
     view = view if view is not None else for_dataset(params, task, dataset)
     module = sections.module_for(task)
-    template = f"{task}.html.j2"
-    if module is not None and (TEMPLATES / template).is_file():
+    template = f"{task}/report.html.j2"
+    if module is not None and (TASKS / template).is_file():
         ctx = module.context(view, task, out_dir=out_dir)
     else:
         template, ctx = "_generic.html.j2", sections.generic_context(view, task, out_dir)

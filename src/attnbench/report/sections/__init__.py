@@ -52,7 +52,8 @@ from ..numbers import finite
 
 
 def module_for(task: str) -> ModuleType | None:
-    name = f"{__name__}.{task}"
+    """The task's own report section, `attnbench.tasks.<task>.report`, None without one."""
+    name = f"attnbench.tasks.{task}.report"
     try:
         found = importlib.util.find_spec(name)
     except (ImportError, ValueError):

@@ -31,7 +31,8 @@ from ...models.captioner import BOS, EOS, PAD, UNK, Captioner
 from .. import register
 from ..base import Task
 from ..common import to_device
-from . import reader, scenes
+from . import data as scenes
+from . import reader
 
 SPLITS = ("train", "valid", "test")
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")

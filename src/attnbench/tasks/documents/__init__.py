@@ -26,8 +26,8 @@ from ...models.han import HAN, FlatAttention
 from .. import register
 from ..base import Task
 from ..common import ordered_batches, to_device, write_items
-from ..intent import tfidf
-from .corpus import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
+from ...baselines import tfidf
+from .data import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
                      stratified_split, to_jsonl, truncate)
 
 SPLITS = ("train", "valid", "test")
@@ -382,7 +382,7 @@ def _majority_hit(doc: Document) -> float:
 
 def _line_numbers(path: str) -> list[int]:
     """1-based line numbers of the documents of a JSON-lines file (blank lines hold none)."""
-    from .corpus import _read_lines
+    from .data import _read_lines
 
     return [n for n, line in enumerate(_read_lines(Path(path)), 1) if line.strip()]
 

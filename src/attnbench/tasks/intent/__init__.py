@@ -35,8 +35,8 @@ from ...optim import Adam
 from .. import register
 from ..base import Task
 from ..common import TokenVocab, long_tensors, write_items
-from . import tfidf
-from .corpus import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
+from ...baselines import tfidf
+from .data import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
 from .readers import read_clinc_json, read_csv, read_csv_files
 
 log = logging.getLogger("attnbench.intent")

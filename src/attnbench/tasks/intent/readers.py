@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from ...errors import DataError
-from .corpus import Utterance
+from .data import Utterance
 
 __all__ = ["IntentDataError", "tokenize", "read_clinc_json", "read_csv", "read_csv_files", "SPLITS"]
 

@@ -45,7 +45,7 @@ from .. import register
 from ..common import round_floats, write_items
 from ..base import Task
 from . import headline as hl
-from .generator import KINDS, Series, corrupt, generate
+from .data import KINDS, Series, corrupt, generate
 from .reader import read_csv
 
 SPLITS = ("train", "valid", "test")

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import DataError
-from .generator import CALENDAR, Series, calendar_features
+from .data import CALENDAR, Series, calendar_features
 
 _MISSING = {"", "na", "nan", "null", "none", "n/a"}
 

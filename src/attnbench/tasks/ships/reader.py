@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ...errors import DataError
-from .generator import CLASSES, Tiles
+from .data import CLASSES, Tiles
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_MODES = ("L", "P", "I", "I;16", "1")

@@ -39,7 +39,7 @@ from ...models.transformer import TransformerSeq2Seq
 from .. import register
 from ..base import Task
 from ..common import TokenVocab, long_tensors, ordered_batches, to_device
-from .corpus import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
+from .data import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
 
 log = logging.getLogger("attnbench.translation")
 

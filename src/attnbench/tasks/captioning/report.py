@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ... import paths
-from .. import aggregate as agg
-from .. import noise, plots, plots_captioning
-from . import base_context, collect_runs, curves, finite, load_npz, read_manifest, results_context, run_file
+from ...report import aggregate as agg
+from ...report import noise, plots
+from . import plots as plots_captioning
+from ...report.sections import base_context, collect_runs, curves, finite, load_npz, read_manifest, results_context, run_file
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
          "Xu et al. 2015, Table 1",

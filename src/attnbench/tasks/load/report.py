@@ -19,9 +19,9 @@ import pandas as pd
 
 from ... import paths
 from ...tasks.load.headline import LABELS
-from .. import aggregate as agg
-from .. import noise, plots
-from . import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt, int_cell,
+from ...report import aggregate as agg
+from ...report import noise, plots
+from ...report.sections import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt, int_cell,
                lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 
 WEEK_DAYS = 7

@@ -15,9 +15,10 @@ import pandas as pd
 
 from ... import io as aio
 from ... import paths
-from .. import aggregate as agg
-from .. import noise, plots_glimpse
-from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
+from ...report import aggregate as agg
+from ...report import noise
+from . import plots as plots_glimpse
+from ...report.sections import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict

@@ -11,7 +11,7 @@ import seaborn as sns
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from .plots import _palette, _style, to_data_uri
+from ...report.plots import _palette, _style, to_data_uri
 
 CLASS_COLOURS = ("#1f4e79", "#a08c6e", "#e8e8e8", "#d62728")   # sea, land, hull, bow/stern
 NO_CLASS = "#000000"

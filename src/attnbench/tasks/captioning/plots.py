@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .plots import _RC, _style, short, to_data_uri
+from ...report.plots import _RC, _style, short, to_data_uri
 
 
 def word_attention(image: np.ndarray, words: Sequence[str], alpha: np.ndarray | None, masks: np.ndarray | None = None,

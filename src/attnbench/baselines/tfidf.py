@@ -221,8 +221,8 @@ def fit_select(train: Sequence[str], y_train: Sequence[int], valid: Sequence[str
 def fit_run(train: Sequence[str], y_train, valid: Sequence[str], y_valid, cfg: dict, run_dir: Path,
             device: torch.device) -> dict:
     """Fit one run and write model.pt, train_log.csv and train_info.json like the shared loop does."""
-    from ... import io as aio
-    from ...training import save_trained, seed_everything
+    from .. import io as aio
+    from ..training import save_trained, seed_everything
 
     seed_everything(cfg["seed"])
     model, info = fit_select(train, y_train, valid, y_valid, cfg["model_options"], seed=cfg["seed"])
@@ -240,8 +240,8 @@ def fit_run(train: Sequence[str], y_train, valid: Sequence[str], y_valid, cfg: d
 
 def load_run(cfg: dict, run_dir: Path, device: torch.device) -> TfidfClassifier:
     """The fitted baseline of a run (weights_only; a checkpoint of another configuration is refused)."""
-    from ...config import config_hash
-    from ...training import TrainingError, load_checkpoint
+    from ..config import config_hash
+    from ..training import TrainingError, load_checkpoint
 
     path = Path(run_dir) / "model.pt"
     ckpt = load_checkpoint(path)

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ... import paths
-from .. import aggregate as agg
-from .. import noise, plots_ships
-from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
+from ...report import aggregate as agg
+from ...report import noise
+from . import plots as plots_ships
+from ...report.sections import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "

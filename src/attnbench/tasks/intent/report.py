@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ... import paths
-from .. import aggregate as agg
-from .. import noise, plots
-from . import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell,
+from ...report import aggregate as agg
+from ...report import noise, plots
+from ...report.sections import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell,
                lead_cells, leaderboard, results_context)
 
 MIN_ACCURACY = 0.2  # below this everywhere, runs have not learnt enough to compare (smoke scale)

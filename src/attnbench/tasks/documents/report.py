@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ... import paths
-from .. import aggregate as agg
-from .. import noise, plots
-from . import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells,
+from ...report import aggregate as agg
+from ...report import noise, plots
+from ...report.sections import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells,
                leaderboard, load_npz, read_manifest, results_context, run_file)
 
 PAPER = ("Hierarchical attention beats averaging and max-pooling at both levels",

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.patches import Rectangle
 
-from .plots import _palette, _style, to_data_uri
+from ...report.plots import _palette, _style, to_data_uri
 
 
 def canvas_grid(images: np.ndarray, labels: Sequence[int], predictions: Sequence[int], boxes: np.ndarray, *,
