@@ -53,10 +53,11 @@ RUNS = run_list(PARAMS)  # task x dataset x run x seed
 TASKS = list(PARAMS["tasks"])
 SLOTS = [(t, d) for t in TASKS for d in dataset_names(PARAMS, t)]  # every (task, dataset) of the grid
 # The package is an input of every step, so a code change re-runs what it can affect: the report
-# code (src/attnbench/report/) only the report steps, everything else the whole grid.
+# code (src/attnbench/report/, and each task's report.py, report.html.j2, plots.py) only the report
+# steps, everything else the whole grid.
 _PKG = sorted(p for p in Path("src/attnbench").rglob("*") if p.suffix in (".py", ".j2"))
-REPORT_SRC = [str(p) for p in _PKG if "report" in p.parts]
-SRC = [str(p) for p in _PKG if "report" not in p.parts]
+REPORT_SRC = [str(p) for p in _PKG if paths.is_report_code(p)]
+SRC = [str(p) for p in _PKG if not paths.is_report_code(p)]
 SCHEMAS = sorted(str(p) for p in Path("workflow/schemas").rglob("*.yaml"))
 
 
