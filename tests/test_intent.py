@@ -16,7 +16,7 @@ from attnbench.models.bert import CLS, MASK, PAD, SPECIALS, mask_tokens
 from attnbench.models.classifier import IntentClassifier
 from attnbench.tasks.intent.data import (INTENTS, LABELS, VERB, add_typo, generate, generate_splits, label_of,
                                            read_jsonl, write_jsonl)
-from attnbench.tasks.intent.readers import IntentDataError, read_clinc_json, read_csv, tokenize
+from attnbench.tasks.intent.data import IntentDataError, read_clinc_json, read_csv, tokenize
 
 
 # ---------------------------------------------------------------- synthetic corpus

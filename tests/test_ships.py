@@ -17,8 +17,7 @@ from attnbench.metrics import binary_iou, segmentation_scores
 from attnbench.models.segmenter import DeepFCN, ShallowFCN, TaskPartition
 from attnbench.tasks.ships.report import claim_c11
 from attnbench.tasks.ships import Ships, show_tiles
-from attnbench.tasks.ships.data import BOW_STERN, CLASSES, HULL, LAND, generate
-from attnbench.tasks.ships.reader import read_folder
+from attnbench.tasks.ships.data import BOW_STERN, CLASSES, HULL, LAND, generate, read_folder
 
 from .conftest import ROOT, copy_pipeline, run
 

@@ -1,11 +1,11 @@
 """Documents: hierarchical attention networks (HAN) against averaging, max-pooling and flat attention.
 
-Data: the embedded synthetic reviews (corpus.py), whose label is decided by one label-bearing
+Data: the embedded synthetic reviews (data.py), whose label is decided by one label-bearing
 sentence among distractors that share its vocabulary (gold sentence and words recorded), or real
 JSON lines with `text` and `label`. Runs: HAN (word- and sentence-level attention with learned
 context vectors over bi-GRU states), HAN-mean / HAN-max (the same encoders, averaging or max-pooling
 at both levels), flat attention over all words, and the classical baseline: TF-IDF word + character
-n-grams of the whole document text and a linear classifier (scikit-learn, ../intent/tfidf.py). Metrics: accuracy, macro-F1 (scikit-learn), the
+n-grams of the whole document text and a linear classifier (scikit-learn, baselines/tfidf.py). Metrics: accuracy, macro-F1 (scikit-learn), the
 sentence-attention hit rate (share of documents whose most-attended sentence is the gold one) and
 the word hit rate (share whose most-attended word of the gold sentence is a gold word).
 """

@@ -29,7 +29,7 @@ METRICS = ("accuracy", "macro_f1", "sentence_hit_rate", "word_hit_rate", "gold_s
            "parameters", "train_seconds", "epochs_trained", "best_epoch")
 
 
-CLASSICAL = "tfidf"   # the classical baseline's model (tasks/intent/tfidf.py): no weights, no pooling
+CLASSICAL = "tfidf"   # the classical baseline's model (baselines/tfidf.py): no weights, no pooling
 
 
 def pooling(spec: dict) -> str:

@@ -27,7 +27,7 @@ SUBSETS = (("clean", "clean", "no confuser, no typo in a keyword"),
            ("keyword_typo", "keyword typo", "a typo in a gold keyword (often an unknown word)"))
 WEIGHT_KINDS = {"attention": "attention weights", "max-pool saliency": "saliency: share of max-pooled dimensions",
                 "[CLS] attention": "last layer's [CLS] attention, heads averaged"}
-CLASSICAL = "tfidf"   # the encoder of the classical baseline's model (tasks/intent/tfidf.py)
+CLASSICAL = "tfidf"   # the encoder of the classical baseline's model (baselines/tfidf.py)
 
 PAPERS = {
     "C8": ("Self-attention on intent text puts its weight on the keywords and masks filler characters",

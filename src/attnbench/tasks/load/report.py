@@ -316,7 +316,7 @@ def _covariates(data: dict) -> dict:
     """The declared roles of the exogenous features: known in advance vs observed only."""
     if data["source"] != "csv":
         return {"known": [], "observed": []}
-    from ...tasks.load.reader import declared_features
+    from .data import declared_features
 
     names, known = declared_features(data["csv"].get("features"))
     return {"known": [n for n, k in zip(names, known) if k], "observed": [n for n, k in zip(names, known) if not k]}
