@@ -1,9 +1,9 @@
 """The comparative HTML report: one self-contained page (inline CSS, inline PNG figures, no external requests).
 
 `render_report` walks every (task, dataset) of the grid; a task with a section module
-(`attnbench.report.sections.<task>`) is drawn by its `<task>.html.j2` template from that module's
-`context(...)` (called with `config.for_dataset`'s view of params, once per dataset), any other task by
-the generic section. A real dataset's section names its source, licence and citation. Every value from
+(`attnbench.tasks.<task>.report`) is drawn by its `tasks/<task>/report.html.j2` template from that
+module's `context(...)` (called with `config.for_dataset`'s view of params, built once per dataset by
+`config.views`), any other task by the generic section. A real dataset's section names its source, licence and citation. Every value from
 data goes through Jinja's autoescape.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Execute a task's analysis notebook with papermill and export it to self-contained HTML.
 
-    workflow/notebooks/<task>.ipynb  --papermill-->  reports/notebooks/<task>/<dataset>.ipynb
+    tasks/<task>/notebook.ipynb      --papermill-->  reports/notebooks/<task>/<dataset>.ipynb
                                      --nbconvert-->  reports/notebooks/<task>/<dataset>.html
 
 A task without a notebook of its own gets `workflow/notebooks/_generic.ipynb` (its leaderboard and

@@ -1,9 +1,9 @@
-"""Per-task report sections.
+"""What every task's report section shares.
 
-A task gets its own section by adding a module `attnbench.report.sections.<task>` with
-`context(params, task, out_dir) -> dict` and a template `templates/<task>.html.j2` that reads that
-dict as `t`. A task without a module gets the generic section (its status and headline metrics).
-Nothing else changes when a section is added. The helpers below are shared and task-agnostic; a new
+A task gets its own section with two files in its folder: `src/attnbench/tasks/<task>/report.py`
+(`context(params, task, out_dir) -> dict`) and `report.html.j2`, the template that reads that dict as `t`
+(its figures, when it has its own, in `plots.py` beside them). A task without them gets the generic
+section (its status and headline metrics). Nothing else changes when a section is added. The helpers below are shared and task-agnostic; a new
 section is usually these steps, each one call:
 
     table = agg.collect(params, task)

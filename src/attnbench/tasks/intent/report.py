@@ -16,7 +16,9 @@ import pandas as pd
 
 from ... import paths
 from ...report import aggregate as agg
-from ...report import noise, plots
+from ...report import noise
+from ...report import plots as shared_plots
+from . import plots
 from ...report.sections import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell,
                lead_cells, leaderboard, results_context)
 
@@ -262,7 +264,7 @@ def _bars(runs: list[dict], highlight: str | None) -> str | None:
             for v in (r["ok"]["keyword_ratio"] if "keyword_ratio" in r["ok"] else []) if finite(v)]
     if not rows:
         return None
-    return plots.metric_bars(pd.DataFrame(rows), "attention mass on the gold keywords / uniform mass",
+    return shared_plots.metric_bars(pd.DataFrame(rows), "attention mass on the gold keywords / uniform mass",
                              reference=1.0, reference_label="uniform (1.0)", highlight=highlight)
 
 

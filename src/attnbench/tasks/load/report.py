@@ -20,7 +20,8 @@ import pandas as pd
 from ... import paths
 from ...tasks.load.headline import LABELS
 from ...report import aggregate as agg
-from ...report import noise, plots
+from ...report import noise
+from . import plots
 from ...report.sections import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt, int_cell,
                lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 

@@ -14,7 +14,8 @@ import pandas as pd
 
 from ... import paths
 from ...report import aggregate as agg
-from ...report import noise, plots
+from ...report import noise
+from . import plots
 from ...report.sections import (LEAD_COLUMNS, attention_exports, base_context, best_run, claim, collect_runs, curves, finite, fmt,
                int_cell, lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
 

@@ -14,7 +14,8 @@ import pandas as pd
 
 from ... import paths
 from ...report import aggregate as agg
-from ...report import noise, plots
+from ...report import noise
+from . import plots
 from ...report.sections import (LEAD_COLUMNS, attention_exports, base_context, best_run, cell, claim, collect_runs, column_cell, curves,
                finite, first_int, int_cell, lead_cells, leaderboard, read_jsonl, results_context, run_file)
 
