@@ -222,11 +222,13 @@ def lead_cells(r: dict, second: str | None = None) -> list[dict]:
 
 def leaderboard(runs: Sequence[dict], best: dict | None, columns: Sequence[tuple[str, str, bool]],
                 cells: Callable[[dict], list[dict]], metric: str, lower_is_better: bool = False,
-                memory: bool = True) -> dict:
-    """The sortable leaderboard the templates draw: `columns` (label, title, numeric) and `cells(run)`
-    are the task's own; then 'peak memory (MB)' (when `memory` and any run has it), 'seeds' (with
-    results / in the grid) and 'status'. Rows are sorted by mean `metric`, best first, runs without it
-    last; the `best` run's row is marked."""
+                memory: bool = True, order: Callable[[dict], Any] | None = None,
+                is_best: Callable[[dict], bool] | None = None) -> dict:
+    """The sortable leaderboard the templates draw (the `leaderboard` macro of _macros.html.j2): `columns`
+    (label, title, numeric) and `cells(run)` are the task's own; then 'peak memory (MB)' (when `memory` and
+    any run has it), 'seeds' (with results / in the grid) and 'status'. Rows are sorted by mean `metric`,
+    best first, runs without it last (`order`: a sort key of the task's own instead); the `best` run's row
+    is marked (`is_best`: which rows to mark instead, e.g. the best of each variant)."""
     has_memory = memory and any(r["train_max_rss_mb"]["n"] for r in runs)
     columns = list(columns) + ([MEMORY_COLUMN] if has_memory else [])
     columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
@@ -236,13 +238,13 @@ def leaderboard(runs: Sequence[dict], best: dict | None, columns: Sequence[tuple
             return (1, 0.0)
         return (0, r["mean"][metric] if lower_is_better else -r["mean"][metric])
 
+    marked = is_best or (lambda r: best is not None and r["run"] == best["run"])
     rows = []
-    for r in sorted(runs, key=key):
+    for r in sorted(runs, key=order or key):
         row = list(cells(r)) + ([r["train_max_rss_mb"]] if has_memory else [])
         row.append({"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))})
         row.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
-        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                     "reason": r["reason"], "cells": row})
+        rows.append({"run": r["run"], "best": bool(marked(r)), "status": r["status"], "reason": r["reason"], "cells": row})
     return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
 
 

@@ -17,7 +17,8 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise, plots
 from . import plots as plots_captioning
-from ...report.sections import base_context, collect_runs, curves, finite, load_npz, read_manifest, results_context, run_file
+from ...report.sections import (base_context, best_run, claim, collect_runs, curves, finite, int_cell, leaderboard, load_npz,
+                                read_manifest, results_context, run_file, text_cell)
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
          "Xu et al. 2015, Table 1",
@@ -54,8 +55,7 @@ def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
     return runs
 
 
-def _leaderboard(runs: list[dict], best: dict | None) -> dict:
-    columns = [("run", "", False), ("kind", "", False), ("attention", "attention mechanism of the decoder", False),
+LEADERBOARD = [("run", "", False), ("kind", "", False), ("attention", "attention mechanism of the decoder", False),
                ("BLEU-4", "sacreBLEU corpus BLEU-4 of the beam-search captions against every reference", True),
                ("BLEU-1", "", True), ("BLEU-2", "", True), ("BLEU-3", "", True),
                ("BLEU-4 greedy", "BLEU-4 of greedy decoding (validation decodes greedily)", True),
@@ -63,39 +63,18 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
                ("chance", "localisation of a uniformly random peak cell", True),
                ("exact match", "share of test captions equal to one of the references", True),
                ("parameters", "trainable parameters", True), ("training time (s)", "training loop wall time", True),
-               ("epochs (best)", "epochs trained (the epoch whose weights were kept)", True),
-               ("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
-
-    def key(r):
-        return (0, -r["mean"]["bleu4"]) if finite(r["mean"]["bleu4"]) else (1, 0.0)
-
-    rows = []
-    for r in sorted(runs, key=key):
-        epochs = "—"
-        if r["epochs_trained"]["n"]:
-            epochs = f"{r['epochs_trained']['mean']:.0f} ({r['best_epoch']['mean']:.0f})"
-        params_cell = r["parameters"] if r["parameters"]["mean"] is None else {**r["parameters"], "text": f"{int(round(r['parameters']['mean'])):,}"}
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["kind_label"], "sort": r["kind"]},
-                 {"text": r["attention"], "sort": r["attention"]},
-                 r["bleu4"], r["bleu1"], r["bleu2"], r["bleu3"], r["bleu4_greedy"], r["localisation"],
-                 r["localisation_chance"], r["exact_match"], params_cell, r["train_seconds"],
-                 {"text": epochs, "sort": r["epochs_trained"]["sort"]},
-                 {"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))},
-                 {"text": r["status"], "sort": r["status"], "title": r["reason"]}]
-        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                     "reason": r["reason"], "cells": cells})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
+               ("epochs (best)", "epochs trained (the epoch whose weights were kept)", True)]
 
 
-def _best(runs: list[dict], kind_: str | None = None) -> dict | None:
-    scored = [r for r in runs if finite(r["mean"]["bleu4"]) and (kind_ is None or r["kind"] == kind_)]
-    return max(scored, key=lambda r: r["mean"]["bleu4"]) if scored else None
-
-
-def _claim(verdict: str, evidence: str) -> dict:
-    claim, source, paper = PAPER
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": "C4", "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence, "css": css}
+def _cells(r: dict) -> list[dict]:
+    """A run's leaderboard cells, in LEADERBOARD's order (its kind in words, sorted by the kind)."""
+    epochs = "—"
+    if r["epochs_trained"]["n"]:
+        epochs = f"{r['epochs_trained']['mean']:.0f} ({r['best_epoch']['mean']:.0f})"
+    return [text_cell(r["run"]), {"text": r["kind_label"], "sort": r["kind"]}, text_cell(r["attention"]),
+            r["bleu4"], r["bleu1"], r["bleu2"], r["bleu3"], r["bleu4_greedy"], r["localisation"],
+            r["localisation_chance"], r["exact_match"], int_cell(r["parameters"]), r["train_seconds"],
+            {"text": epochs, "sort": r["epochs_trained"]["sort"]}]
 
 
 def _claims(runs: list[dict]) -> list[dict]:
@@ -103,14 +82,14 @@ def _claims(runs: list[dict]) -> list[dict]:
     when one does, not supported when neither; a win is a lead beyond seed noise (Welch's t-test over seeds,
     `noise.compare`; with one seed the means decide), and a gap within noise is a tie: no win, no loss
     (inconclusive when nothing else decides). The hard-vs-soft ordering is reported in the evidence."""
-    none, soft, hard = _best(runs, "none"), _best(runs, "soft"), _best(runs, "hard")
+    none, soft, hard = (best_run([r for r in runs if r["kind"] == kind], "bleu4") for kind in ("none", "soft", "hard"))
     attended = [r for r in (soft, hard) if r is not None]
     if none is None or not attended:
         have = ", ".join(r["run"] for r in (none, soft, hard) if r) or "none"
-        return [_claim("not measurable", f"needs a no-attention run and a soft or hard attention run with results (have: {have})")]
+        return [claim("C4", PAPER, "not measurable", f"needs a no-attention run and a soft or hard attention run with results (have: {have})")]
     compared = [none, *attended]
     if max(r["mean"]["bleu4"] for r in compared) < MIN_BLEU:
-        return [_claim("inconclusive", f"every compared run is below BLEU-4 {MIN_BLEU:g} (best "
+        return [claim("C4", PAPER, "inconclusive", f"every compared run is below BLEU-4 {MIN_BLEU:g} (best "
                                        f"{max(r['mean']['bleu4'] for r in compared):.2f}): too little training to rank them "
                                        "(smoke scale?)")]
     tests = [noise.compare_runs(r, none, "bleu4", digits=2) for r in attended]
@@ -141,7 +120,7 @@ def _claims(runs: list[dict]) -> list[dict]:
     if still:
         evidence += (f"; note: {', '.join(still)} still improved on the validation set in the last epoch of the budget, "
                      "so the comparison is at an equal training budget")
-    return [_claim(verdict, evidence)]
+    return [claim("C4", PAPER, verdict, evidence)]
 
 
 def _checks(runs: list[dict]) -> list[dict]:
@@ -237,7 +216,7 @@ def context(params: dict, task: str = "captioning", out_dir: Path | str = paths.
     if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
-    best = _best(runs)
+    best = best_run(runs, "bleu4")
     ok = table[table["status"] == "ok"]
     signature = next((str(s) for s in ok.get("bleu_signature", pd.Series(dtype=object)).dropna()), "")
     loc_rows = [{"run": r["run"], "value": v} for r in runs if r["kind"] != "none"
@@ -246,7 +225,7 @@ def context(params: dict, task: str = "captioning", out_dir: Path | str = paths.
     return {
         **base,
         **results_context(params, task, table, out_dir),
-        "leaderboard": _leaderboard(runs, best),
+        "leaderboard": leaderboard(runs, best, LEADERBOARD, _cells, "bleu4", memory=False),
         "best": best["run"] if best else None,
         "signature": signature,
         "claims": _claims(runs),

@@ -18,7 +18,8 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots as plots_glimpse
-from ...report.sections import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
+from ...report.sections import (LEAD_COLUMNS, VERDICT_CSS, base_context, best_run, cell, claim, collect_runs, curves, finite, fmt,
+                                int_cell, lead_cells, leaderboard, load_npz, read_manifest, results_context, run_file, text_cell)
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict
@@ -45,38 +46,31 @@ def _pct(c: dict) -> dict:
     return {**c, "text": text, "sort": f"{c['mean'] * 100:.6g}"}
 
 
-def _leaderboard(runs: list[dict]) -> dict:
-    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
-               ("variant", "the canvases the run was trained and tested on", False),
+LEADERBOARD = [*LEAD_COLUMNS, ("variant", "the canvases the run was trained and tested on", False),
                ("test error", "1 − accuracy on the test canvases (lower is better)", True),
                ("macro-F1", "macro-averaged F1 over the classes (scikit-learn)", True),
                ("on the digit", "RAM: share of its chosen glimpses centred on the digit's box; soft attention: "
                                 "weight on the feature-map cells centred on the box", True),
                ("chance", "the box's share of the canvas: 'on the digit' of a location drawn at random", True),
-               ("parameters", "trainable parameters", True), ("training time (s)", "from train_info.json", True),
-               ("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
+               ("parameters", "trainable parameters", True), ("training time (s)", "from train_info.json", True)]
 
-    def key(r):
-        return (VARIANTS.index(r["variant"]) if r["variant"] in VARIANTS else 9,
-                r["mean"]["error"] if finite(r["mean"]["error"]) else 9.0)
 
-    best = {}
-    for r in runs:
-        if finite(r["mean"]["error"]) and (r["variant"] not in best or r["mean"]["error"] < best[r["variant"]]):
-            best[r["variant"]] = r["mean"]["error"]
-    out = []
-    for r in sorted(runs, key=key):
-        params_cell = r["parameters"] if r["parameters"]["mean"] is None else \
-            {**r["parameters"], "text": f"{int(round(r['parameters']['mean'])):,}"}
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
-                 {"text": r["attention"], "sort": r["attention"]}, {"text": r["variant"], "sort": r["variant"]},
-                 _pct(r["error"]), r["macro_f1"], r["on_digit"], r["on_digit_chance"], params_cell,
-                 cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1),
-                 {"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))},
-                 {"text": r["status"], "sort": r["status"], "title": r["reason"]}]
-        out.append({"run": r["run"], "status": r["status"], "reason": r["reason"], "cells": cells,
-                    "best": finite(r["mean"]["error"]) and r["mean"]["error"] == best.get(r["variant"])})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": out}
+def _cells(r: dict) -> list[dict]:
+    """A run's leaderboard cells, in LEADERBOARD's order."""
+    return [*lead_cells(r), text_cell(r["variant"]), _pct(r["error"]), r["macro_f1"], r["on_digit"], r["on_digit_chance"],
+            int_cell(r["parameters"]), cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1)]
+
+
+def _by_variant(r: dict) -> tuple:
+    """The leaderboard's order: by variant (cluttered first), then by test error."""
+    return (VARIANTS.index(r["variant"]) if r["variant"] in VARIANTS else 9,
+            r["mean"]["error"] if finite(r["mean"]["error"]) else 9.0)
+
+
+def _best_of_variant(runs: list[dict]):
+    """Marks the lowest-error run of each variant."""
+    best = {v: best_run([r for r in runs if r["variant"] == v], "error", lower_is_better=True) for v in {r["variant"] for r in runs}}
+    return lambda r: best[r["variant"]] is not None and r["mean"]["error"] == best[r["variant"]]["mean"]["error"]
 
 
 def _pivot(runs: list[dict]) -> dict:
@@ -92,11 +86,6 @@ def _pivot(runs: list[dict]) -> dict:
     return {"variants": list(VARIANTS), "rows": rows}
 
 
-def _best(runs: list[dict], model: str, variant: str) -> dict | None:
-    cand = [r for r in runs if r["model"] == model and r["variant"] == variant and finite(r["mean"]["error"])]
-    return min(cand, key=lambda r: r["mean"]["error"]) if cand else None
-
-
 def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered") -> tuple[str, str]:
     """(verdict, evidence): does `model` have a lower test error than `rival` on `variant`?
 
@@ -105,7 +94,8 @@ def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered"
     seed: the means decide), 'partly supported' when lower within that spread or within noise, 'not
     supported' when not lower ('inconclusive' when that is within noise), 'inconclusive' when both are near
     chance, 'not measurable' without results."""
-    a, b = _best(runs, model, variant), _best(runs, rival, variant)
+    a, b = (best_run([r for r in runs if r["model"] == m and r["variant"] == variant], "error", lower_is_better=True)
+            for m in (model, rival))
     if a is None or b is None:
         missing = " and ".join(f"{m} on {variant}" for m, r in ((model, a), (rival, b)) if r is None)
         return "not measurable", f"needs results of {missing}"
@@ -129,16 +119,14 @@ def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered"
 
 def _claims(runs: list[dict]) -> list[dict]:
     verdict, evidence = compare(runs, "ram", "cnn")
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return [{"id": "C5", "claim": C5[0], "source": C5[1], "paper": PAPER + " — different data (MNIST, larger canvases)",
-             "verdict": verdict, "evidence": evidence, "css": css}]
+    return [claim("C5", (*C5, PAPER + " — different data (MNIST, larger canvases)"), verdict, evidence)]
 
 
 def _acceptance(runs: list[dict]) -> dict:
     verdict, evidence = compare(runs, "ram", "mlp")
     word = {"supported": "met", "partly supported": "met within the seeds' spread", "not supported": "not met"}
     return {"text": "RAM beats the full-view MLP on the cluttered variant", "verdict": word.get(verdict, verdict),
-            "css": {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na"),
+            "css": VERDICT_CSS.get(verdict, "na"),
             "evidence": evidence}
 
 
@@ -215,7 +203,8 @@ def context(params: dict, task: str = "glimpse", out_dir: Path | str = paths.REP
     runs = _per_run(params, task, table)
     return {
         **base, **results_context(params, task, table, out_dir),
-        "leaderboard": _leaderboard(runs), "pivot": _pivot(runs),
+        "leaderboard": leaderboard(runs, None, LEADERBOARD, _cells, "error", memory=False, order=_by_variant,
+                                   is_best=_best_of_variant(runs)), "pivot": _pivot(runs),
         "claims": _claims(runs), "acceptance": _acceptance(runs), "untrained": UNTRAINED_ERROR,
         "figures": _figures(task, runs), "steps": _steps(task, runs), "curves": _curves(task, runs),
     }

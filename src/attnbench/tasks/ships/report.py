@@ -16,7 +16,8 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots as plots_ships
-from ...report.sections import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
+from ...report.sections import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, curves, finite, fmt, int_cell, lead_cells,
+                                leaderboard, load_npz, read_manifest, results_context, run_file)
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "
@@ -37,40 +38,21 @@ def _per_run(params: dict, task: str, table: pd.DataFrame) -> list[dict]:
     return runs
 
 
-def _leaderboard(runs: list[dict], best: dict | None) -> dict:
-    columns = [("run", "", False), ("model", "", False), ("attention", "attention mechanism", False),
+LEADERBOARD = [*LEAD_COLUMNS,
                ("bow/stern IoU", "IoU of the bow/stern class on all test tiles (higher is better)", True),
                ("inshore", "bow/stern IoU on pixels within the margin of an inshore ship", True),
                ("offshore", "bow/stern IoU on pixels within the margin of an offshore ship", True),
                ("precision", "bow/stern precision", True), ("recall", "bow/stern recall", True),
                ("mIoU", "mean IoU over the four classes (— for the shallow net: bow/stern only)", True),
                ("sea", "IoU of sea", True), ("land", "IoU of land", True), ("hull", "IoU of hull", True),
-               ("parameters", "trainable parameters", True), ("training time (s)", "from train_info.json", True),
-               ("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
-
-    def key(r):
-        return (0, -r["mean"]["bowstern_iou"]) if finite(r["mean"]["bowstern_iou"]) else (1, 0.0)
-
-    out = []
-    for r in sorted(runs, key=key):
-        params_cell = r["parameters"] if r["parameters"]["mean"] is None else \
-            {**r["parameters"], "text": f"{int(round(r['parameters']['mean'])):,}"}
-        cells = [{"text": r["run"], "sort": r["run"]}, {"text": r["model"], "sort": r["model"]},
-                 {"text": r["attention"], "sort": r["attention"]}]
-        cells += [r[c] for c in ("bowstern_iou", "bowstern_iou_inshore", "bowstern_iou_offshore", "bowstern_precision",
-                                 "bowstern_recall", "miou", "iou_sea", "iou_land", "iou_hull")]
-        cells += [params_cell, cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1),
-                  {"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))},
-                  {"text": r["status"], "sort": r["status"], "title": r["reason"]}]
-        out.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                    "reason": r["reason"], "cells": cells})
-    return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": out}
+               ("parameters", "trainable parameters", True), ("training time (s)", "from train_info.json", True)]
 
 
-def _claim(verdict: str, evidence: str) -> dict:
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": "C11", "claim": C11[0], "source": C11[1], "paper": PAPER, "verdict": verdict, "evidence": evidence,
-            "css": css}
+def _cells(r: dict) -> list[dict]:
+    """A run's leaderboard cells after LEAD_COLUMNS, in LEADERBOARD's order."""
+    return [*lead_cells(r), *[r[c] for c in ("bowstern_iou", "bowstern_iou_inshore", "bowstern_iou_offshore", "bowstern_precision",
+                                              "bowstern_recall", "miou", "iou_sea", "iou_land", "iou_hull")],
+            int_cell(r["parameters"]), cell(r["ok"]["train_seconds"] if "train_seconds" in r["ok"] else [], 1)]
 
 
 def _pick(runs: list[dict], model: str, attention: str | None = None) -> dict | None:
@@ -85,7 +67,7 @@ def claim_c11(runs: list[dict]) -> list[dict]:
     beyond seed noise (Welch's t-test over seeds; one seed: the means decide); a gap within noise is a tie."""
     tp, shallow, deep = _pick(runs, "partition"), _pick(runs, "shallow"), _pick(runs, "deep", "none")
     if tp is None or shallow is None or deep is None:
-        return [_claim("not measurable", "needs a task-partitioning run, a shallow run and a deep run without "
+        return [claim("C11", (*C11, PAPER), "not measurable", "needs a task-partitioning run, a shallow run and a deep run without "
                                          "attention, all with results")]
     t, s, d = (r["mean"]["bowstern_iou"] for r in (tp, shallow, deep))
     k = int(tp.get("deep_first") or 0)
@@ -100,7 +82,7 @@ def claim_c11(runs: list[dict]) -> list[dict]:
         evidence += (f"; inside {tp['run']}: its deep half alone {tp['mean']['coarse_bowstern_iou']:.3f}, its shallow "
                      f"half ungated {tp['mean']['fine_bowstern_iou_ungated']:.3f}")
     if max(s, d) < MIN_IOU:
-        return [_claim("inconclusive", evidence + f"; neither baseline reaches IoU {MIN_IOU}: too little training to "
+        return [claim("C11", (*C11, PAPER), "inconclusive", evidence + f"; neither baseline reaches IoU {MIN_IOU}: too little training to "
                                                   "compare (smoke scale?)")]
     spread = max((r["bowstern_iou"]["std"] or 0.0) for r in (tp, shallow, deep))
     margin = max(MARGIN, spread)
@@ -124,7 +106,7 @@ def claim_c11(runs: list[dict]) -> list[dict]:
     elif verdict == "inconclusive":
         tied = " and ".join(name for name, b in zip(("shallow", "deep"), beats) if b is None)
         evidence += f"; task partitioning beats neither net alone, and is within noise of the {tied} net"
-    return [_claim(verdict, evidence)]
+    return [claim("C11", (*C11, PAPER), verdict, evidence)]
 
 
 def _tiles(task: str, runs: list[dict]) -> dict:
@@ -194,11 +176,10 @@ def context(params: dict, task: str = "ships", out_dir: Path | str = paths.REPOR
     if not base["has_results"]:
         return base
     runs = _per_run(params, task, table)
-    scored = [r for r in runs if finite(r["mean"]["bowstern_iou"])]
-    best = max(scored, key=lambda r: r["mean"]["bowstern_iou"]) if scored else None
+    best = best_run(runs, "bowstern_iou")
     return {
         **base, **results_context(params, task, table, out_dir),
-        "leaderboard": _leaderboard(runs, best),
+        "leaderboard": leaderboard(runs, best, LEADERBOARD, _cells, "bowstern_iou", memory=False),
         "best": best["run"] if best else None,
         "claims": claim_c11(runs),
         "tiles": _tiles(task, runs),
