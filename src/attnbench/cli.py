@@ -225,7 +225,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench_attention(args) -> int:
-    from . import bench
+    from . import kernel_bench as bench
 
     params = _params(args)
     lengths = [int(v) for v in args.lengths.split(",")] if args.lengths else None
@@ -249,7 +249,7 @@ def cmd_dvc_yaml(args) -> int:
 
 
 def cmd_run_costs(args) -> int:
-    from . import schedule
+    from . import priorities as schedule
 
     costs = schedule.measured_costs()
     if not costs:

@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from attnbench import paths, schedule
+from attnbench import paths
+from attnbench import priorities as schedule
 from attnbench.config import (ParamsError, dataset_names, dataset_options, dataset_section, resolve_run,
                               retype_like, run_list, select_grid, training_config)
 from attnbench.validation import validate

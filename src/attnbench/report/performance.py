@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import bench
+from .. import kernel_bench as bench
 from .sections import fmt, relpath
 
 REQUIRED = ("length", "mechanism", "kind", "family", "status", "time_s", "peak_bytes")
