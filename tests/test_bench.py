@@ -1,4 +1,4 @@
-"""The attention kernel benchmark (attnbench.bench), the memory-capped pairwise scores, the banded
+"""The attention kernel benchmark (attnbench.kernel_bench), the memory-capped pairwise scores, the banded
 local attention, and the report's Performance section."""
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def measured_costs(benchmarks: Path = BENCHMARKS, dataset: str = "synthetic") ->
 
 def write_costs(costs: dict[tuple[str, str], float], path: Path = COSTS_TSV, note: str = "") -> None:
     lines = ["# Expected seconds of each run's train + evaluate jobs: the order in which Snakemake starts them",
-             "# (longest first; see src/attnbench/schedule.py). Written by `attnbench run-costs --write`."]
+             "# (longest first; see src/attnbench/priorities.py). Written by `attnbench run-costs --write`."]
     if note:
         lines.append(f"# {note}")
     lines.append("\t".join(COLUMNS))

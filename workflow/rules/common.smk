@@ -70,7 +70,7 @@ def _every_core():
         return 1
 
 
-# Longest runs first (attnbench/schedule.py): a run's train and evaluate jobs get its expected seconds
+# Longest runs first (attnbench/priorities.py): a run's train and evaluate jobs get its expected seconds
 # as their priority, so short runs fill the cores at the end instead of a long one running alone.
 RUN_PRIORITY = schedule.priorities(schedule.read_costs(), RUNS)
 
