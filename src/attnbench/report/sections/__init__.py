@@ -290,6 +290,13 @@ def attention_exports(task: str, runs: Sequence[dict]) -> list[tuple[dict, int, 
     return out
 
 
+def reference_export(exports: Sequence[dict], has: str, numbered: str) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The first export (`{"z": attention.npz as a dict, ...}`, run order) holding the key `has`, and how many
+    examples it numbers (keys `<numbered><n>`): the examples every run's figure shows. (None, 0) without one."""
+    reference = next((e["z"] for e in exports if e["z"] is not None and has in e["z"]), None)
+    return reference, (0 if reference is None else len([f for f in reference if f.startswith(numbered)]))
+
+
 def read_jsonl(path: Path, max_lines: int | None = None) -> list[dict]:
     """The JSON objects of a JSON-lines file (of its first `max_lines` lines); lines that are not
     JSON objects are skipped, and a missing or unreadable file gives []."""
@@ -394,5 +401,5 @@ def first_int(frame: pd.DataFrame, column: str) -> int | None:
 __all__ = ["module_for", "slot_label", "slot_anchor", "relpath", "finite", "fmt", "cell", "column_cell", "int_cell", "text_cell", "run_status",
            "status_counts", "problems", "devices", "generic_context", "notebook_link", "collect_runs", "best_run",
            "LEAD_COLUMNS", "MEMORY_COLUMN", "lead_cells", "leaderboard", "VERDICT_CSS", "claim", "run_file",
-           "load_npz", "attention_exports", "read_jsonl", "training_logs", "curves", "read_manifest",
+           "load_npz", "attention_exports", "reference_export", "read_jsonl", "training_logs", "curves", "read_manifest",
            "base_context", "results_context", "first_int"]

@@ -17,8 +17,8 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise, plots
 from . import plots as plots_captioning
-from ...report.sections import (base_context, best_run, claim, collect_runs, curves, finite, int_cell, leaderboard, load_npz,
-                                read_manifest, results_context, run_file, text_cell)
+from ...report.sections import (base_context, best_run, claim, collect_runs, curves, finite, int_cell, leaderboard,
+                                load_npz, read_manifest, reference_export, results_context, run_file, text_cell)
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
          "Xu et al. 2015, Table 1",
@@ -159,10 +159,9 @@ def _examples(task: str, runs: list[dict]) -> dict:
             seed = min(r["seeds"])
             exports.append({"run": r["run"], "kind": r["kind_label"], "seed": seed,
                             "z": load_npz(run_file(task, r, "attention.npz", seed))})
-    reference = next((e["z"] for e in exports if e["z"] is not None and "image_0" in e["z"]), None)
+    reference, k = reference_export(exports, "image_0", "image_index_")
     if reference is None:
         return {"images": [], "note": "no run has exported test images yet"}
-    k = len([f for f in reference if f.startswith("image_index_")])
     images = []
     for n in range(k):
         index = int(reference[f"image_index_{n}"])

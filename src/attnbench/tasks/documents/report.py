@@ -18,8 +18,9 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots
-from ...report.sections import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, int_cell, lead_cells,
-               leaderboard, load_npz, read_manifest, results_context, run_file)
+from ...report.sections import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite,
+                                int_cell, lead_cells, leaderboard, load_npz, read_manifest, reference_export,
+                                results_context, run_file)
 
 PAPER = ("Hierarchical attention beats averaging and max-pooling at both levels",
          "Yang et al. 2016, Table 2",
@@ -179,10 +180,9 @@ def _documents(task: str, runs: list[dict]) -> dict:
     """The exported test documents, each with one block per run (its lowest seed)."""
     exports = [{"run": r["run"], "kind": r["kind"], "weights": r["weights_kind"], "seed": seed, "model": r["model"], "z": z}
                for r, seed, z in attention_exports(task, runs)]
-    reference = next((e["z"] for e in exports if e["z"] is not None and "tokens_0" in e["z"]), None)
+    reference, k = reference_export(exports, "tokens_0", "tokens_")
     if reference is None:
         return {"docs": [], "note": "no run has exported document weights yet"}
-    k = len([f for f in reference if f.startswith("tokens_")])
     docs = []
     for n in range(k):
         tokens = reference[f"tokens_{n}"]

@@ -18,8 +18,9 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots as plots_glimpse
-from ...report.sections import (LEAD_COLUMNS, VERDICT_CSS, base_context, best_run, cell, claim, collect_runs, curves, finite, fmt,
-                                int_cell, lead_cells, leaderboard, load_npz, read_manifest, results_context, run_file, text_cell)
+from ...report.sections import (LEAD_COLUMNS, VERDICT_CSS, base_context, best_run, cell, claim, collect_runs, curves,
+                                finite, fmt, int_cell, lead_cells, leaderboard, load_npz, read_manifest,
+                                results_context, run_file, text_cell)
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict

@@ -19,8 +19,8 @@ from ...report import aggregate as agg
 from ...report import noise
 from ...report import plots as shared_plots
 from . import plots
-from ...report.sections import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite, first_int, int_cell,
-               lead_cells, leaderboard, results_context)
+from ...report.sections import (attention_exports, base_context, best_run, claim, collect_runs, curves, finite,
+                                first_int, int_cell, lead_cells, leaderboard, reference_export, results_context)
 
 MIN_ACCURACY = 0.2  # below this everywhere, runs have not learnt enough to compare (smoke scale)
 METRICS = ("accuracy", "macro_f1", "keyword_ratio", "keyword_top1", "mlm_accuracy", "parameters", "train_seconds")
@@ -207,10 +207,9 @@ def _exports(task: str, runs: list[dict]) -> list[dict]:
 
 def _highlights(exports: list[dict]) -> dict:
     """The exported test utterances, each with one highlighted token row per run with token weights."""
-    reference = next((e["z"] for e in exports if e["z"] and "tokens_0" in e["z"]), None)
+    reference, n_utts = reference_export(exports, "tokens_0", "tokens_")
     if reference is None:
         return {"utterances": [], "note": "no run has exported test utterances yet"}
-    n_utts = len([k for k in reference if k.startswith("tokens_")])
     utterances = []
     for n in range(n_utts):
         tokens = [str(t) for t in reference[f"tokens_{n}"]]

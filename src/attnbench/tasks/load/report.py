@@ -22,8 +22,9 @@ from ...tasks.load.headline import LABELS
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots
-from ...report.sections import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt, int_cell,
-               lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
+from ...report.sections import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, finite, first_int, fmt,
+                                int_cell, lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context,
+                                run_file)
 
 WEEK_DAYS = 7
 HALF = 0.5          # C10: the masked model's MAPE rise must be below HALF x the unmasked one's

@@ -16,8 +16,9 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots
-from ...report.sections import (LEAD_COLUMNS, attention_exports, base_context, best_run, claim, collect_runs, curves, finite, fmt,
-               int_cell, lead_cells, leaderboard, load_npz, read_jsonl, read_manifest, results_context, run_file)
+from ...report.sections import (LEAD_COLUMNS, attention_exports, base_context, best_run, claim, collect_runs, curves,
+                                finite, fmt, int_cell, lead_cells, leaderboard, load_npz, read_jsonl, read_manifest,
+                                results_context, run_file)
 
 SAMPLE_ROWS = 10
 SPEARMAN_BAR = 0.6        # the task's acceptance bar for "the attention ranks the pairs like the truth"

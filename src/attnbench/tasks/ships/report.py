@@ -16,8 +16,8 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots as plots_ships
-from ...report.sections import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, curves, finite, fmt, int_cell, lead_cells,
-                                leaderboard, load_npz, read_manifest, results_context, run_file)
+from ...report.sections import (LEAD_COLUMNS, base_context, best_run, cell, claim, collect_runs, curves, finite, fmt,
+                                int_cell, lead_cells, leaderboard, load_npz, read_manifest, results_context, run_file)
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "

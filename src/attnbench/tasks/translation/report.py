@@ -16,8 +16,9 @@ from ... import paths
 from ...report import aggregate as agg
 from ...report import noise
 from . import plots
-from ...report.sections import (LEAD_COLUMNS, attention_exports, base_context, best_run, cell, claim, collect_runs, column_cell, curves,
-               finite, first_int, int_cell, lead_cells, leaderboard, read_jsonl, results_context, run_file)
+from ...report.sections import (LEAD_COLUMNS, attention_exports, base_context, best_run, cell, claim, collect_runs,
+                                column_cell, curves, finite, first_int, int_cell, lead_cells, leaderboard, read_jsonl,
+                                reference_export, results_context, run_file)
 
 SAMPLE_ROWS = 8
 METRICS = {"bleu": 2, "chrf": 2, "aer": 3, "exact_match": 2, "parameters": 2, "train_seconds": 1}  # column: decimals
@@ -254,10 +255,9 @@ def _heatmaps(task: str, runs: list[dict]) -> dict:
         aer = r["ok"].loc[r["ok"]["seed"] == seed, "aer"].iloc[0] if "aer" in r["ok"] else None
         exports.append({"run": r["run"], "seed": seed, "z": z, "aligned": aligned, "aer": aer,
                         "attention": r["attention"]})
-    reference = next((e["z"] for e in exports if e["z"]), None)
+    reference, k = reference_export(exports, "src_0", "src_")
     if reference is None:
         return {"figures": [], "note": "no run has exported attention weights yet"}
-    k = len([f for f in reference if f.startswith("src_")])
     figures = []
     for n in range(k):
         src = [str(t) for t in reference[f"src_{n}"]]
