@@ -27,7 +27,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from attnbench import paths, tasks
-from attnbench.config import load_params, resolve_run
+from attnbench.config import resolve_run
+from attnbench.validation import load_params
 
 ROUNDS = 7
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from attnbench import cli
-from attnbench.config import REPO_ROOT, for_dataset, load_params
-from attnbench.report.sections import documents as doc_section
-from attnbench.report.sections import intent as intent_section
+from attnbench.config import REPO_ROOT, for_dataset
+from attnbench.validation import load_params
+from attnbench.tasks.documents import report as doc_section
+from attnbench.tasks.intent import report as intent_section
 
 from .conftest import write_params
 

@@ -1,4 +1,4 @@
-"""The attention kernel benchmark (attnbench.bench), the memory-capped pairwise scores, the banded
+"""The attention kernel benchmark (attnbench.kernel_bench), the memory-capped pairwise scores, the banded
 local attention, and the report's Performance section."""
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import torch
 
 import attnbench.attention.local as local_mod
 import attnbench.attention.scores as scores_mod
-from attnbench import bench, cli
+from attnbench import cli
+from attnbench import kernel_bench as bench
 from attnbench.attention import available, build
-from attnbench.config import load_params
+from attnbench.validation import load_params
 from attnbench.report import environment, performance
 
 
@@ -242,7 +243,7 @@ def test_cpu_memory_cap_turns_an_oversized_entry_into_an_error_not_a_kill():
     # in a child process: an allocation beyond the cap is refused and the process goes on; after the
     # block the previous limit is back (processes started later, e.g. a browser, must not inherit it)
     code = ("import resource, psutil, torch\n"
-            "from attnbench import bench\n"
+            "from attnbench import kernel_bench as bench\n"
             "before = resource.getrlimit(resource.RLIMIT_AS)\n"
             "with bench.capped_cpu_memory(0.5) as cap:\n"
             "    assert cap and resource.getrlimit(resource.RLIMIT_AS)[0] == cap\n"

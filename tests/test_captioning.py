@@ -9,10 +9,13 @@ import torch
 from PIL import Image
 
 from attnbench import tasks
-from attnbench.config import ParamsError, resolve_run, validate
+from attnbench.config import ParamsError, resolve_run
+from attnbench.validation import validate
 from attnbench.errors import DataError
 from attnbench.models.captioner import BOS, EOS, Captioner
-from attnbench.tasks.captioning import Data, bleu_scores, localisation, reader, scenes
+from attnbench.tasks.captioning import Data, bleu_scores, localisation
+from attnbench.tasks.captioning import data as reader   # the real-data reader
+from attnbench.tasks.captioning import data as scenes   # the scene generator
 
 from .conftest import ROOT, load_params, run, write_params
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from attnbench.report.sections import captioning, cell, documents, intent, load
+from attnbench.report.sections import cell
+from attnbench.tasks.captioning import report as captioning
+from attnbench.tasks.documents import report as documents
+from attnbench.tasks.intent import report as intent
+from attnbench.tasks.load import report as load
 
 NOISY = ([4.0, 5.5, 4.3], [4.8, 4.2, 5.1])      # means 4.60 vs 4.70: 0.1 apart, seeds spread ~0.5
 SEPARATE = ([4.0, 4.05, 3.95], [5.0, 5.05, 4.95])  # means 4.00 vs 5.00, seeds spread 0.05

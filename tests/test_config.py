@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from attnbench import cli
-from attnbench.config import ParamsError, config_hash, load_params, resolve_run, retype_like, run_list
+from attnbench.config import ParamsError, config_hash, resolve_run, retype_like, run_list
+from attnbench.validation import load_params
 
 from .conftest import ROOT, write_params
 

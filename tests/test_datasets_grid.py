@@ -18,8 +18,8 @@ from attnbench.config import (
     for_dataset,
     resolve_run,
     run_list,
-    validate,
 )
+from attnbench.validation import validate
 
 from .conftest import write_params
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from attnbench import cli
-from attnbench.config import ParamsError, validate
+from attnbench.config import ParamsError
+from attnbench.validation import validate
 from attnbench.errors import DataError
 from attnbench.models.han import HAN, FlatAttention
-from attnbench.tasks.documents.corpus import (CLASSES, LABEL_WORDS, DocumentError, generate_documents, generate_splits,
+from attnbench.tasks.documents.data import (CLASSES, LABEL_WORDS, DocumentError, generate_documents, generate_splits,
                                               label_word_counts, read_documents_jsonl, split_sentences, tokenize)
 
 from .conftest import load_params, write_params

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from attnbench import cli, dvcgen
-from attnbench.config import load_params
+from attnbench.validation import load_params
 
 from .conftest import ROOT, copy_pipeline
 
@@ -73,3 +73,19 @@ def test_a_new_module_in_the_package_changes_the_rendered_deps(tmp_path):
                 "bench-attention", "report"):
             assert "src/attnbench/newmodule.py" in stage["deps"], name
     assert "src/attnbench/newmodule.py" not in before
+
+
+def test_a_tasks_report_files_rerun_the_report_steps_only():
+    """A task's folder holds its report section, template and figures beside its data and model wiring:
+    DVC's training stages depend on the latter only, as Snakemake's SRC/REPORT_SRC split does."""
+    from attnbench import paths
+
+    core, report = dvcgen.code_deps(ROOT)
+    for task in ("ships", "translation"):
+        assert f"src/attnbench/tasks/{task}/__init__.py" in core and f"src/attnbench/tasks/{task}/data.py" in core
+        assert f"src/attnbench/tasks/{task}/report.py" in report and f"src/attnbench/tasks/{task}/report.html.j2" in report
+        assert not [d for d in core if d.startswith(f"src/attnbench/tasks/{task}/report")]
+    assert "src/attnbench/tasks/ships/plots.py" in report
+    assert paths.is_report_code(Path("src/attnbench/tasks/ships/plots.py"))
+    assert not paths.is_report_code(Path("src/attnbench/tasks/ships/data.py"))
+    assert paths.is_report_code(Path("src/attnbench/report/plots.py"))

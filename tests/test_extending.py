@@ -15,7 +15,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import BIN, copy_pipeline, pipeline_outputs, run, shrink
+from .conftest import BIN, ROOT, copy_pipeline, pipeline_outputs, run, shrink
+
+# A task is one folder, src/attnbench/tasks/<task>/. Its minimal file set is the first file alone (plus its
+# schema and its params.yaml section, outside the package); a task grown past it keeps these names:
+TASK_FILES = {
+    "__init__.py": "the Task: prepare, load, model wiring, loss, validation, evaluation (required)",
+    "data.py": "its data: the embedded generator (with its ground truth) and the real-data readers",
+    "report.py": "its report section: context(params, task, out_dir) -> dict",
+    "report.html.j2": "the section's template (reads that dict as `t`)",
+    "plots.py": "the section's own figures",
+    "notebook.ipynb": "its papermill analysis notebook (else the generic one)",
+}
+MINIMAL_TASK_FILES = ("__init__.py",)
+# modules a shipped task has beyond the shared names, each for a reason of its own
+TASK_EXTRAS = {"translation": {"preprocess.py", "use.py"}, "load": {"headline.py"}}
 
 TOY_TASK = '''
 """A toy task: is a point of the plane inside the unit circle? An attention pooling over its two
@@ -143,7 +157,7 @@ def _env(work: Path) -> dict:
 def _toy_copy(work: Path) -> list[str]:
     """A copy of the pipeline with the toy task added; returns the files written (relative to `work`)."""
     copy_pipeline(work)
-    written = ["src/attnbench/tasks/toy/__init__.py", "workflow/schemas/tasks/toy.schema.yaml", "params.yaml"]
+    written = [f"src/attnbench/tasks/toy/{MINIMAL_TASK_FILES[0]}", "workflow/schemas/tasks/toy.schema.yaml", "params.yaml"]
     (work / written[0]).parent.mkdir(parents=True)
     (work / written[0]).write_text(textwrap.dedent(TOY_TASK))
     (work / written[1]).write_text(textwrap.dedent(TOY_SCHEMA))
@@ -188,6 +202,28 @@ def test_a_new_task_is_its_module_schema_and_params_section(tmp_path):
         status = run([str(BIN / "dvc"), "status", "--json"], dvc_work, env=_env(dvc_work)).stdout
         assert "train-toy@synthetic-circle-additive-0" in json.loads(status), (module, status)
         path.write_text(original)
+
+
+def test_every_task_is_one_folder_with_the_same_file_names():
+    """What a task owns is in its folder, under the same names in every task; nothing of it is left in
+    report/, workflow/notebooks/ or a sibling task."""
+    package = ROOT / "src/attnbench"
+    folders = sorted(p for p in (package / "tasks").iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert len(folders) == 8
+    for folder in folders:
+        names = {p.name for p in folder.iterdir() if p.is_file()}
+        assert set(TASK_FILES) <= names, (folder.name, sorted(set(TASK_FILES) - names))
+        assert names - set(TASK_FILES) == TASK_EXTRAS.get(folder.name, set()), (folder.name, sorted(names))
+        assert not (package / "report/sections" / f"{folder.name}.py").exists()
+        assert not (package / "report/templates" / f"{folder.name}.html.j2").exists()
+        assert not (package / "report" / f"plots_{folder.name}.py").exists()
+        assert not (ROOT / "workflow/notebooks" / f"{folder.name}.ipynb").exists()
+    # a task imports no sibling task (shared code lives in tasks/common.py, baselines/, models/)
+    for folder in folders:
+        for module in folder.glob("*.py"):
+            text = module.read_text(encoding="utf-8")
+            others = [f.name for f in folders if f != folder and (f"from ..{f.name}" in text or f"tasks.{f.name}" in text)]
+            assert not others, (module, others)
 
 
 def _checkout_files() -> dict[str, bytes]:

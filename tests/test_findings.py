@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, load_params
+from attnbench.config import REPO_ROOT
+from attnbench.validation import load_params
 from attnbench.report import findings, paired
 
 from .conftest import BIN, write_params

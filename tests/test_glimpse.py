@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from attnbench import attention, cli, paths
 from attnbench.attention.glimpse import extract_glimpse
-from attnbench.config import REPO_ROOT, ParamsError, for_dataset, load_params, validate
+from attnbench.config import REPO_ROOT, ParamsError, for_dataset
+from attnbench.validation import load_params, validate
 from attnbench.errors import DataError
 from attnbench.tasks.glimpse.data import compose, image_groups, read_npz, split_images, upsample
 

@@ -14,9 +14,9 @@ from attnbench.attention.base import masked_softmax
 from attnbench.metrics import attention_mass_ratio, attention_top1_hit
 from attnbench.models.bert import CLS, MASK, PAD, SPECIALS, mask_tokens
 from attnbench.models.classifier import IntentClassifier
-from attnbench.tasks.intent.corpus import (INTENTS, LABELS, VERB, add_typo, generate, generate_splits, label_of,
+from attnbench.tasks.intent.data import (INTENTS, LABELS, VERB, add_typo, generate, generate_splits, label_of,
                                            read_jsonl, write_jsonl)
-from attnbench.tasks.intent.readers import IntentDataError, read_clinc_json, read_csv, tokenize
+from attnbench.tasks.intent.data import IntentDataError, read_clinc_json, read_csv, tokenize
 
 
 # ---------------------------------------------------------------- synthetic corpus

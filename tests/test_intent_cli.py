@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, for_dataset, load_params
+from attnbench.config import REPO_ROOT, for_dataset
+from attnbench.validation import load_params
 
 from .conftest import write_params
 

@@ -9,8 +9,9 @@ from collections import Counter
 import pytest
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, ParamsError, load_params, validate
-from attnbench.tasks.intent.readers import IntentDataError, read_csv, read_csv_files
+from attnbench.config import REPO_ROOT, ParamsError
+from attnbench.validation import load_params, validate
+from attnbench.tasks.intent.data import IntentDataError, read_csv, read_csv_files
 
 from .conftest import write_params
 

@@ -12,10 +12,11 @@ import torch
 
 from attnbench import cli, paths
 from attnbench.attention import build
-from attnbench.config import ParamsError, for_dataset, load_params, validate
+from attnbench.config import ParamsError, for_dataset
+from attnbench.validation import load_params, validate
 from attnbench.metrics import forecast_scores, guarded_mape, mask_roc_auc, smape
 from attnbench.models.forecaster import AnomalyMask, FeatureAttention, RecurrentForecaster, SeasonalNaive
-from attnbench.tasks.load.generator import KINDS, NOISE, corrupt, generate
+from attnbench.tasks.load.data import KINDS, NOISE, corrupt, generate
 
 from .conftest import load_params as repo_params
 from .conftest import write_params

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from attnbench import cli, paths, tasks
-from attnbench.config import ParamsError, resolve_run, validate
+from attnbench.config import ParamsError, resolve_run
+from attnbench.validation import validate
 from attnbench.models.forecaster import DLinearForecaster, moving_average_matrix
-from attnbench.tasks.load.generator import CALENDAR
-from attnbench.tasks.load.reader import declared_features, read_csv
+from attnbench.tasks.load.data import CALENDAR, declared_features, read_csv
 
 from .conftest import write_params
 from .test_load import tiny

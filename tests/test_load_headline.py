@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from attnbench import cli, paths, tasks
-from attnbench.config import ParamsError, check_dataset, for_dataset, resolve_run, validate
+from attnbench.config import ParamsError, for_dataset, resolve_run
+from attnbench.validation import check_dataset, validate
 from attnbench.tasks.load import headline as hl
 
 from .conftest import load_params as repo_params
@@ -99,7 +100,7 @@ def test_series_crossing_zero_gets_mase_in_manifest_metrics_and_leaderboard(tmp_
 
     # the section: headline MASE, leaderboard sorted by it, its column first
     from attnbench.report.aggregate import aggregate
-    from attnbench.report.sections import load as section
+    from attnbench.tasks.load import report as section
 
     view = for_dataset(validate(params), "load", "synthetic")
     aggregate(view, "load")

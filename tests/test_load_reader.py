@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from attnbench import cli
-from attnbench.tasks.load.reader import SeriesFileError, read_csv
+from attnbench.tasks.load.data import SeriesFileError, read_csv
 
 from .conftest import write_params
 from .test_load import tiny

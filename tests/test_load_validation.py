@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from attnbench import paths
-from attnbench.config import ParamsError, validate
+from attnbench.config import ParamsError
+from attnbench.validation import validate
 from attnbench.tasks.load import LoadForecasting, hourly_subsample, validation_settings
 
 from .conftest import write_params
@@ -63,7 +64,8 @@ def test_training_validates_on_the_subsample(tmp_path, monkeypatch):
     params["tasks"]["load"]["train"]["schedule"] = {"kind": "cosine", "warmup_fraction": 0.1, "min_lr_ratio": 0.1}
     path = write_params(tmp_path / "params.yaml", params)
     _run(path, "ridge", "gru")
-    from attnbench.config import load_params, resolve_run
+    from attnbench.config import resolve_run
+    from attnbench.validation import load_params
     from attnbench.tasks.load import Data
     cfg = resolve_run(load_params(path), "load", "gru", 0)
     data = Data(tmp_path / "data/prepared/load/synthetic", cfg)

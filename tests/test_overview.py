@@ -7,9 +7,10 @@ import json
 import pytest
 
 from attnbench import paths
-from attnbench.config import REPO_ROOT, for_dataset, load_params
+from attnbench.config import REPO_ROOT, for_dataset
+from attnbench.validation import load_params
 from attnbench.report import overview
-from attnbench.report.sections import translation as section
+from attnbench.tasks.translation import report as section
 
 
 def _params(seeds):

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from attnbench.errors import DataError
-from attnbench.tasks.documents.corpus import read_documents_jsonl
-from attnbench.tasks.intent.readers import read_clinc_json, read_csv as read_intent_csv
-from attnbench.tasks.load.reader import read_csv as read_load_csv
+from attnbench.tasks.documents.data import read_documents_jsonl
+from attnbench.tasks.intent.data import read_clinc_json, read_csv as read_intent_csv
+from attnbench.tasks.load.data import read_csv as read_load_csv
 from attnbench.tasks.recsys.data import read_csv as read_recsys_csv, read_libsvm
-from attnbench.tasks.translation.corpus import read_parallel
+from attnbench.tasks.translation.data import read_parallel
 
 UTF16 = "a b\nc d\n".encode("utf-16")  # starts with the BOM ff fe: invalid as UTF-8 at byte 0
 

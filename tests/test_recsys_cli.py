@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, for_dataset, load_params
+from attnbench.config import REPO_ROOT, for_dataset
+from attnbench.validation import load_params
 from attnbench.report import render_report
 from attnbench.report.aggregate import aggregate
 
@@ -182,7 +183,7 @@ def _entry(run, model, rmse, std=None, attention="none"):
     (1.60, 1.70, None, "inconclusive"),       # neither beats the linear model (1.5)
 ])
 def test_c7_verdict_is_computed_from_the_metrics(afm, fm, std, verdict):
-    from attnbench.report.sections.recsys import _claims
+    from attnbench.tasks.recsys.report import _claims
 
     runs = [_entry("linear", "linear", 1.5), _entry("fm", "fm", fm, std), _entry("afm", "afm", afm, std, "afm"),
             _entry("afm-none", "afm", 0.5, None, "none")]  # AFM without attention is not the claim's AFM

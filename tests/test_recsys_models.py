@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from attnbench.attention import REGISTRY, build
-from attnbench.config import ParamsError, REPO_ROOT, load_params, validate
+from attnbench.config import ParamsError, REPO_ROOT
+from attnbench.validation import load_params, validate
 from attnbench.models.afm import AFM, FM, NFM, LinearModel, build_model, pairwise_sum, pairwise_sum_direct
 
 

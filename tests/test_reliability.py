@@ -216,7 +216,8 @@ def test_sigkill_during_evaluation_leaves_no_metrics_and_the_rerun_completes(tin
     leftovers = list(run_dir.glob(".metrics.json.*.tmp"))
     assert len(leftovers) == 1 and json.loads(leftovers[0].read_text())["run"] == "rnn-dot"  # complete, but hidden
     # aggregation does not take the temporary file for a result: the run is not 'ok'
-    from attnbench.config import for_dataset, load_params
+    from attnbench.config import for_dataset
+    from attnbench.validation import load_params
     from attnbench.report.aggregate import aggregate
 
     params = for_dataset(load_params(tmp_path / "params.yaml"), "translation", "synthetic")
@@ -256,7 +257,8 @@ def test_a_failed_run_is_marked_failed_with_its_log_path_in_every_task_section(t
     """Only the failed run's log exists (no results yet): aggregation and the report still render,
     and the task's section names the run as failed, with the log's path and its last line."""
     from attnbench import paths
-    from attnbench.config import REPO_ROOT, for_dataset, load_params
+    from attnbench.config import REPO_ROOT, for_dataset
+    from attnbench.validation import load_params
     from attnbench.report import render_report
     from attnbench.report.aggregate import aggregate
 

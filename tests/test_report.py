@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from attnbench import paths
-from attnbench.config import REPO_ROOT, for_dataset, load_params, run_list
+from attnbench.config import REPO_ROOT, for_dataset, run_list
+from attnbench.validation import load_params
 from attnbench.report import render_report
 from attnbench.report.aggregate import aggregate
 

@@ -120,7 +120,8 @@ def test_lstm_beam_search_equals_one_sentence_at_a_time(memory, init):
 def test_a_run_may_set_its_own_model_options(tiny_params):
     """runs.<name>.model_options puts a variant (e.g. the LSTM) beside the original in one grid; the other runs'
     configs, and so their hashes, stay what they were."""
-    from attnbench.config import ParamsError, config_hash, resolve_run, validate
+    from attnbench.config import ParamsError, config_hash, resolve_run
+    from attnbench.validation import validate
 
     before = {run: config_hash(resolve_run(tiny_params, "translation", run, 0))
               for run in tiny_params["tasks"]["translation"]["runs"]}

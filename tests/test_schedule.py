@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from attnbench import schedule
+from attnbench import priorities as schedule
 from attnbench.config import run_list
 from attnbench.errors import DataError
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from attnbench.config import ParamsError, load_params, resolve_run, validate
+from attnbench.config import ParamsError, resolve_run
+from attnbench.validation import load_params, validate
 from attnbench.errors import DataError
 from attnbench.metrics import binary_iou, segmentation_scores
 from attnbench.models.segmenter import DeepFCN, ShallowFCN, TaskPartition
-from attnbench.report.sections.ships import claim_c11
+from attnbench.tasks.ships.report import claim_c11
 from attnbench.tasks.ships import Ships, show_tiles
-from attnbench.tasks.ships.generator import BOW_STERN, CLASSES, HULL, LAND, generate
-from attnbench.tasks.ships.reader import read_folder
+from attnbench.tasks.ships.data import BOW_STERN, CLASSES, HULL, LAND, generate, read_folder
 
 from .conftest import ROOT, copy_pipeline, run
 

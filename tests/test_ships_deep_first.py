@@ -7,7 +7,8 @@ import jsonschema
 import pytest
 import torch
 
-from attnbench.config import ParamsError, load_params, resolve_run, validate
+from attnbench.config import ParamsError, resolve_run
+from attnbench.validation import load_params, validate
 from attnbench.models.segmenter import TaskPartition
 from attnbench.tasks.ships import Ships
 from attnbench.training import fit, load_checkpoint

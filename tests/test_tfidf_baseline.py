@@ -1,4 +1,4 @@
-"""The classical TF-IDF + linear classifier baseline (tasks/intent/tfidf.py): fit and predict on tiny
+"""The classical TF-IDF + linear classifier baseline (baselines/tfidf.py): fit and predict on tiny
 hand-made data, C picked on validation, the saved tensors reproducing scikit-learn's pipeline, and its
 pass through the CLI's train + evaluate for the intent and documents tasks."""
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from attnbench import cli, paths
-from attnbench.config import REPO_ROOT, ParamsError, load_params, validate
-from attnbench.tasks.intent import tfidf
+from attnbench.config import REPO_ROOT, ParamsError
+from attnbench.validation import load_params, validate
+from attnbench.baselines import tfidf
 
 from .conftest import write_params
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from attnbench import training
-from attnbench.config import ParamsError, validate
+from attnbench.config import ParamsError
+from attnbench.validation import validate
 from attnbench.models import beam as beam_mod
 from attnbench.models.seq2seq import BOS, EOS, PAD, RNNSeq2Seq
 from attnbench.models.transformer import TransformerSeq2Seq

@@ -350,7 +350,7 @@ def test_beam_metrics_sit_beside_the_unchanged_greedy_ones(tiny_params, tmp_path
 def test_report_leaderboard_shows_beam_columns_only_when_runs_have_beam_scores():
     import pandas as pd
 
-    from attnbench.report.sections import translation as section
+    from attnbench.tasks.translation import report as section
 
     plain = pd.DataFrame({"status": ["ok"], "bleu": [10.0]})
     beamed = pd.DataFrame({"status": ["ok", "ok"], "bleu": [10.0, 11.0], "bleu_beam": [12.0, None],
@@ -367,7 +367,7 @@ def test_report_leaderboard_shows_training_throughput():
     seeds), empty for a run that has none."""
     import pandas as pd
 
-    from attnbench.report.sections import translation as section
+    from attnbench.tasks.translation import report as section
 
     table = pd.DataFrame({"run": ["a", "a", "b"], "seed": [0, 1, 0], "status": ["ok"] * 3, "bleu": [10.0, 12.0, 9.0],
                           "tokens_per_s": [1000.0, 3000.0, None]})
@@ -389,7 +389,7 @@ def test_batch_sort_target_groups_pairs_of_similar_target_length():
     from types import SimpleNamespace
 
     from attnbench.tasks import get
-    from attnbench.tasks.translation.corpus import Pair
+    from attnbench.tasks.translation.data import Pair
     task = get("translation")
     g = torch.Generator().manual_seed(0)
     pairs = [Pair(src=["a"] * int(s), tgt=["b"] * int(t)) for s, t in torch.randint(1, 30, (500, 2), generator=g)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.tasks.translation.corpus import (
+from attnbench.tasks.translation.data import (
     PAST_MARKER,
     PLURAL_MARKER,
     SOURCE_VOCAB,

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from attnbench import cli
-from attnbench.config import ParamsError, resolve_run, validate
+from attnbench.config import ParamsError, resolve_run
+from attnbench.validation import validate
 from attnbench.metrics import corpus_bleu, corpus_chrf
 from attnbench.tasks import get
 from attnbench.tasks.translation import SPECIALS, Data, Vocab, preprocess

@@ -29,17 +29,13 @@ from pathlib import Path
 from . import __version__
 from . import io as aio
 from . import paths
-from .config import ParamsError, check_dataset, dataset_options, for_dataset, load_params, parse_override, resolve_run, run_list
+from .config import ParamsError, dataset_options, for_dataset, resolve_run, run_list
+from .validation import check_dataset, params_from_args
 
 log = logging.getLogger("attnbench")
 
 
-def _params(args) -> dict:
-    overrides = dict(parse_override(s) for s in args.set)
-    for key in ("scale", "device", "threads"):
-        if getattr(args, key, None) is not None:
-            overrides[key] = getattr(args, key)
-    return load_params(args.params, overrides, task=getattr(args, "task", None))
+_params = params_from_args   # the CLI's params: params.yaml with the command line's overrides, checked
 
 
 def _run_cfg(params: dict, args) -> dict:
@@ -229,7 +225,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench_attention(args) -> int:
-    from . import bench
+    from . import kernel_bench as bench
 
     params = _params(args)
     lengths = [int(v) for v in args.lengths.split(",")] if args.lengths else None
@@ -253,7 +249,7 @@ def cmd_dvc_yaml(args) -> int:
 
 
 def cmd_run_costs(args) -> int:
-    from . import schedule
+    from . import priorities as schedule
 
     costs = schedule.measured_costs()
     if not costs:

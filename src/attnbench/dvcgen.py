@@ -35,11 +35,29 @@ HEADER = """\
 
 def code_deps(root: Path = REPO_ROOT) -> tuple[list[str], list[str]]:
     """(what the data, training and evaluation stages depend on, what the report stages add): every
-    entry of src/attnbench except report/ (folders whole), and report/."""
+    entry of src/attnbench except report/ (folders whole; a task's folder without its report files,
+    paths.TASK_REPORT_FILES, which go with report/ to the report stages)."""
     pkg = root / "src" / "attnbench"
-    entries = sorted(p for p in pkg.iterdir() if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py"))
-    core = [p.relative_to(root).as_posix() for p in entries if p.name != "report"]
-    return core + ["workflow/schemas"], [(pkg / "report").relative_to(root).as_posix()]
+
+    def entries(folder: Path) -> list[Path]:
+        # a task's notebook is a dependency of its notebook stage alone (paths.notebook_source)
+        return sorted(p for p in folder.iterdir() if p.name != "__pycache__" and (p.is_dir() or p.suffix in (".py", ".j2")))
+
+    core, report = [], [pkg / "report"]
+    for entry in entries(pkg):
+        if entry.name == "report":
+            continue
+        if entry.name != "tasks":
+            core.append(entry)
+            continue
+        for task_entry in entries(entry):   # tasks/: its modules, and each task's folder file by file
+            if not task_entry.is_dir():
+                core.append(task_entry)
+                continue
+            for f in entries(task_entry):
+                (report if paths.is_report_code(f.relative_to(root)) else core).append(f)
+    as_posix = [p.relative_to(root).as_posix() for p in core]
+    return as_posix + ["workflow/schemas"], [p.relative_to(root).as_posix() for p in report]
 
 
 def stages(params: dict, root: Path = REPO_ROOT) -> dict:

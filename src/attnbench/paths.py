@@ -80,13 +80,28 @@ def timing_json(task: str, dataset: str, run: str, seed: int, step: str) -> Path
 
 NOTEBOOKS = Path("workflow/notebooks")
 GENERIC_NOTEBOOK = NOTEBOOKS / "_generic.ipynb"
+TASKS_SRC = Path("src/attnbench/tasks")   # one folder per task, everything the task owns
+# the files of a task's folder that only the report steps read (its section, template, figures, notebook)
+TASK_REPORT_FILES = ("report.py", "report.html.j2", "plots.py", "notebook.ipynb")
+
+
+def task_notebook(task: str) -> Path:
+    """A task's own analysis notebook (relative to the checkout), whether or not it has one."""
+    return TASKS_SRC / task / "notebook.ipynb"
 
 
 def notebook_source(task: str, root: Path = Path(".")) -> Path:
     """The analysis notebook a task's notebook step executes, relative to `root` (the checkout): its own
-    workflow/notebooks/<task>.ipynb, else the generic one."""
-    own = NOTEBOOKS / f"{task}.ipynb"
+    src/attnbench/tasks/<task>/notebook.ipynb, else the generic one."""
+    own = task_notebook(task)
     return own if (Path(root) / own).is_file() else GENERIC_NOTEBOOK
+
+
+def is_report_code(path: Path) -> bool:
+    """Whether a file of src/attnbench is read by the report steps only: under report/, or one of
+    TASK_REPORT_FILES in a task's folder. A change to it re-runs the report steps, not the grid."""
+    parts = Path(path).parts
+    return "report" in parts or (len(parts) >= 3 and parts[-3] == "tasks" and parts[-1] in TASK_REPORT_FILES)
 
 
 def report_html() -> Path:

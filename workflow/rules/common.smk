@@ -7,9 +7,11 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from attnbench import paths, schedule
+from attnbench import paths
+from attnbench import priorities as schedule
 from attnbench.config import (ParamsError, dataset_names, dataset_options, dataset_section, resolve_run,
-                              retype_like, run_list, select_grid, training_config, validate)
+                              retype_like, run_list, select_grid, training_config)
+from attnbench.validation import validate
 
 with open("params.yaml") as _fh:
     _FILE = yaml.safe_load(_fh)
@@ -52,10 +54,11 @@ RUNS = run_list(PARAMS)  # task x dataset x run x seed
 TASKS = list(PARAMS["tasks"])
 SLOTS = [(t, d) for t in TASKS for d in dataset_names(PARAMS, t)]  # every (task, dataset) of the grid
 # The package is an input of every step, so a code change re-runs what it can affect: the report
-# code (src/attnbench/report/) only the report steps, everything else the whole grid.
+# code (src/attnbench/report/, and each task's report.py, report.html.j2, plots.py) only the report
+# steps, everything else the whole grid.
 _PKG = sorted(p for p in Path("src/attnbench").rglob("*") if p.suffix in (".py", ".j2"))
-REPORT_SRC = [str(p) for p in _PKG if "report" in p.parts]
-SRC = [str(p) for p in _PKG if "report" not in p.parts]
+REPORT_SRC = [str(p) for p in _PKG if paths.is_report_code(p)]
+SRC = [str(p) for p in _PKG if not paths.is_report_code(p)]
 SCHEMAS = sorted(str(p) for p in Path("workflow/schemas").rglob("*.yaml"))
 
 
@@ -67,7 +70,7 @@ def _every_core():
         return 1
 
 
-# Longest runs first (attnbench/schedule.py): a run's train and evaluate jobs get its expected seconds
+# Longest runs first (attnbench/priorities.py): a run's train and evaluate jobs get its expected seconds
 # as their priority, so short runs fill the cores at the end instead of a long one running alone.
 RUN_PRIORITY = schedule.priorities(schedule.read_costs(), RUNS)
 

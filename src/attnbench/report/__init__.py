@@ -1,9 +1,9 @@
 """The comparative HTML report: one self-contained page (inline CSS, inline PNG figures, no external requests).
 
 `render_report` walks every (task, dataset) of the grid; a task with a section module
-(`attnbench.report.sections.<task>`) is drawn by its `<task>.html.j2` template from that module's
-`context(...)` (called with `config.for_dataset`'s view of params, once per dataset), any other task by
-the generic section. A real dataset's section names its source, licence and citation. Every value from
+(`attnbench.tasks.<task>.report`) is drawn by its `tasks/<task>/report.html.j2` template from that
+module's `context(...)` (called with `config.for_dataset`'s view of params, built once per dataset by
+`config.views`), any other task by the generic section. A real dataset's section names its source, licence and citation. Every value from
 data goes through Jinja's autoescape.
 """
 from __future__ import annotations
@@ -20,23 +20,24 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import io as aio
+from ..config import REPO_ROOT, SYNTHETIC, dataset_options, for_dataset, views
+from .host import machine
 
 log = logging.getLogger("attnbench.report")
 TEMPLATES = Path(__file__).parent / "templates"
+TASKS = Path(__file__).parents[1] / "tasks"   # a task's own section template: <task>/report.html.j2
 _PACKAGES = ("attnbench", "torch", "numpy", "pandas", "sacrebleu", "scikit-learn", "matplotlib", "seaborn", "jinja2")
 
 
 def environment():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined   # here: the CLI imports this package at start-up
 
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+    return Environment(loader=FileSystemLoader([str(TEMPLATES), str(TASKS)]), autoescape=True, undefined=StrictUndefined,
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def _git(*args: str, where: Path | None = None) -> tuple[str | None, Path | None]:
     """(output, checkout) of a git command in the working directory, else in the package's checkout."""
-    from ..config import REPO_ROOT
-
     for folder in ([where] if where else [Path.cwd(), REPO_ROOT]):
         try:
             done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
@@ -45,29 +46,6 @@ def _git(*args: str, where: Path | None = None) -> tuple[str | None, Path | None
         if done.returncode == 0:
             return done.stdout.strip(), folder
     return None, None
-
-
-def machine() -> dict:
-    """CPU model, logical CPU count, NVIDIA GPUs (by nvidia-smi, without importing torch) and OS."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus: list[str] = []
-    try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=10)
-        if done.returncode == 0:
-            gpus = [g.strip() for g in done.stdout.splitlines() if g.strip()]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "gpus": gpus, "system": f"{platform.system()} {platform.release()}"}
 
 
 def provenance(params: dict) -> dict:
@@ -97,8 +75,6 @@ def provenance(params: dict) -> dict:
 def dataset_facts(params: dict, task: str, dataset: str) -> dict:
     """What a section says of its data: name, title, and for a registry dataset its source, licence and
     citation (from `attnbench.datasets`)."""
-    from ..config import SYNTHETIC, dataset_options
-
     options = dataset_options(params, task, dataset)
     facts = {"name": dataset, "synthetic": dataset == SYNTHETIC, "title": options.get("title"), "licence": None,
              "citation": None, "homepage": None, "fetch": options.get("fetch")}
@@ -113,17 +89,17 @@ def dataset_facts(params: dict, task: str, dataset: str) -> dict:
     return facts
 
 
-def section(params: dict, task: str, out_dir: Path, dataset: str | None = None) -> dict:
+def section(params: dict, task: str, out_dir: Path, dataset: str | None = None, view: dict | None = None) -> dict:
     """{'task', 'dataset', 'anchor', 'label', 'data', 'template', 'ctx', 'runs'} for one task of params
-    on one of its datasets (default: synthetic)."""
-    from ..config import SYNTHETIC, for_dataset
+    on one of its datasets (default: synthetic); `view`: that dataset's `config.for_dataset` view when the
+    caller has it already."""
     from . import sections
 
     dataset = dataset or SYNTHETIC
-    view = for_dataset(params, task, dataset)
+    view = view if view is not None else for_dataset(params, task, dataset)
     module = sections.module_for(task)
-    template = f"{task}.html.j2"
-    if module is not None and (TEMPLATES / template).is_file():
+    template = f"{task}/report.html.j2"
+    if module is not None and (TASKS / template).is_file():
         ctx = module.context(view, task, out_dir=out_dir)
     else:
         template, ctx = "_generic.html.j2", sections.generic_context(view, task, out_dir)
@@ -132,23 +108,21 @@ def section(params: dict, task: str, out_dir: Path, dataset: str | None = None) 
             "template": template, "ctx": ctx, "runs": list(params["tasks"][task]["runs"])}
 
 
-def _section_job(params: dict, slot: tuple[str, str], out_dir: Path) -> tuple[dict, float]:
+def _section_job(params: dict, slot: tuple[str, str], out_dir: Path, view: dict) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    return section(params, slot[0], out_dir, slot[1]), time.perf_counter() - t0
+    return section(params, slot[0], out_dir, slot[1], view), time.perf_counter() - t0
 
 
-def _sections(params: dict, out_dir: Path, workers: int) -> list[dict]:
+def _sections(params: dict, grid_views: dict[tuple[str, str], dict], out_dir: Path, workers: int) -> list[dict]:
     """Every (task, dataset)'s section, in params order (a task's datasets side by side); with
     workers > 1 drawn by that many forked processes (each section is independent; figures are most of
     the time), the slowest-looking tasks first."""
-    from ..config import dataset_names
-
-    slots = [(t, d) for t in params["tasks"] for d in dataset_names(params, t)]
+    slots = list(grid_views)
     done: dict[tuple[str, str], dict] = {}
     workers = max(1, min(workers, len(slots)))
     if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
         for slot in slots:
-            done[slot], seconds = _section_job(params, slot, out_dir)
+            done[slot], seconds = _section_job(params, slot, out_dir, grid_views[slot])
             log.info("report section %s/%s in %.1fs", *slot, seconds)
         return [done[s] for s in slots]
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -156,7 +130,7 @@ def _sections(params: dict, out_dir: Path, workers: int) -> list[dict]:
     # more runs -> more figures: start those first so the pool's last jobs are short ones
     order = sorted(slots, key=lambda s: -len(params["tasks"][s[0]].get("runs", {})))
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = {pool.submit(_section_job, params, slot, out_dir): slot for slot in order}
+        futures = {pool.submit(_section_job, params, slot, out_dir, grid_views[slot]): slot for slot in order}
         for future in as_completed(futures):
             slot = futures[future]
             done[slot], seconds = future.result()  # a section's exception propagates with its traceback
@@ -169,15 +143,16 @@ def render_report(params: dict, out_path: Path, workers: int = 1) -> None:
     the task sections side by side."""
     out_path = Path(out_path)
     t0 = time.perf_counter()
-    sections = _sections(params, out_path.parent, workers)
+    grid_views = views(params)   # each (task, dataset)'s view, built once for every part of the page
+    sections = _sections(params, grid_views, out_path.parent, workers)
     from . import findings, hardware, noise, overview, performance, throughput
 
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
     html = environment().get_template("index.html.j2").render(
-        run=run, sections=sections, matrix=overview.matrix(params), claims=overview.claims(sections),
+        run=run, sections=sections, matrix=overview.matrix(params, grid_views), claims=overview.claims(sections),
         claims_test=noise.noise_test(len(params["seeds"]) > 1),
-        performance=performance.context(params, out_path.parent), throughput=throughput.context(params),
+        performance=performance.context(params, out_path.parent), throughput=throughput.context(params, grid_views),
         hardware=hardware.context(out_path.parent), findings=findings.context(params))
     aio.write_text(out_path, html)
     log.info("wrote %s (%.0f kB) in %.1fs with %d worker(s)", out_path, len(html.encode()) / 1024,

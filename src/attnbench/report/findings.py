@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import paths
-from ..config import SYNTHETIC, ParamsError, config_hash, for_dataset, resolve_run
+from ..config import DEFAULT_PARAMS, SYNTHETIC, ParamsError, config_hash, for_dataset, resolve_run
+from ..validation import load_params, params_from_args
+from .host import machine
 
 # numpy, pandas (aggregate) and scipy (paired) are imported where they are used: the CLI builds this
 # module's parser at every start-up, and every pipeline job starts the CLI
@@ -191,8 +193,6 @@ def _git(*args: str) -> str | None:
 def provenance() -> dict[str, Any]:
     from importlib import metadata
 
-    from . import machine
-
     info = machine()
     commit = _git("rev-parse", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
@@ -338,8 +338,6 @@ def load_all(root: Path = ROOT) -> list[dict]:
 def file_params(fallback: dict | None = None) -> dict:
     """params.yaml of the working directory as the file says, without command-line overrides (`fallback`
     when there is none)."""
-    from ..config import DEFAULT_PARAMS, load_params
-
     if Path(DEFAULT_PARAMS).is_file():
         return load_params(DEFAULT_PARAMS)
     if fallback is None:
@@ -468,11 +466,9 @@ def readme_block(text: str, table: str) -> str:
 # ---- command line: `attnbench findings collect|table|retest` -------------------------------------------
 
 def _params(args, grid: str | None = None) -> dict:
-    from ..cli import _params as cli_params
-
     if grid:
         args.set = [*args.set, f"grid={grid}"]
-    return cli_params(args)
+    return params_from_args(args)
 
 
 def cmd_collect(args) -> int:

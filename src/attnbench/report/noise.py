@@ -14,6 +14,8 @@ from typing import Any
 
 from scipy import stats
 
+from .numbers import finite
+
 ALPHA = 0.05
 WELCH = f"Welch's t-test over seeds, α = {ALPHA}"
 NO_ESTIMATE = "one seed per run, so no noise estimate"
@@ -79,8 +81,6 @@ def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool = Tru
 def values(run: dict, metric: str, scale: float = 1.0) -> list[float]:
     """A run entry's finite per-seed values of `metric` (its `ok` frame), else its mean alone (entries
     built without per-seed rows), times `scale`."""
-    from .sections import finite
-
     ok = run.get("ok")
     if ok is not None and metric in ok:
         return [float(v) * scale for v in ok[metric] if finite(v)]

@@ -1,6 +1,6 @@
 """Execute a task's analysis notebook with papermill and export it to self-contained HTML.
 
-    workflow/notebooks/<task>.ipynb  --papermill-->  reports/notebooks/<task>/<dataset>.ipynb
+    tasks/<task>/notebook.ipynb      --papermill-->  reports/notebooks/<task>/<dataset>.ipynb
                                      --nbconvert-->  reports/notebooks/<task>/<dataset>.html
 
 A task without a notebook of its own gets `workflow/notebooks/_generic.ipynb` (its leaderboard and
@@ -36,12 +36,12 @@ GENERIC = paths.GENERIC_NOTEBOOK.stem  # the notebook of a task without its own
 
 
 def notebook_source(task: str) -> Path:
-    """`workflow/notebooks/<task>.ipynb` (of the working directory, else of the repository), else the
-    generic notebook."""
+    """The task's own `src/attnbench/tasks/<task>/notebook.ipynb`, else the generic notebook
+    `workflow/notebooks/_generic.ipynb` (each of the working directory, else of the repository)."""
     from ..config import REPO_ROOT
 
-    folders = [Path.cwd() / "workflow" / "notebooks", REPO_ROOT / "workflow" / "notebooks"]
-    candidates = [folder / f"{name}.ipynb" for name in (task, GENERIC) for folder in folders]
+    candidates = [root / relative for relative in (paths.task_notebook(task), paths.GENERIC_NOTEBOOK)
+                  for root in (Path.cwd(), REPO_ROOT)]
     for path in candidates:
         if path.is_file():
             return path

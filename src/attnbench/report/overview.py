@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .. import tasks
+from ..config import views
 from . import aggregate as agg
 from .noise import NO_ESTIMATE, noise_test, within_noise
 from .sections import finite, fmt
@@ -31,16 +32,16 @@ def _task_meta(task: str) -> tuple[str, bool]:
     return t.headline, getattr(t, "higher_is_better", True)
 
 
-def matrix(params: dict) -> dict:
+def matrix(params: dict, grid_views: dict[tuple[str, str], dict] | None = None) -> dict:
     """Mechanisms as rows, (task, dataset) as columns, a task's datasets side by side; a cell is the
-    headline metric (mean ± std over seeds) of the task's best run on that dataset that uses that mechanism."""
-    from ..config import dataset_names, for_dataset
+    headline metric (mean ± std over seeds) of the task's best run on that dataset that uses that mechanism.
+    `grid_views`: `config.views(params)` when the caller has it."""
     from .sections import slot_anchor, slot_label
 
     columns, cells, multi_seed = [], {}, len(params["seeds"]) > 1
-    for task, dataset in [(t, d) for t in params["tasks"] for d in dataset_names(params, t)]:
+    for (task, dataset), view in (grid_views if grid_views is not None else views(params)).items():
         metric, higher = _task_meta(task)
-        table = agg.collect(for_dataset(params, task, dataset), task)
+        table = agg.collect(view, task)
         ok = table[table["status"] == "ok"] if "status" in table else table.iloc[0:0]
         # a task may choose its headline per dataset (metrics.json `headline`, e.g. load's MAPE or MASE rule)
         chosen = set(ok["headline"].dropna()) if "headline" in ok else set()

@@ -2,7 +2,7 @@
 
 Not a task section: it is drawn once, after the tasks, by ``templates/performance.html.j2`` from
 :func:`context`. Everything is recomputed from the CSV (ratios, targets, exponents via
-:func:`attnbench.bench.summarise`); the JSON written beside the CSV only adds how the run went
+:func:`attnbench.kernel_bench.summarise`); the JSON written beside the CSV only adds how the run went
 (load average, wall time). Without the CSV the section says so and how to produce it.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import bench
+from .. import kernel_bench as bench
 from .sections import fmt, relpath
 
 REQUIRED = ("length", "mechanism", "kind", "family", "status", "time_s", "peak_bytes")

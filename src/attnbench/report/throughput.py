@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .. import paths
-from ..config import dataset_names, for_dataset, run_list
+from ..config import run_list, views
 from . import aggregate as agg
 from .sections import fmt, slot_label
 
@@ -60,13 +60,12 @@ def _startup_rows(timings: list[dict]) -> list[dict]:
     return rows
 
 
-def _slowest(params: dict, n: int = 10) -> list[dict]:
+def _slowest(grid_views: dict[tuple[str, str], dict], n: int = 10) -> list[dict]:
     frames = []
-    for task in params["tasks"]:
-        for dataset in dataset_names(params, task):
-            table = agg.collect(for_dataset(params, task, dataset), task)
-            if {"train_wall_s", "eval_wall_s"} <= set(table.columns):
-                frames.append(table[["task", "dataset", "run", "seed", "train_wall_s", "eval_wall_s"]])
+    for (task, _), view in grid_views.items():
+        table = agg.collect(view, task)
+        if {"train_wall_s", "eval_wall_s"} <= set(table.columns):
+            frames.append(table[["task", "dataset", "run", "seed", "train_wall_s", "eval_wall_s"]])
     if not frames:
         return []
     table = pd.concat(frames, ignore_index=True)
@@ -78,9 +77,10 @@ def _slowest(params: dict, n: int = 10) -> list[dict]:
             for r in table.itertuples()]
 
 
-def context(params: dict) -> dict:
+def context(params: dict, grid_views: dict[tuple[str, str], dict] | None = None) -> dict:
+    """`grid_views`: `config.views(params)` when the caller has it."""
     timings = read_timings(params)
-    slowest = _slowest(params)
+    slowest = _slowest(grid_views if grid_views is not None else views(params))
     if not timings:
         return {"has_results": False, "slowest": slowest}
     startups = [t["startup_s"] for t in timings]

@@ -7,6 +7,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from .. import training
+
 
 class Task:
     """One benchmark task: data, models, loss and evaluation.
@@ -37,15 +39,11 @@ class Task:
 
     def fit(self, data: Any, cfg: dict, run_dir: Path, state_dir: Path, device: torch.device) -> dict:
         """Train one run into run_dir; the shared loop unless a run is fitted another way."""
-        from ..training import fit
-
-        return fit(self, data, cfg, run_dir, state_dir, device)
+        return training.fit(self, data, cfg, run_dir, state_dir, device)
 
     def load_trained(self, data: Any, cfg: dict, run_dir: Path, device: torch.device) -> nn.Module:
         """The trained model of a run, in eval mode (weights_only loading, config checked)."""
-        from ..training import load_trained
-
-        return load_trained(self, data, cfg, run_dir, device)
+        return training.load_trained(self, data, cfg, run_dir, device)
 
     def keep_on_device(self, data: Any, device: torch.device) -> int:
         """Move the data's fixed tensors onto `device` once, before training or evaluation, when they fit

@@ -1,9 +1,9 @@
-"""Per-task report sections.
+"""What every task's report section shares.
 
-A task gets its own section by adding a module `attnbench.report.sections.<task>` with
-`context(params, task, out_dir) -> dict` and a template `templates/<task>.html.j2` that reads that
-dict as `t`. A task without a module gets the generic section (its status and headline metrics).
-Nothing else changes when a section is added. The helpers below are shared and task-agnostic; a new
+A task gets its own section with two files in its folder: `src/attnbench/tasks/<task>/report.py`
+(`context(params, task, out_dir) -> dict`) and `report.html.j2`, the template that reads that dict as `t`
+(its figures, when it has its own, in `plots.py` beside them). A task without them gets the generic
+section (its status and headline metrics). Nothing else changes when a section is added. The helpers below are shared and task-agnostic; a new
 section is usually these steps, each one call:
 
     table = agg.collect(params, task)
@@ -38,7 +38,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import math
 import os
 from pathlib import Path
 from types import ModuleType
@@ -47,11 +46,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ...config import SYNTHETIC
 from .. import aggregate as agg
+from ..numbers import finite
 
 
 def module_for(task: str) -> ModuleType | None:
-    name = f"{__name__}.{task}"
+    """The task's own report section, `attnbench.tasks.<task>.report`, None without one."""
+    name = f"attnbench.tasks.{task}.report"
     try:
         found = importlib.util.find_spec(name)
     except (ImportError, ValueError):
@@ -61,28 +63,17 @@ def module_for(task: str) -> ModuleType | None:
 
 def slot_label(task: str, dataset: str) -> str:
     """How the report names a task on a dataset: the task alone for its embedded synthetic data."""
-    from ...config import SYNTHETIC
-
     return task if dataset == SYNTHETIC else f"{task} · {dataset}"
 
 
 def slot_anchor(task: str, dataset: str) -> str:
     """The HTML id of a task's section on a dataset (the task's name for the synthetic data, as before)."""
-    from ...config import SYNTHETIC
-
     return task if dataset == SYNTHETIC else f"{task}--{dataset}"
 
 
 def relpath(target: Path, out_dir: Path) -> str:
     """`target` relative to the report's folder, with forward slashes (an href)."""
     return Path(os.path.relpath(Path(target).resolve(), Path(out_dir).resolve())).as_posix()
-
-
-def finite(value: Any) -> bool:
-    try:
-        return value is not None and not pd.isna(value) and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def fmt(value: Any, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
@@ -231,11 +222,13 @@ def lead_cells(r: dict, second: str | None = None) -> list[dict]:
 
 def leaderboard(runs: Sequence[dict], best: dict | None, columns: Sequence[tuple[str, str, bool]],
                 cells: Callable[[dict], list[dict]], metric: str, lower_is_better: bool = False,
-                memory: bool = True) -> dict:
-    """The sortable leaderboard the templates draw: `columns` (label, title, numeric) and `cells(run)`
-    are the task's own; then 'peak memory (MB)' (when `memory` and any run has it), 'seeds' (with
-    results / in the grid) and 'status'. Rows are sorted by mean `metric`, best first, runs without it
-    last; the `best` run's row is marked."""
+                memory: bool = True, order: Callable[[dict], Any] | None = None,
+                is_best: Callable[[dict], bool] | None = None) -> dict:
+    """The sortable leaderboard the templates draw (the `leaderboard` macro of _macros.html.j2): `columns`
+    (label, title, numeric) and `cells(run)` are the task's own; then 'peak memory (MB)' (when `memory` and
+    any run has it), 'seeds' (with results / in the grid) and 'status'. Rows are sorted by mean `metric`,
+    best first, runs without it last (`order`: a sort key of the task's own instead); the `best` run's row
+    is marked (`is_best`: which rows to mark instead, e.g. the best of each variant)."""
     has_memory = memory and any(r["train_max_rss_mb"]["n"] for r in runs)
     columns = list(columns) + ([MEMORY_COLUMN] if has_memory else [])
     columns += [("seeds", "seeds with results / seeds in the grid", True), ("status", "", False)]
@@ -245,13 +238,13 @@ def leaderboard(runs: Sequence[dict], best: dict | None, columns: Sequence[tuple
             return (1, 0.0)
         return (0, r["mean"][metric] if lower_is_better else -r["mean"][metric])
 
+    marked = is_best or (lambda r: best is not None and r["run"] == best["run"])
     rows = []
-    for r in sorted(runs, key=key):
+    for r in sorted(runs, key=order or key):
         row = list(cells(r)) + ([r["train_max_rss_mb"]] if has_memory else [])
         row.append({"text": f"{len(r['seeds'])}/{len(r['rows'])}", "sort": str(len(r["seeds"]))})
         row.append({"text": r["status"], "sort": r["status"], "title": r["reason"]})
-        rows.append({"run": r["run"], "best": best is not None and r["run"] == best["run"], "status": r["status"],
-                     "reason": r["reason"], "cells": row})
+        rows.append({"run": r["run"], "best": bool(marked(r)), "status": r["status"], "reason": r["reason"], "cells": row})
     return {"columns": [{"label": c[0], "title": c[1], "numeric": c[2]} for c in columns], "rows": rows}
 
 
@@ -295,6 +288,13 @@ def attention_exports(task: str, runs: Sequence[dict]) -> list[tuple[dict, int, 
             seed = min(r["seeds"])
             out.append((r, seed, load_npz(run_file(task, r, "attention.npz", seed))))
     return out
+
+
+def reference_export(exports: Sequence[dict], has: str, numbered: str) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The first export (`{"z": attention.npz as a dict, ...}`, run order) holding the key `has`, and how many
+    examples it numbers (keys `<numbered><n>`): the examples every run's figure shows. (None, 0) without one."""
+    reference = next((e["z"] for e in exports if e["z"] is not None and has in e["z"]), None)
+    return reference, (0 if reference is None else len([f for f in reference if f.startswith(numbered)]))
 
 
 def read_jsonl(path: Path, max_lines: int | None = None) -> list[dict]:
@@ -401,5 +401,5 @@ def first_int(frame: pd.DataFrame, column: str) -> int | None:
 __all__ = ["module_for", "slot_label", "slot_anchor", "relpath", "finite", "fmt", "cell", "column_cell", "int_cell", "text_cell", "run_status",
            "status_counts", "problems", "devices", "generic_context", "notebook_link", "collect_runs", "best_run",
            "LEAD_COLUMNS", "MEMORY_COLUMN", "lead_cells", "leaderboard", "VERDICT_CSS", "claim", "run_file",
-           "load_npz", "attention_exports", "read_jsonl", "training_logs", "curves", "read_manifest",
+           "load_npz", "attention_exports", "reference_export", "read_jsonl", "training_logs", "curves", "read_manifest",
            "base_context", "results_context", "first_int"]

@@ -1,7 +1,7 @@
 """Captioning: Show and Tell (no attention) against Show, Attend and Tell (soft and hard attention).
 
-Data: synthetic 64x64 scenes (scenes.py) of one to three objects with reference captions from a
-grammar and every object's mask, or a real folder of images with a captions JSON (reader.py). Runs:
+Data: synthetic 64x64 scenes (data.py) of one to three objects with reference captions from a
+grammar and every object's mask, or a real folder of images with a captions JSON (data.py's reader). Runs:
 a small CNN encoder and an LSTM decoder (models/captioner.py) with no attention (image vector as the
 initial state), soft attention (deterministic; run option `doubly_stochastic`: the weight λ of Xu et
 al.'s regulariser, 0 by default because on these scenes it keeps the attention off the objects) or hard
@@ -31,7 +31,7 @@ from ...models.captioner import BOS, EOS, PAD, UNK, Captioner
 from .. import register
 from ..base import Task
 from ..common import to_device
-from . import reader, scenes
+from . import data as scenes
 
 SPLITS = ("train", "valid", "test")
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -180,7 +180,7 @@ class Captioning(Task):
                 made = scenes.generate(counts[split], seed=seed * 10 + k, size=image_size,
                                        max_objects=data.get("max_objects", 3))
                 images[split] = np.stack([s.image for s in made])
-                captions[split] = [[" ".join(reader.tokenize(c)) for c in s.captions] for s in made]
+                captions[split] = [[" ".join(scenes.tokenize(c)) for c in s.captions] for s in made]
                 names[split] = [f"{split}-{i:05d}" for i in range(len(made))]
                 objects[split] = [[{"shape": o.shape, "colour": o.colour, "size": o.size, "cx": o.cx, "cy": o.cy}
                                    for o in s.objects] for s in made]
@@ -192,7 +192,7 @@ class Captioning(Task):
                             masks[i, j] = o.mask
         else:
             folder = data["folder"]
-            all_names, arrays, caps = reader.read_folder(folder["images"], folder["captions"], image_size)
+            all_names, arrays, caps = scenes.read_folder(folder["images"], folder["captions"], image_size)
             order = np.random.default_rng(seed).permutation(len(all_names))
             split_cfg = folder.get("split", {})
             n_test = max(1, round(split_cfg.get("test", 0.1) * len(order)))
@@ -207,7 +207,7 @@ class Captioning(Task):
                 idx = sorted(int(i) for i in idx)
                 images[split] = arrays[idx]
                 names[split] = [all_names[i] for i in idx]
-                captions[split] = [[" ".join(reader.tokenize(c)[: data.get("max_words", 30)]) for c in caps[i]] for i in idx]
+                captions[split] = [[" ".join(scenes.tokenize(c)[: data.get("max_words", 30)]) for c in caps[i]] for i in idx]
         counts = Counter(w for caps in captions["train"] for c in caps for w in c.split())
         words = list(SPECIALS) + sorted((w for w in counts if counts[w] >= data.get("min_count", 1)),
                                         key=lambda w: (-counts[w], w))[: data.get("max_vocab", 10000)]

@@ -1,11 +1,11 @@
 """Documents: hierarchical attention networks (HAN) against averaging, max-pooling and flat attention.
 
-Data: the embedded synthetic reviews (corpus.py), whose label is decided by one label-bearing
+Data: the embedded synthetic reviews (data.py), whose label is decided by one label-bearing
 sentence among distractors that share its vocabulary (gold sentence and words recorded), or real
 JSON lines with `text` and `label`. Runs: HAN (word- and sentence-level attention with learned
 context vectors over bi-GRU states), HAN-mean / HAN-max (the same encoders, averaging or max-pooling
 at both levels), flat attention over all words, and the classical baseline: TF-IDF word + character
-n-grams of the whole document text and a linear classifier (scikit-learn, ../intent/tfidf.py). Metrics: accuracy, macro-F1 (scikit-learn), the
+n-grams of the whole document text and a linear classifier (scikit-learn, baselines/tfidf.py). Metrics: accuracy, macro-F1 (scikit-learn), the
 sentence-attention hit rate (share of documents whose most-attended sentence is the gold one) and
 the word hit rate (share whose most-attended word of the gold sentence is a gold word).
 """
@@ -26,8 +26,8 @@ from ...models.han import HAN, FlatAttention
 from .. import register
 from ..base import Task
 from ..common import ordered_batches, to_device, write_items
-from ..intent import tfidf
-from .corpus import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
+from ...baselines import tfidf
+from .data import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
                      stratified_split, to_jsonl, truncate)
 
 SPLITS = ("train", "valid", "test")
@@ -382,7 +382,7 @@ def _majority_hit(doc: Document) -> float:
 
 def _line_numbers(path: str) -> list[int]:
     """1-based line numbers of the documents of a JSON-lines file (blank lines hold none)."""
-    from .corpus import _read_lines
+    from .data import _read_lines
 
     return [n for n, line in enumerate(_read_lines(Path(path)), 1) if line.strip()]
 

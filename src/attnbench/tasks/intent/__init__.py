@@ -1,12 +1,12 @@
 """Intent: short-utterance intent classification with pooling and attention, and a small BERT.
 
-Data: the embedded synthetic chatbot corpus (corpus.py: 24 intents, gold keyword positions), or
-a CLINC150-shaped JSON file or a `text,label` CSV (readers.py). Runs: embeddings with mean / max
+Data: the embedded synthetic chatbot corpus (data.py: 24 intents, gold keyword positions), or
+a CLINC150-shaped JSON file or a `text,label` CSV (data.py's readers). Runs: embeddings with mean / max
 pooling, an LSTM's last state, attention pooling with any registry mechanism (the notes'
 self-attention `self_dot`, `additive` with a learned query, `token_location`, `external`), a
 Transformer encoder ([CLS] or attention pooling) from scratch, and the same encoder pre-trained
 with masked-LM on the training text (+ unlabelled generator text) first (BERT); and the classical
-baseline, TF-IDF word + character n-grams and a linear classifier fitted by scikit-learn (tfidf.py).
+baseline, TF-IDF word + character n-grams and a linear classifier fitted by scikit-learn (baselines/tfidf.py).
 Metrics: accuracy, macro-F1 (scikit-learn), attention mass on the gold keyword tokens relative
 to a uniform distribution, share of utterances whose most-attended token is a keyword, and the
 masked-LM accuracy of the pre-trained encoder.
@@ -35,9 +35,9 @@ from ...optim import Adam
 from .. import register
 from ..base import Task
 from ..common import TokenVocab, long_tensors, write_items
-from . import tfidf
-from .corpus import Utterance, generate_splits, generate_unlabelled, read_jsonl, write_jsonl
-from .readers import read_clinc_json, read_csv, read_csv_files
+from ...baselines import tfidf
+from .data import (Utterance, generate_splits, generate_unlabelled, read_clinc_json, read_csv, read_csv_files, read_jsonl,
+                   write_jsonl)
 
 log = logging.getLogger("attnbench.intent")
 SPLITS = ("train", "valid", "test")

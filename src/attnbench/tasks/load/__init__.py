@@ -11,8 +11,8 @@ horizon) fitted in closed form; a GRU without and with temporal attention over i
 feature attention; an anomaly-masking attention layer after the feature mapping (trained with
 corruption applied to its inputs); a Transformer encoder over time.
 
-Data: the embedded synthetic series (generator.py; it marks its irrelevant noise features) or a CSV
-(reader.py). Splits are chronological; scaling statistics come from the training split only. A
+Data: the embedded synthetic series (data.py; it marks its irrelevant noise features) or a CSV
+(data.py's reader). Splits are chronological; scaling statistics come from the training split only. A
 corrupted copy of the test inputs (spikes, drop-outs to zero, stuck values; targets never touched)
 has its gold anomaly positions recorded.
 
@@ -45,8 +45,7 @@ from .. import register
 from ..common import round_floats, write_items
 from ..base import Task
 from . import headline as hl
-from .generator import KINDS, Series, corrupt, generate
-from .reader import read_csv
+from .data import KINDS, Series, corrupt, generate, read_csv
 
 SPLITS = ("train", "valid", "test")
 NEURAL = ("gru", "feature_attn", "anomaly_mask", "transformer")

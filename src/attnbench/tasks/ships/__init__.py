@@ -60,8 +60,7 @@ from ...metrics import binary_iou, segmentation_scores
 from ...models.segmenter import BOW_STERN, DeepFCN, ShallowFCN, TaskPartition
 from .. import register
 from ..base import Task
-from .generator import CLASSES, SHIP_KIND, Tiles, generate
-from .reader import read_folder
+from .data import CLASSES, SHIP_KIND, Tiles, generate, read_folder
 
 log = logging.getLogger("attnbench.ships")
 

@@ -1,6 +1,6 @@
 """Translation: bi-GRU encoder–decoders with every attention mechanism, and a Transformer.
 
-Data: the embedded synthetic language pair (corpus.py) with gold word alignments, or real
+Data: the embedded synthetic language pair (data.py) with gold word alignments, or real
 line-aligned files / TSV named in params.yaml, raw text tokenised by the pipeline if the data spec
 says so (preprocess.py). Metrics: sacreBLEU BLEU (signature kept), chrF, BLEU per source-length
 bucket, alignment error rate (AER) of the attention against gold links. When the pipeline tokenised
@@ -39,7 +39,7 @@ from ...models.transformer import TransformerSeq2Seq
 from .. import register
 from ..base import Task
 from ..common import TokenVocab, long_tensors, ordered_batches, to_device
-from .corpus import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
+from .data import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
 
 log = logging.getLogger("attnbench.translation")
 

@@ -23,7 +23,7 @@ from ... import paths
 from ...errors import DataError
 from ...training import load_checkpoint
 from . import preprocess
-from .corpus import Pair, read_parallel
+from .data import Pair, read_parallel
 from ...models.seq2seq import EOS, PAD
 
 TASK = "translation"

@@ -1,0 +1,1 @@
+"""The classical baselines several tasks share (TF-IDF + a linear classifier, ...): beside the tasks, not inside one."""
