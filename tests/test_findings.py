@@ -198,6 +198,24 @@ def test_a_finding_is_marked_stale_when_a_run_changes(collected, monkeypatch, ca
         write_params(collected / "params.yaml", _findings_params())
 
 
+def test_the_report_shows_the_shipped_findings_with_provenance_and_stale_runs(collected, monkeypatch):
+    monkeypatch.chdir(collected)
+    from attnbench.report import environment
+
+    params = load_params(collected / "params.yaml")
+    html = environment().get_template("_findings.html.j2").render(f=findings.context(params))
+    assert "Findings: what the benchmark found (shipped results)" in html and "<strong>C7</strong>" in html
+    assert "afm − fm: " in html and "paired bootstrap" in html and "2 seeds" in html
+    assert 'class="badge bad">stale' not in html.split("</p>", 1)[1]       # current: no row marked stale
+    text = (collected / "params.yaml").read_text().replace("attention_l2: 0.001", "attention_l2: 0.01")
+    (collected / "params.yaml").write_text(text)
+    try:
+        html = environment().get_template("_findings.html.j2").render(f=findings.context(params))
+        assert "Stale: recsys · synthetic (afm/seed0, afm/seed1)" in html
+    finally:
+        write_params(collected / "params.yaml", _findings_params())
+
+
 def test_the_readme_table_check_fails_when_stale(collected, monkeypatch, capsys):
     monkeypatch.chdir(collected)
     readme = collected / "README.md"

@@ -385,6 +385,12 @@ def _fmt_effect(row: dict, compact: bool = False) -> str:
             f"({SHORT_NAMES.get(res['test'], res['test'])})")
 
 
+# claims no item-level test decides, and why (shown where the paired test would be)
+NO_PAIRED = {"C4": "BLEU-4 over several references per image: decided over seeds only",
+             "C8": "a claim about where the weights fall (keyword mass), not accuracy: no paired test",
+             "C11": "IoU over pixels of whole tiles: decided over seeds only"}
+
+
 def render_rows(findings: list[dict], params: dict) -> list[dict[str, Any]]:
     """One row per claim x dataset of the committed findings: verdict, evidence, the paired test(s) of the
     claim, its best attention run against the strongest simple baseline, seeds, stale runs, provenance."""
@@ -400,6 +406,7 @@ def render_rows(findings: list[dict], params: dict) -> list[dict[str, Any]]:
                 "baseline": [_fmt_effect(p) for p in tests if p["role"] == "baseline"],
                 "paired_short": [_fmt_effect(p, True) for p in tests if p["role"] == "claim"],
                 "baseline_short": [_fmt_effect(p, True) for p in tests if p["role"] == "baseline"],
+                "no_paired": NO_PAIRED.get(claim["id"], "decided over seeds only"),
                 "seeds": len(f["seeds"]), "stale": stale, "commit": (f["provenance"].get("commit") or "")[:10],
                 "date": f["provenance"].get("date"), "machine": f"{f['provenance'].get('cores')} × {f['provenance'].get('cpu')}",
             })
