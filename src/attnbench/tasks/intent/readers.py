@@ -31,7 +31,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from ...errors import DataError
+from ...errors import DataError, not_utf8
 from .corpus import Utterance
 
 __all__ = ["IntentDataError", "tokenize", "read_clinc_json", "read_csv", "read_csv_files", "SPLITS"]
@@ -57,8 +57,7 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise IntentDataError(f"{path}, line {line}: invalid UTF-8 (byte {exc.start}); expected UTF-8 text") from None
+        raise IntentDataError(f"{path}, {not_utf8(exc)}") from None
 
 
 def _check_labels(path: Path | dict[str, Path], splits: dict[str, list[tuple[Utterance, str]]]) -> None:
