@@ -16,7 +16,7 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import noise, plots, plots_captioning
-from . import base_context, collect_runs, curves, finite, load_npz, read_manifest, results_context, run_file
+from . import base_context, claim, collect_runs, curves, finite, load_npz, read_manifest, results_context, run_file
 
 PAPER = ("Soft and hard attention captioners both beat the no-attention captioner; hard is slightly better on BLEU-4",
          "Xu et al. 2015, Table 1",
@@ -92,9 +92,7 @@ def _best(runs: list[dict], kind_: str | None = None) -> dict | None:
 
 
 def _claim(verdict: str, evidence: str) -> dict:
-    claim, source, paper = PAPER
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": "C4", "claim": claim, "source": source, "paper": paper, "verdict": verdict, "evidence": evidence, "css": css}
+    return claim("C4", PAPER, verdict, evidence)
 
 
 def _claims(runs: list[dict]) -> list[dict]:
@@ -110,8 +108,7 @@ def _claims(runs: list[dict]) -> list[dict]:
     compared = [none, *attended]
     if max(r["mean"]["bleu4"] for r in compared) < MIN_BLEU:
         return [_claim("inconclusive", f"every compared run is below BLEU-4 {MIN_BLEU:g} (best "
-                                       f"{max(r['mean']['bleu4'] for r in compared):.2f}): too little training to rank them "
-                                       "(smoke scale?)")]
+                                       f"{max(r['mean']['bleu4'] for r in compared):.2f}): too little training to rank them")]
     tests = [noise.compare_runs(r, none, "bleu4", digits=2) for r in attended]
     wins = [noise.holds(c) for c in tests]
     evidence = f"test BLEU-4 (beam search): {none['run']} {none['bleu4']['text']} vs " + ", ".join(

@@ -17,7 +17,8 @@ from ... import io as aio
 from ... import paths
 from .. import aggregate as agg
 from .. import noise, plots_glimpse
-from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
+from . import (VERDICT_CSS, base_context, cell, claim, collect_runs, curves, finite, fmt, load_npz, read_manifest,
+               results_context, run_file)
 
 VARIANTS = ("cluttered", "centred")
 UNTRAINED_ERROR = 0.8     # both runs of a comparison this close to chance (90% for 10 classes): no verdict
@@ -128,16 +129,14 @@ def compare(runs: list[dict], model: str, rival: str, variant: str = "cluttered"
 
 def _claims(runs: list[dict]) -> list[dict]:
     verdict, evidence = compare(runs, "ram", "cnn")
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return [{"id": "C5", "claim": C5[0], "source": C5[1], "paper": PAPER + " — different data (MNIST, larger canvases)",
-             "verdict": verdict, "evidence": evidence, "css": css}]
+    return [claim("C5", (C5[0], C5[1], PAPER + " — different data (MNIST, larger canvases)"), verdict, evidence)]
 
 
 def _acceptance(runs: list[dict]) -> dict:
     verdict, evidence = compare(runs, "ram", "mlp")
     word = {"supported": "met", "partly supported": "met within the seeds' spread", "not supported": "not met"}
     return {"text": "RAM beats the full-view MLP on the cluttered variant", "verdict": word.get(verdict, verdict),
-            "css": {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na"),
+            "css": VERDICT_CSS[verdict],
             "evidence": evidence}
 
 

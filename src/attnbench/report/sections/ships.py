@@ -15,7 +15,7 @@ import pandas as pd
 from ... import paths
 from .. import aggregate as agg
 from .. import noise, plots_ships
-from . import base_context, cell, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
+from . import base_context, cell, claim, collect_runs, curves, finite, fmt, load_npz, read_manifest, results_context, run_file
 
 C11 = ("Gating the shallow net's bow/stern loss with the deep net's coarse attention map localises bow and stern "
        "better than either net alone", "Lin et al., Fully Convolutional Network with Task Partitioning for Inshore "
@@ -67,9 +67,7 @@ def _leaderboard(runs: list[dict], best: dict | None) -> dict:
 
 
 def _claim(verdict: str, evidence: str) -> dict:
-    css = {"supported": "good", "partly supported": "mid", "not supported": "bad"}.get(verdict, "na")
-    return {"id": "C11", "claim": C11[0], "source": C11[1], "paper": PAPER, "verdict": verdict, "evidence": evidence,
-            "css": css}
+    return claim("C11", (C11[0], C11[1], PAPER), verdict, evidence)
 
 
 def _pick(runs: list[dict], model: str, attention: str | None = None) -> dict | None:
@@ -100,7 +98,7 @@ def claim_c11(runs: list[dict]) -> list[dict]:
                      f"half ungated {tp['mean']['fine_bowstern_iou_ungated']:.3f}")
     if max(s, d) < MIN_IOU:
         return [_claim("inconclusive", evidence + f"; neither baseline reaches IoU {MIN_IOU}: too little training to "
-                                                  "compare (smoke scale?)")]
+                                                  "compare them")]
     spread = max((r["bowstern_iou"]["std"] or 0.0) for r in (tp, shallow, deep))
     margin = max(MARGIN, spread)
     evidence += f"; a gap must exceed {margin:.3f} (the larger of {MARGIN} and the seeds' spread)"
