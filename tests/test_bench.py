@@ -60,6 +60,53 @@ def test_peak_memory_grows_with_the_quadratic_scores():
     assert 8 < peaks[256] / peaks[64] < 20
 
 
+def test_memory_takes_peak_and_saved_bytes_from_one_step():
+    """`memory` measures both figures in the one step the benchmark profiles (the saved tensors' hooks ride
+    along), and leaves the input without a gradient, as measuring them one after the other did."""
+    cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))
+    cfg.update(batch=2, width=8)
+    t = 128
+    entry = next(e for e in bench.entries(cfg, t, torch.device("cpu")) if e.name == "scaled_dot")
+    x = torch.randn(2, t, 8, requires_grad=True)
+    peak, saved = bench.memory(entry, x, torch.randn(2, t, 8), torch.device("cpu"))
+    assert x.grad is None
+    assert saved == bench.saved_bytes(entry, x) and saved >= 2 * t * t * 4   # the [B, T, T] weights are saved
+    assert peak >= 2 * 2 * t * t * 4 and peak == pytest.approx(
+        bench.peak_bytes(entry, x, torch.randn(2, t, 8), torch.device("cpu")), rel=0.1)
+
+
+def test_frozen_gc_collects_first_and_thaws_after():
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a           # a reference cycle: only the collector frees it
+    alive = weakref.ref(a)
+    del a, b
+    with bench.frozen_gc():
+        assert alive() is None and gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("first, steps", [(0.5, 1 + 3), (0.01, 2 + 3)])
+def test_a_long_warm_up_step_is_not_repeated(first, steps, monkeypatch):
+    """`inner` is 1 for a first step over max(0.25 s, 4 x min_time): no second warm-up step to learn it."""
+    calls = []
+
+    def fake(entry, x, grad, inner, device):
+        calls.append(inner)
+        return first, first
+
+    monkeypatch.setattr(bench, "time_once", fake)
+    monkeypatch.setattr(bench, "memory", lambda *a: (1, 1))
+    cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))   # 3 repeats, min_time 0.002
+    df = bench.run(cfg, torch.device("cpu"), lengths=[8], only=["scaled_dot"], progress=False)
+    assert len(calls) == steps and int(df["inner"].iloc[0]) == 1
+
+
 # ----------------------------------------------------------------------------- analysis of a table
 def _table(time_fn, lengths=(256, 512, 1024), **extra):
     rows = []

@@ -97,7 +97,7 @@ def test_synthetic_rating_runs_metrics_exports_determinism_and_report(tmp_path, 
     for run in ("linear", "fm", "afm"):
         assert f'data-sort="{run}"' in section
     assert "<td>C7</td>" in section and re.search(
-        r'class="badge (good|mid|bad|na)">(supported|partly supported|not supported|inconclusive)<', section)
+        r'class="badge na">inconclusive \(smoke scale\)<', section)   # at smoke scale, whatever the figures
     assert f"{afm['rmse']:.3f}" in section and "0.3102" in section and "different data" in section
     assert "Field-pair attention beside the true importance" in section
     images = re.findall(r'<img\b[^>]*\bsrc="([^"]*)"', section)

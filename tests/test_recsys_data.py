@@ -126,7 +126,7 @@ def test_libsvm_bad_inputs_name_file_and_line(case, tmp_path):
 
 def test_libsvm_undecodable_bytes_and_field_count_across_files(tmp_path):
     (tmp_path / "bytes.libfm").write_bytes(b"1 0:1 5:1\n1 0:1 \xff5:1\n")
-    with pytest.raises(RecsysDataError, match=r"bytes\.libfm, line 2: not UTF-8"):
+    with pytest.raises(RecsysDataError, match=r"bytes\.libfm, line 2: invalid UTF-8: byte 0xff at byte offset 6 of the line"):
         read_libsvm(tmp_path / "bytes.libfm", "rating")
     (tmp_path / "train.libfm").write_text("1 0:1 5:1 9:1\n")
     (tmp_path / "valid.libfm").write_text("1 0:1 5:1 9:1\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import pytest
 from attnbench import paths
 from attnbench.config import REPO_ROOT, for_dataset, run_list
 from attnbench.validation import load_params
-from attnbench.report import render_report
+from attnbench.report import environment, render_report
+from attnbench.report import sections as report_sections
 from attnbench.report.aggregate import aggregate
 
 XSS = "<script>alert(1)</script>"
@@ -145,6 +147,7 @@ def _report(params) -> str:
 
 def test_report_renders_every_run_escaped_and_self_contained(tree, params, view):
     aggregate(view, "translation")
+    params["scale"] = "default"   # smoke scale marks no run best (test_smoke_report_...)
     html = _report(params)
     for run in params["tasks"]["translation"]["runs"]:
         assert run in html
@@ -286,3 +289,138 @@ def test_sections_drawn_in_parallel_match_the_serial_report(tree, params, view):
     render_report(params, paths.report_html(), workers=2)
     parallel = body(paths.report_html().read_text(encoding="utf-8"))
     assert parallel == serial and "rnn-additive" in parallel
+
+
+# ---------------------------------------------------------------- the report says exactly what is true
+VERDICTS = {"supported", "partly supported", "not supported", "inconclusive", "not measurable"}
+
+
+def _claim_badges(html: str) -> list[str]:
+    """The verdict of every row of every claims table: the central one and each section's."""
+    tables = re.findall(r'<table class="[^"]*\bclaims\b[^"]*">(.*?)</table>', html, re.S)
+    assert len(tables) >= 2
+    return [v for table in tables for v in re.findall(r'<span class="badge \w+">([^<]*)</span>', table)]
+
+
+def test_every_claim_verdict_is_one_of_the_reports_words(tree, params, view):
+    aggregate(view, "translation")
+    params["scale"] = "default"
+    badges = _claim_badges(_report(params))
+    assert len(badges) == 2 * 3 and set(badges) <= VERDICTS, badges   # C1-C3, centrally and in the section
+    assert set(report_sections.VERDICTS) == VERDICTS
+    with pytest.raises(ValueError, match="'reproduced' is not one of the report's"):
+        report_sections.claim("C1", ("claim", "source", "figure"), "reproduced", "evidence")
+
+
+def test_smoke_report_has_a_banner_no_best_run_and_only_smoke_verdicts(tree, params, view):
+    aggregate(view, "translation")
+    html = _report(params)   # the fixture's params are at smoke scale
+    assert 'id="smoke-banner"' in html and "Smoke scale: these numbers mean nothing." in html
+    assert not re.search(r'<tr class="[^"]*\bbest\b', html) and "The best run is in bold" not in html
+    matrix = html[html.index('<table class="sortable matrix">'):]
+    assert "<strong>" not in matrix[:matrix.index("</table>")]
+    badges = _claim_badges(html)
+    # C2 needs runs this grid lacks: "not measurable" is as true at smoke scale as at any other
+    assert len(badges) == 6 and set(badges) == {report_sections.SMOKE_VERDICT, "not measurable"}, badges
+    assert badges.count("not measurable") == 2 and "<td>C2</td>" in html
+    assert "smoke scale?" not in html and "?)" not in html
+    params["scale"] = "default"
+    assert "smoke-banner" not in _report(params)
+
+
+def test_captioning_localisation_list_names_each_run_and_the_true_cause():
+    from attnbench.tasks.captioning import report as captioning
+
+    runs = [{"run": run, "kind": kind, "seeds": [0], "mean": {"localisation": None, "localisation_chance": None}}
+            for run, kind in (("show-tell", "none"), ("soft-attend", "soft"), ("hard-attend", "hard"))]
+    synthetic = captioning._checks(runs, masks=True)
+    assert [c["run"] for c in synthetic] == ["soft-attend", "hard-attend"]
+    assert [c["text"] for c in synthetic] == [
+        f"{run}: its test captions name no shape (circle, square, triangle) whose object can be identified, so "
+        "there is nothing to score" for run in ("soft-attend", "hard-attend")]
+    real = captioning._checks(runs, masks=False)
+    assert real[0]["text"] == ("soft-attend: not measurable on this dataset: its images have no object masks "
+                               "(only the synthetic scenes have)")
+
+
+def test_intent_comparison_reads_as_sentences():
+    from attnbench.tasks.intent import report as intent
+
+    def entry(run, attention, acc, classical=False):
+        return {"run": run, "attention": attention, "mean": {"accuracy": acc}, "classical": classical,
+                "pooling": None if classical else ("mean" if attention == "none" else "attention"),
+                "encoder": "tfidf" if classical else "embedding"}
+
+    runs = [entry("mean-pool", "none", 0.70), entry("self-attention", "self_dot", 0.109),
+            entry("tfidf", "none", 0.859, classical=True)]
+    comparison = intent._comparison(runs, intent._baseline(runs))
+    html = environment().get_template("_intent_comparison.html.j2").render(c=comparison)
+    text = " ".join(re.sub(r"<[^>]+>", "", html).split())
+    assert text == ("Best attention run self-attention: accuracy 0.109 vs 0.700 for mean pooling (mean-pool), a "
+                    "difference of -0.591; the best other run without attention is tfidf (the classical baseline) at 0.859. "
+                    "Against the strongest run without attention, the classical baseline "
+                    "included (tfidf, the classical baseline, accuracy 0.859): a difference of -0.750, attention not "
+                    "ahead.")
+    assert not re.search(r"\d—", text)
+
+
+def test_wide_tables_scroll_in_their_box_with_wrapped_headers_and_the_run_column_in_view(tree, params, view):
+    aggregate(view, "translation")
+    html = _report(params)
+    css = html[html.index("<style>"):html.index("</style>")]
+    assert ":is(table.leaderboard, table.matrix) th { white-space: normal;" in css
+    assert ":is(table.leaderboard, table.matrix) :is(td, th):first-child { position: sticky; left: 0;" in css
+    # every leaderboard sits in a box that scrolls sideways, so a wider table is never cut off
+    assert all(html[:m.start()].rstrip().endswith('<div class="scroll">')
+               for m in re.finditer(r'<table class="sortable leaderboard">', html))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (make browser)")
+def test_smoke_banner_and_wide_leaderboard_in_chromium_at_1400_px(tree, params, view, tmp_path):
+    """The report as a person sees it, in headless Chromium 1,400 px wide: the smoke banner at the top, no
+    leaderboard header cut off, and a leaderboard wider than its box scrolls inside it with the run column in
+    view. Screenshots go to test-artifacts/ for a person to look at."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    aggregate(view, "translation")
+    _report(params)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    out = REPO_ROOT / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    try:
+        driver.get(paths.report_html().resolve().as_uri())
+        banner = driver.execute_script("var b = document.getElementById('smoke-banner').getBoundingClientRect();"
+                                       "return [b.top, b.height, window.innerHeight];")
+        assert 0 <= banner[0] and banner[0] + banner[1] <= banner[2], banner   # on the first screen
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        clipped = driver.execute_script(
+            "return Array.from(document.querySelectorAll('table.leaderboard th, table.matrix th'))"
+            ".filter(th => th.scrollWidth > th.clientWidth + 1).map(th => th.textContent)")
+        assert clipped == [], clipped
+        driver.save_screenshot(str(out / "report-1400-top.png"))
+        board = "document.querySelector('#translation table.leaderboard')"
+        driver.execute_script(f"{board}.scrollIntoView()")
+        driver.save_screenshot(str(out / "report-1400-leaderboard.png"))
+        # a box narrower than the table: it scrolls sideways, and the run column stays at its left edge
+        state = driver.execute_script(f"""
+            var table = {board}, box = table.parentElement;
+            box.style.width = '500px';
+            var cell = table.tBodies[0].rows[0].cells[0];
+            box.scrollLeft = box.scrollWidth;
+            return [box.scrollWidth > box.clientWidth, box.scrollLeft > 0,
+                    Math.round(cell.getBoundingClientRect().left - box.getBoundingClientRect().left),
+                    getComputedStyle(box).overflowX];""")
+        assert state == [True, True, 0, "auto"], state
+        driver.save_screenshot(str(out / "report-1400-leaderboard-scrolled.png"))
+    finally:
+        driver.quit()

@@ -119,7 +119,10 @@ def test_clear_errors(project, capsys):
     assert cli.main(["translate", "--task", "translation", "--dataset", "multi31k", *RUN[2:], "x"]) == 2
     err = capsys.readouterr().err
     assert "multi31k" in err and "multi30k-en-fr" in err
-    assert cli.main(["translate", "--task", "translation", "--run", "rnn-general", "--seed", "7", "x"]) == 1
+    assert cli.main(["translate", "--task", "translation", "--run", "rnn-general", "--seed", "7", "x"]) == 2
+    assert "--seed 7: not a seed of the grid" in capsys.readouterr().err   # the CLI's rule for every run step
+    assert cli.main(["--set", "seeds=[0, 7]", "translate", "--task", "translation", "--run", "rnn-general", "--seed", "7",
+                     "x"]) == 1
     err = capsys.readouterr().err
     assert "not trained" in err and "attnbench train --task translation --dataset synthetic --run rnn-general --seed 7" in err
     assert cli.main(["translate", "--task", "intent", *RUN[2:], "x"]) == 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,16 +31,47 @@ from . import __version__
 from . import io as aio
 from . import paths
 from .config import ParamsError, dataset_options, for_dataset, resolve_run, run_list
+from .errors import DataError
+from .helptext import HelpWithExamples, examples
 from .validation import check_dataset, params_from_args
 
 log = logging.getLogger("attnbench")
 
 
-_params = params_from_args   # the CLI's params: params.yaml with the command line's overrides, checked
+def _params(args) -> dict:
+    """The CLI's params: params.yaml with the command line's overrides, checked (`params_from_args`); a
+    --task that params.yaml does not list is refused with the tasks it does."""
+    params = params_from_args(args)
+    task = getattr(args, "task", None)
+    if task is not None and task not in params["tasks"]:
+        raise ParamsError(f"--task {task}: {args.params} has no task named {task!r}; expected one of: "
+                          f"{', '.join(params['tasks'])}")
+    return params
 
 
 def _run_cfg(params: dict, args) -> dict:
+    """The run's resolved configuration; a run or seed outside the grid is refused with the grid's values."""
+    runs = list(params["tasks"][args.task]["runs"])
+    if args.run not in runs:
+        raise ParamsError(f"--run {args.run}: not a run of the grid; {args.params}'s tasks.{args.task}.runs are: "
+                          f"{', '.join(runs)}")
+    if args.seed not in params["seeds"]:
+        raise ParamsError(f"--seed {args.seed}: not a seed of the grid; {args.params}'s seeds are: "
+                          f"{', '.join(map(str, params['seeds']))} (add {args.seed} to `seeds` to run it)")
     return resolve_run(params, args.task, args.run, args.seed, args.dataset)
+
+
+def _command(args, *step: str) -> str:
+    """The command line of another step with this one's global options (the same params file and
+    overrides), for a message that says what to run first."""
+    words = ["attnbench"]
+    if args.params != "params.yaml":
+        words += ["--params", str(args.params)]
+    if args.scale:
+        words += ["--scale", args.scale]
+    for item in args.set:
+        words += ["--set", item]
+    return " ".join(shlex.quote(w) for w in [*words, *step])
 
 
 def cmd_validate(args) -> int:
@@ -105,7 +137,15 @@ def _setup(params: dict, args, step: str):
     task = tasks.get(args.task)
     device = pick_device(params["device"])
     deterministic_kernels(device)
-    data = task.load(paths.prepared_dir(args.task, args.dataset), cfg)
+    prepared = paths.prepared_dir(args.task, args.dataset)
+    try:
+        data = task.load(prepared, cfg)
+    except FileNotFoundError as exc:
+        if (prepared / "manifest.json").is_file():
+            raise  # prepared, but a file is missing: the error names it
+        first = _command(args, "prepare", "--task", args.task, "--dataset", args.dataset)
+        raise DataError(f"{args.task}/{args.dataset} is not prepared yet ({exc.filename or prepared} does not "
+                        f"exist); run `{first}` first") from None
     clock.ready()
     return task, cfg, device, data, clock
 
@@ -126,6 +166,11 @@ def cmd_evaluate(args) -> int:
     params = _params(args)
     task, cfg, device, data, clock = _setup(params, args, "evaluate")
     out = paths.run_dir(args.task, args.dataset, args.run, args.seed)
+    if not (out / "model.pt").is_file():
+        first = _command(args, "train", "--task", args.task, "--dataset", args.dataset, "--run", args.run,
+                         "--seed", str(args.seed))
+        raise DataError(f"{args.task}/{args.dataset}/{args.run} seed {args.seed} is not trained yet "
+                        f"({out / 'model.pt'} does not exist); run `{first}` first")
     model = task.load_trained(data, cfg, out, device)
     task.keep_on_device(data, device)
     metrics = task.evaluate(model, data, cfg, device, out)
@@ -266,6 +311,40 @@ def cmd_run_costs(args) -> int:
     return 0
 
 
+EXAMPLES = {  # command -> (example command line, what it does), shown at the end of its --help
+    "validate": (("attnbench validate", "check params.yaml"),
+                 ("attnbench --params my.yaml --scale smoke validate", "check another file at smoke scale")),
+    "runs": (("attnbench runs", "every task/dataset/run/seed of the grid"),
+             ("attnbench --set grid=findings runs", "the committed findings' grid")),
+    "prepare": (("attnbench prepare --task translation", "the task's embedded synthetic data"),
+                ("attnbench prepare --task intent --dataset banking77", "fetch, verify and read a public dataset")),
+    "train": (("attnbench train --task translation --run rnn-additive --seed 0", "after `prepare --task translation`"),
+              ("attnbench --scale smoke --device cpu train --task intent --run self-attention --seed 0",
+               "global options come before the command")),
+    "evaluate": (("attnbench evaluate --task translation --run rnn-additive --seed 0", "after `train` of that run"),),
+    "translate": (("attnbench translate --task translation --dataset multi30k-en-fr --run rnn-general --seed 0 "
+                   "\"A man is riding a bike.\" --attention heat.png", "one sentence, and its attention drawn in heat.png"),
+                  ("attnbench translate --task translation --dataset multi30k-en-fr --run transformer --seed 0 "
+                   "--beam 5 < sentences.txt > translations.txt", "one sentence a line, beam search of width 5")),
+    "score": (("attnbench score --task translation --dataset multi30k-en-fr --run transformer --seed 0 "
+               "--source test2017.en.gz --target test2017.fr.gz", "-> data/scores/translation/multi30k-en-fr/"
+               "transformer/seed0/test2017/"),
+              ("attnbench score --task translation --dataset multi30k-en-fr --run rnn-general --seed 0 "
+               "--tsv pairs.tsv --name mine", "source<TAB>reference lines, results under .../mine/")),
+    "aggregate": (("attnbench aggregate --task translation", "-> data/summary/translation/synthetic.{csv,json}"),
+                  ("attnbench aggregate --task load --dataset etth2", "one task on one real dataset")),
+    "notebook": (("attnbench notebook --task translation", "after `aggregate --task translation`"),),
+    "report": (("attnbench report", "-> reports/index.html"),
+               ("attnbench --threads 2 report", "draw the task sections in 2 processes")),
+    "run-costs": (("attnbench run-costs", "print each run's measured seconds, longest first"),
+                  ("attnbench run-costs --write", "replace workflow/run_costs.tsv with them")),
+    "dvc-yaml": (("attnbench dvc-yaml --write", "regenerate dvc.yaml after adding a task or a source file"),),
+    "bench-attention": (("attnbench --threads 1 bench-attention", "every mechanism at params.yaml's lengths, on the CPU"),
+                        ("attnbench --device cuda bench-attention --lengths 1024,4096,16384",
+                         "on a GPU, longer inputs (--device is a global option: before the command)")),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"attnbench {__version__}")
@@ -280,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help, task=False, run=False):
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, epilog=examples(*EXAMPLES[name]),
+                           formatter_class=HelpWithExamples)
         if task:
             p.add_argument("--task", required=True, help="task name from params.yaml (e.g. translation)")
             p.add_argument("--dataset", default="synthetic",
@@ -297,16 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("train", cmd_train, "train one run (resumes from its last epoch checkpoint)", task=True, run=True)
     add("evaluate", cmd_evaluate, "evaluate one trained run into its metrics.json and exports", task=True, run=True)
     p = add("translate", cmd_translate, "translate sentences with a trained translation run", task=True, run=True)
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = ("Translate sentences with a trained run: from the arguments, from --input FILE, or one a line "
                      "from standard input; one translation a line on standard output. The input is preprocessed "
                      "as the dataset's prepare step did (e.g. Moses tokenisation and lowercasing) and the output "
                      "detokenised as evaluation does.")
-    p.epilog = ("examples:\n"
-                "  attnbench translate --task translation --dataset multi30k-en-fr --run rnn-general --seed 0 \\\n"
-                "      \"A man is riding a bike.\" --attention heat.png\n"
-                "  attnbench translate --task translation --dataset multi30k-en-fr --run transformer --seed 0 \\\n"
-                "      --beam 5 < sentences.txt > translations.txt")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="sentences to translate (default: --input, "
                                                                     "else standard input)")
     p.add_argument("--input", metavar="FILE", help="a text file, one sentence a line ('-': standard input)")
@@ -328,12 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", cmd_report, "render reports/index.html from every task's results")
     p = sub.add_parser("run-costs", help="each run's train + evaluate seconds from logs/benchmarks/ (the order "
                                          "Snakemake starts runs in: longest first)",
+                       epilog=examples(*EXAMPLES["run-costs"]), formatter_class=HelpWithExamples,
                        description="Print each run's train + evaluate seconds (mean over seeds) from this "
                                    "checkout's Snakemake benchmark files; with --write, replace "
                                    "workflow/run_costs.tsv, from which Snakemake orders the runs longest first.")
     p.add_argument("--write", action="store_true", help="write workflow/run_costs.tsv instead of printing")
     p.set_defaults(func=cmd_run_costs)
     p = sub.add_parser("dvc-yaml", help="print (or --write) the dvc.yaml that params.yaml and the package describe",
+                       epilog=examples(*EXAMPLES["dvc-yaml"]), formatter_class=HelpWithExamples,
                        description="Generate dvc.yaml from params.yaml (every task's prepare/train/evaluate/aggregate/"
                                    "notebook stages over its datasets, runs and seeds) and the package's files (the code "
                                    "dependencies). Run it with --write after adding a task or a source file; the tests "
@@ -350,10 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-attention", help="time forward+backward and peak memory of every attention mechanism",
                        description="Time forward+backward and measure peak memory of every registered attention "
                                    "mechanism and torch's SDPA / nn.MultiheadAttention, per length "
-                                   "(params.yaml's bench section); writes a CSV and a JSON summary beside it.")
+                                   "(params.yaml's bench section); writes a CSV and a JSON summary beside it. "
+                                   "The device and the thread count are the global options --device and "
+                                   "--threads, given before the command.",
+                       epilog=examples(*EXAMPLES["bench-attention"]), formatter_class=HelpWithExamples)
     p.add_argument("--out", default="data/bench/attention.csv", help="CSV to write (default: %(default)s)")
     p.add_argument("--lengths", help="comma-separated lengths instead of bench.scales.<scale>.lengths "
-                                     "(e.g. 1024,4096,16384 with --device cuda)")
+                                     "(e.g. 1024,4096,16384 on a GPU: see the examples)")
     p.add_argument("--only", help="comma-separated entry names to run (default: all)")
     p.set_defaults(func=cmd_bench_attention)
     return parser
@@ -374,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, (DataError, OutputError, TrainingError, FileNotFoundError, KeyError)):
             log.debug("details", exc_info=True)
-            print(f"attnbench: error: {exc}", file=sys.stderr)
+            # a KeyError's str() is the repr of its message: print the message itself, without the quotes
+            text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+            print(f"attnbench: error: {text}", file=sys.stderr)
             return 1
         raise
 

@@ -9,6 +9,7 @@ against the schemas and the task, mechanism and dataset registries is `attnbench
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ParamsError  # noqa: F401  (re-exported: config.ParamsError is the historical name)
+from .errors import ParamsError, not_utf8  # noqa: F401  (re-exported: config.ParamsError is the historical name)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS = "params.yaml"
@@ -49,27 +50,48 @@ def read_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
-        raise ParamsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ParamsError(f"{path}: {not_utf8(exc)}") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+        raise ParamsError(f"{path}: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
 
 
-def apply_overrides(params: dict, overrides: dict[str, Any]) -> dict:
-    """Set dotted keys (e.g. {'scale': 'smoke', 'tasks.translation.train.lr': 0.01})."""
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line, placed by the file's own lines and columns (PyYAML's own text names
+    the string it parsed, `<unicode string>`, not the file)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return f"not valid YAML: {' '.join(str(exc).split())}"
+    text = f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {problem}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None:
+        text += f" ({context} opened on line {start.line + 1}, column {start.column + 1})"
+    return text
+
+
+def apply_overrides(params: dict, overrides: dict[str, Any], origin: str = DEFAULT_PARAMS) -> dict:
+    """Set dotted keys (e.g. {'scale': 'smoke', 'tasks.translation.train.lr': 0.01}) of params read from
+    `origin`. Every key above the last must exist and hold a mapping; the last may be new (the schema then
+    says whether it is allowed)."""
     params = copy.deepcopy(params)
     for dotted, value in overrides.items():
         node = params
         keys = dotted.split(".")
-        for key in keys[:-1]:
-            if not isinstance(node.get(key), dict):
-                raise ParamsError(f"override {dotted}={value!r}: {key!r} is not a mapping in params.yaml")
+        for depth, key in enumerate(keys[:-1]):
+            where = ".".join(keys[:depth]) if depth else "the top level"
+            if key not in node:
+                close = difflib.get_close_matches(key, [str(k) for k in node], n=3)
+                hint = (f"; close matches: {', '.join(close)}" if close else f"; it has: {', '.join(map(str, node))}")
+                raise ParamsError(f"override {dotted}={value!r}: {origin} has no key {key!r} under {where}{hint}")
+            if not isinstance(node[key], dict):
+                raise ParamsError(f"override {dotted}={value!r}: {'.'.join(keys[:depth + 1])} in {origin} is a value "
+                                  f"({node[key]!r}), not a mapping of keys")
             node = node[key]
         node[keys[-1]] = value
     return params

@@ -124,10 +124,11 @@ def _mirror_hint(ds: Dataset, f: RemoteFile) -> str:
             f"at a local copy holding {ds.name}/{f.name}")
 
 
-def _write_verified(target: Path, chunks: Iterable[bytes], f: RemoteFile, origin: str) -> None:
+def _write_verified(target: Path, chunks: Iterable[bytes], f: RemoteFile, origin: str, next_step: str) -> None:
     """Stream `chunks` into a temporary file beside `target`; move it into place only if its sha256 is f.sha256.
 
-    A mismatch raises DataError (the temporary file is removed and `target` is left untouched).
+    A mismatch raises DataError ending with `next_step` (the temporary file is removed and `target` is left
+    untouched).
     """
     with aio.atomic_path(target) as tmp, closing(iter(chunks)) as stream:  # closing: the HTTP response too
         digest = hashlib.sha256()
@@ -138,7 +139,7 @@ def _write_verified(target: Path, chunks: Iterable[bytes], f: RemoteFile, origin
         received = digest.hexdigest()
         if received != f.sha256:
             raise DataError(f"{target}: sha256 mismatch for {f.name} from {origin}: expected {f.sha256}, "
-                            f"received {received}; the file was not kept")
+                            f"received {received}; the file was not kept. {next_step}")
 
 
 def _read_mirror(src: Path, ds: Dataset, f: RemoteFile) -> Iterator[bytes]:
@@ -189,6 +190,14 @@ def fetch(name_or_dataset: str | Dataset, dest_root: str | Path = DEFAULT_DEST, 
     mirror = Path(mirror).expanduser() if mirror is not None else mirror_dir()
     if mirror is not None and not mirror.is_dir():
         raise DataError(f"mirror folder {mirror} does not exist (from --mirror, {MIRROR_ENV} or `data_mirror`)")
+    try:
+        return _fetch(ds, folder, mirror, progress)
+    finally:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a refused first file leaves no empty data/raw/<name>/ behind
+
+
+def _fetch(ds: Dataset, folder: Path, mirror: Path | None, progress: bool) -> Path:
     source_json = folder / SOURCE_JSON
     origins: dict[str, str] = {}
     for f in ds.files:
@@ -204,14 +213,19 @@ def fetch(name_or_dataset: str | Dataset, dest_root: str | Path = DEFAULT_DEST, 
         src = mirror / ds.name / f.name if mirror is not None else None
         if src is not None and src.is_file():
             log.info("%s/%s: copying from the mirror %s", ds.name, f.name, src)
-            _write_verified(target, _read_mirror(src, ds, f), f, f"the mirror {src}")
+            _write_verified(target, _read_mirror(src, ds, f), f, f"the mirror {src}",
+                            f"Check the mirror's copy {src} (another version, or damaged?): replace it with the "
+                            f"published file, or delete it and run `attnbench data fetch {ds.name}` again to "
+                            f"download {f.url}.")
             origins[f.name] = "mirror"
         else:
             if src is not None:
                 log.info("%s/%s: not in the mirror (%s); downloading %s", ds.name, f.name, src, f.url)
             else:
                 log.info("%s/%s: downloading %s", ds.name, f.name, f.url)
-            _write_verified(target, _download(f, ds, progress), f, f.url)
+            _write_verified(target, _download(f, ds, progress), f, f.url,
+                            f"The download may have been cut short: run `attnbench data fetch {ds.name}` again; "
+                            f"if the mismatch persists, the file at that URL has changed since it was registered.")
             origins[f.name] = "url"
     if source_json.is_file() and set(origins.values()) == {"cache"}:
         return folder  # nothing fetched: SOURCE.json keeps saying where the files came from (and its mtime)
@@ -365,24 +379,36 @@ def cmd_fetch(args) -> int:
 
 def add_cli(subparsers: Any) -> None:
     """Add the `data` command (list, info, fetch) to an argparse subparsers object."""
+    from .helptext import HelpWithExamples, examples
+
+    fetch_example = ("attnbench data fetch banking77 --mirror /path/to/copies",
+                     "copy and verify from a local mirror holding banking77/<file>")
     p = subparsers.add_parser("data", help="list, describe and download the registered public datasets",
                               description="The registered public datasets: source URLs, sha256 per file, licence "
                                           "and citation. `fetch` reads a local mirror before the network and "
-                                          "verifies every file's sha256.")
+                                          "verifies every file's sha256.",
+                              epilog=examples(("attnbench data list", "every registered dataset"), fetch_example),
+                              formatter_class=HelpWithExamples)
     sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     q = sub.add_parser("list", help="name, title, licence and files of every registered dataset",
-                       description="List every registered dataset: name, title, licence and file names.")
+                       description="List every registered dataset: name, title, licence and file names.",
+                       epilog=examples(("attnbench data list", "name, title, licence and files of each")),
+                       formatter_class=HelpWithExamples)
     q.set_defaults(func=cmd_list)
     q = sub.add_parser("info", help="everything about one dataset, citation and URLs included",
                        description="Print one dataset's title, homepage, licence, description, citation and, per "
-                                   "file, its URL and sha256.")
+                                   "file, its URL and sha256.",
+                       epilog=examples(("attnbench data info multi30k-en-fr", "its licence, citation and URLs")),
+                       formatter_class=HelpWithExamples)
     q.add_argument("name", metavar="NAME", help="dataset name (see `data list`)")
     q.set_defaults(func=cmd_info)
     q = sub.add_parser("fetch", help="download datasets into DEST/<name>/, verifying every sha256",
                        description="Make DEST/<name>/ hold every file of each dataset, verified against its "
                                    "sha256: a verified copy already there is kept, else the mirror's "
                                    "<mirror>/<name>/<file> is copied, else the URL is downloaded. Writes "
-                                   f"DEST/<name>/{SOURCE_JSON} (terms, citation, where each file came from).")
+                                   f"DEST/<name>/{SOURCE_JSON} (terms, citation, where each file came from).",
+                       epilog=examples(("attnbench data fetch etth2", "download into data/raw/etth2/"), fetch_example),
+                       formatter_class=HelpWithExamples)
     q.add_argument("names", nargs="+", metavar="NAME", help="dataset name(s) (see `data list`)")
     q.add_argument("--dest", default=str(DEFAULT_DEST), metavar="DIR",
                    help="root folder; each dataset goes to DIR/<name>/ (default: %(default)s)")

@@ -24,7 +24,9 @@ above what was allocated before it, from ``torch.profiler``'s allocation records
 step. It includes the outputs, the activations saved for backward, transient buffers and the
 gradients of the input and parameters. ``saved_bytes`` is the part kept for backward: the sizes of
 the distinct storages that autograd saved (``saved_tensors_hooks``), excluding the parameters and
-the input, plus the outputs.
+the input, plus the outputs. Both come from one more step of each entry after its timed rounds (never
+from a timed step), with the objects that exist by then frozen out of garbage collection so the
+collection before each step is cheap.
 
 Scaling: the exponent is the slope of log(time) against log(length) fitted on the lengths >=
 ``fit_from`` (a least-squares line; ~2 for quadratic mechanisms, ~1 for linear ones).
@@ -64,6 +66,7 @@ SUMMARY = Path("data/bench/attention.json")
 PAIRS = {"scaled_dot": "torch_sdpa", "multihead": "torch_mha", "multihead_noweights": "torch_mha_noweights"}
 REFERENCES = ("torch_sdpa", "torch_mha", "torch_mha_noweights")
 PAIRWISE = ("additive", "concat")  # the [B, Tq, Tk, A] mechanisms of the memory target
+WARM_ENOUGH = 0.25  # seconds: a warm-up step at least this long (and 4x min_time) sets `inner` alone (it is 1)
 TIME_METHOD = ("time_s: CPU time of the process per forward+backward step, 1 thread (on CUDA: wall time between "
                "synchronisations); wall_s: wall-clock time per step; medians over rounds")
 MEMORY_METHOD = ("peak_bytes: peak of the bytes allocated during one forward+backward step above the level "
@@ -179,20 +182,20 @@ def time_once(entry: Entry, x: torch.Tensor, grad: torch.Tensor, inner: int,
     return (wall if device.type == "cuda" else cpu), wall
 
 
-def peak_bytes(entry: Entry, x: torch.Tensor, grad: torch.Tensor, device: torch.device) -> int:
-    """Peak bytes allocated during one step above the level before it (see the module doc)."""
+def _peak(step: Callable[[], None], device: torch.device) -> int:
+    """Peak bytes allocated while `step()` runs, above the level before it (see the module doc)."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        _step(entry, x, grad)
+        step()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - before)
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _step(entry, x, grad)
+        step()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     level = peak = 0
     for e in sorted(events, key=lambda e: e.start_ns()):
@@ -203,8 +206,14 @@ def peak_bytes(entry: Entry, x: torch.Tensor, grad: torch.Tensor, device: torch.
     return int(peak)
 
 
-def saved_bytes(entry: Entry, x: torch.Tensor) -> int:
-    """Bytes of the distinct storages saved for backward (not parameters, not the input) plus outputs."""
+def peak_bytes(entry: Entry, x: torch.Tensor, grad: torch.Tensor, device: torch.device) -> int:
+    """Peak bytes allocated during one step above the level before it (see the module doc)."""
+    return _peak(lambda: _step(entry, x, grad), device)
+
+
+def _saving(entry: Entry, x: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[int, int]]:
+    """A saved_tensors_hooks pack function and the {storage: bytes} it fills with every distinct storage
+    autograd saves for backward, the parameters' and the input's left out."""
     skip = {x.untyped_storage().data_ptr()}
     if entry.module is not None:
         skip |= {p.untyped_storage().data_ptr() for p in entry.module.parameters()}
@@ -216,12 +225,52 @@ def saved_bytes(entry: Entry, x: torch.Tensor) -> int:
             seen[s.data_ptr()] = s.nbytes()
         return t
 
+    return pack, seen
+
+
+def saved_bytes(entry: Entry, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages saved for backward (not parameters, not the input) plus outputs."""
+    pack, seen = _saving(entry, x)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         x.grad = None
         out = entry.call(x)
     seen[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
     del out
     return int(sum(seen.values()))
+
+
+def memory(entry: Entry, x: torch.Tensor, grad: torch.Tensor, device: torch.device) -> tuple[int, int]:
+    """(peak_bytes, saved_bytes) of an entry from one forward+backward step: `peak_bytes`' peak, with
+    `saved_bytes`' hooks recording what the forward saves (the hooks allocate no tensor memory). Leaves
+    x.grad None, as `saved_bytes` after `peak_bytes` did, so the next entry starts from the same state."""
+    pack, seen = _saving(entry, x)
+
+    def step():
+        x.grad = None
+        if entry.module is not None:
+            for p in entry.module.parameters():
+                p.grad = None
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = entry.call(x)
+        seen[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
+        out.backward(grad if out.shape == grad.shape else torch.ones_like(out))
+
+    peak = _peak(step, device)
+    x.grad = None
+    return peak, int(sum(seen.values()))
+
+
+@contextmanager
+def frozen_gc():
+    """Within the block, the objects that exist at its start (torch, pandas, the entries: millions) are
+    left out of garbage collection, so the gc.collect() before each memory step takes milliseconds instead
+    of a few tenths of a second. Garbage is collected first, so none of it is kept by the freeze."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def tune_malloc() -> str:
@@ -286,7 +335,8 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
                 first = time_once(e, x, grad, 1, device)[1]  # warm-up
                 if first > max_step:
                     too_slow.add(e.name)
-                t1 = first if first > 1.0 else time_once(e, x, grad, 1, device)[1]
+                # a second step only where it can change `inner`: a first step this long already gives 1
+                t1 = first if first > max(WARM_ENOUGH, 4 * min_time) else time_once(e, x, grad, 1, device)[1]
                 inner[e.name] = max(1, min(1000, math.ceil(min_time / max(t1, 1e-7))))
                 slow[e.name] = first > 1.0
                 status[e.name] = "ok"
@@ -302,30 +352,30 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
                 t, w = time_once(e, x, grad, inner[e.name], device)
                 times[e.name].append(t)
                 walls[e.name].append(w)
-        for e in es:
-            row = {"device": device.type, "batch": b, "width": d, "heads": int(cfg["heads"]), "length": length,
-                   "mechanism": e.name, "kind": e.kind, "family": e.family, "status": status.get(e.name, "ok"),
-                   "time_s": math.nan, "time_q25_s": math.nan, "time_q75_s": math.nan, "wall_s": math.nan,
-                   "repeats": 0, "inner": 0,
-                   "peak_bytes": math.nan, "saved_bytes": math.nan, "loadavg_1m": load,
-                   "threads": torch.get_num_threads()}
-            if e.name in times:
-                ts = times[e.name]
-                q = np.quantile(ts, [0.25, 0.75])
-                row.update(time_s=statistics.median(ts), time_q25_s=float(q[0]), time_q75_s=float(q[1]),
-                           wall_s=statistics.median(walls[e.name]), repeats=len(ts), inner=inner[e.name])
-                try:
-                    row["peak_bytes"] = peak_bytes(e, x, grad, device)
-                    row["saved_bytes"] = saved_bytes(e, x)
-                except (RuntimeError, MemoryError) as exc:  # the profiler's own event buffer can outgrow the cap
-                    row["status"] = f"memory failed: {type(exc).__name__}: {(str(exc) or '-').splitlines()[0][:200]}"
-                ref = PAIRS.get(e.name)
-                if ref in times and len(times[ref]) == len(ts):
-                    ratios = [a / c for a, c in zip(ts, times[ref])]
-                    row["paired_ratio"] = statistics.median(ratios)
-                    row["paired_with"] = ref
-            rows.append(row)
-            bar.update(1)
+        with frozen_gc():  # the memory pass: a gc.collect() per entry, each cheap inside the freeze
+            for e in es:
+                row = {"device": device.type, "batch": b, "width": d, "heads": int(cfg["heads"]), "length": length,
+                       "mechanism": e.name, "kind": e.kind, "family": e.family, "status": status.get(e.name, "ok"),
+                       "time_s": math.nan, "time_q25_s": math.nan, "time_q75_s": math.nan, "wall_s": math.nan,
+                       "repeats": 0, "inner": 0,
+                       "peak_bytes": math.nan, "saved_bytes": math.nan, "loadavg_1m": load,
+                       "threads": torch.get_num_threads()}
+                if e.name in times:
+                    ts = times[e.name]
+                    q = np.quantile(ts, [0.25, 0.75])
+                    row.update(time_s=statistics.median(ts), time_q25_s=float(q[0]), time_q75_s=float(q[1]),
+                               wall_s=statistics.median(walls[e.name]), repeats=len(ts), inner=inner[e.name])
+                    try:
+                        row["peak_bytes"], row["saved_bytes"] = memory(e, x, grad, device)
+                    except (RuntimeError, MemoryError) as exc:  # the profiler's own event buffer can outgrow the cap
+                        row["status"] = f"memory failed: {type(exc).__name__}: {(str(exc) or '-').splitlines()[0][:200]}"
+                    ref = PAIRS.get(e.name)
+                    if ref in times and len(times[ref]) == len(ts):
+                        ratios = [a / c for a, c in zip(ts, times[ref])]
+                        row["paired_ratio"] = statistics.median(ratios)
+                        row["paired_with"] = ref
+                rows.append(row)
+                bar.update(1)
         bar.set_postfix(length=length, load=load)
         del x, grad, es
         gc.collect()

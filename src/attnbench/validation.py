@@ -165,7 +165,7 @@ def _check_datasets(section: dict, task: str, origin: str) -> None:
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None,
                 task: str | None = None) -> dict:
-    params = apply_overrides(read_yaml(Path(path)), overrides or {})
+    params = apply_overrides(read_yaml(Path(path)), overrides or {}, origin=str(path))
     return select_grid(validate(params, origin=str(path), task=task), origin=str(path))
 
 

@@ -103,6 +103,8 @@ def section(params: dict, task: str, out_dir: Path, dataset: str | None = None, 
         ctx = module.context(view, task, out_dir=out_dir)
     else:
         template, ctx = "_generic.html.j2", sections.generic_context(view, task, out_dir)
+    if params["scale"] == "smoke":
+        ctx = sections.at_smoke_scale(ctx)
     return {"task": task, "dataset": dataset, "anchor": sections.slot_anchor(task, dataset),
             "label": sections.slot_label(task, dataset), "data": dataset_facts(params, task, dataset),
             "template": template, "ctx": ctx, "runs": list(params["tasks"][task]["runs"])}
@@ -150,7 +152,8 @@ def render_report(params: dict, out_path: Path, workers: int = 1) -> None:
     run = provenance(params)
     run["devices"] = sorted({d for s in sections for d in s["ctx"]["summary"].get("devices", [])})
     html = environment().get_template("index.html.j2").render(
-        run=run, sections=sections, matrix=overview.matrix(params, grid_views), claims=overview.claims(sections),
+        run=run, smoke=params["scale"] == "smoke", sections=sections, matrix=overview.matrix(params, grid_views),
+        claims=overview.claims(sections),
         claims_test=noise.noise_test(len(params["seeds"]) > 1),
         performance=performance.context(params, out_path.parent), throughput=throughput.context(params, grid_views),
         hardware=hardware.context(out_path.parent), findings=findings.context(params))

@@ -16,7 +16,6 @@ params.yaml gives those runs is marked stale (`staleness`), never shown as curre
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import math
@@ -527,25 +526,33 @@ def cmd_retest(args) -> int:
 
 
 def add_cli(subparsers) -> None:
+    from ..helptext import HelpWithExamples, examples
+
+    collect_example = ("attnbench findings collect --task intent --dataset banking77",
+                       "-> results/findings/intent/banking77.json, after `make findings TASKS=intent`")
     p = subparsers.add_parser(
         "findings", help="the committed findings: collect a findings run, print the README table, re-run the tests",
         description="The benchmark's committed findings under results/findings/ (see `make findings`).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  attnbench findings collect --task intent --dataset banking77\n"
-               "  attnbench findings table\n  attnbench findings table --readme README.md --check\n"
-               "  attnbench findings retest")
+        formatter_class=HelpWithExamples,
+        epilog=examples(collect_example, ("attnbench findings table --readme README.md --check",
+                                          "exit 1 if the README's findings table is stale")))
     sub = p.add_subparsers(dest="findings_command", required=True, metavar="SUBCOMMAND")
     q = sub.add_parser("collect", help="write results/findings/<task>/<dataset>.json from a findings run's results",
                        description="Read the findings grid's runs x seeds of one (task, dataset) from data/results/, "
                                    "decide the claims with the report's code, run the paired tests and write the "
-                                   "finding with its per-item outputs and provenance.")
+                                   "finding with its per-item outputs and provenance.",
+                       epilog=examples(collect_example), formatter_class=HelpWithExamples)
     q.add_argument("--task", required=True, help="task name (see params.yaml `findings.tasks`)")
     q.add_argument("--dataset", default=SYNTHETIC, help="dataset of the task (default: %(default)s)")
     q.add_argument("--root", default=str(ROOT), help="findings folder (default: %(default)s)")
     q.add_argument("--command-text", default="make findings", help="the command recorded as what produced it")
     q.set_defaults(func=cmd_collect)
     q = sub.add_parser("table", help="print the findings table (or write / check it in the README)",
-                       description="The claims x datasets table of the committed findings, stale ones marked.")
+                       description="The claims x datasets table of the committed findings, stale ones marked.",
+                       epilog=examples(("attnbench findings table", "print it"),
+                                       ("attnbench findings table --readme README.md --write",
+                                        "write it between the README's findings markers")),
+                       formatter_class=HelpWithExamples)
     q.add_argument("--root", default=str(ROOT), help="findings folder (default: %(default)s)")
     q.add_argument("--readme", help="a Markdown file with the findings markers to update or check")
     q.add_argument("--check", action="store_true", help="with --readme: exit 1 if its table differs")
@@ -553,18 +560,19 @@ def add_cli(subparsers) -> None:
     q.set_defaults(func=cmd_table)
     q = sub.add_parser("retest", help="recompute every paired test from the committed per-item outputs",
                        description="Re-run the committed findings' paired tests from their items files and say "
-                                   "whether each gives the committed result (exit 1 if not).")
+                                   "whether each gives the committed result (exit 1 if not).",
+                       epilog=examples(("attnbench findings retest", "every committed finding's paired tests")),
+                       formatter_class=HelpWithExamples)
     q.add_argument("--root", default=str(ROOT), help="findings folder (default: %(default)s)")
     q.set_defaults(func=cmd_retest)
-
-
-VERDICT_CSS = {"supported": "good", "partly supported": "mid", "not supported": "bad"}
 
 
 def context(params: dict, root: Path = ROOT) -> dict[str, Any]:
     """What the report's Findings section draws: the committed findings' rows, stale ones named. Staleness
     is judged against params.yaml as the file says (a report run with `--config scale=smoke` does not make
     the default-scale findings stale; an edited hyperparameter in the file does)."""
+    from .sections import VERDICT_CSS   # the report's one verdict vocabulary and its colours
+
     findings = load_all(root) if Path(root).is_dir() else []
     params = file_params(params)
     rows = render_rows(findings, params)

@@ -15,14 +15,6 @@ from . import aggregate as agg
 from .noise import NO_ESTIMATE, noise_test, within_noise
 from .sections import finite, fmt
 
-VERDICTS = {  # the sections' wording -> the report's verdict vocabulary
-    "supported": ("reproduced", "good"),
-    "partly supported": ("partly reproduced", "mid"),
-    "not supported": ("not reproduced", "bad"),
-    "inconclusive": ("inconclusive", "na"),
-    "not measurable": ("not measurable", "na"),
-}
-
 
 def _task_meta(task: str) -> tuple[str, bool]:
     try:
@@ -39,6 +31,7 @@ def matrix(params: dict, grid_views: dict[tuple[str, str], dict] | None = None) 
     from .sections import slot_anchor, slot_label
 
     columns, cells, multi_seed = [], {}, len(params["seeds"]) > 1
+    smoke = params["scale"] == "smoke"   # a smoke run ranks nothing: no cell is marked best or tied
     for (task, dataset), view in (grid_views if grid_views is not None else views(params)).items():
         metric, higher = _task_meta(task)
         table = agg.collect(view, task)
@@ -68,10 +61,11 @@ def matrix(params: dict, grid_views: dict[tuple[str, str], dict] | None = None) 
         for mech, run in best_by_mech.items():
             values = per_run[run][1]
             std = pd.Series(values).std() if len(values) > 1 else None
-            tie = None if run == best_run else within_noise(per_run[best_run][1], values)
+            tie = None if run == best_run or smoke else within_noise(per_run[best_run][1], values)
             cells[(mech, key)] = {
                 "text": fmt(mean[run]) + (f" ± {fmt(std)}" if std is not None else ""),
-                "sort": f"{mean[run]:.6g}", "run": run, "best": run == best_run, "tie": bool(tie), "seeds": len(values),
+                "sort": f"{mean[run]:.6g}", "run": run, "best": run == best_run and not smoke, "tie": bool(tie),
+                "seeds": len(values),
             }
         columns.append(column)
     mechanisms = sorted({m for m, _ in cells}, key=lambda m: (m != "none", m))
@@ -81,12 +75,11 @@ def matrix(params: dict, grid_views: dict[tuple[str, str], dict] | None = None) 
 
 
 def claims(sections: list[dict]) -> list[dict[str, Any]]:
-    """Every section's claims (verdicts computed there from metrics), in the report's vocabulary."""
+    """Every section's claims (verdicts computed there from metrics), with the words and colours the
+    sections give them (`sections.VERDICTS`; at smoke scale `sections.SMOKE_VERDICT`)."""
     out = []
     for section in sections:
         for claim in section["ctx"].get("claims") or []:
-            verdict, css = VERDICTS.get(claim.get("verdict", ""), (claim.get("verdict", "—"), "na"))
             out.append({**claim, "task": section["task"], "dataset": section.get("dataset", "synthetic"),
-                        "label": section.get("label", section["task"]), "anchor": section.get("anchor", section["task"]),
-                        "verdict": verdict, "css": css})
+                        "label": section.get("label", section["task"]), "anchor": section.get("anchor", section["task"])})
     return sorted(out, key=lambda c: (len(c.get("id", "")), c.get("id", "")))

@@ -10,6 +10,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from ..errors import not_utf8
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -33,8 +35,7 @@ def read_utf8_lines(path: Path, error: type[Exception]) -> list[str]:
         try:
             lines.append(chunk.decode("utf-8").rstrip("\r"))
         except UnicodeDecodeError as exc:
-            raise error(f"{path}, line {lineno}: invalid UTF-8 "
-                        f"(byte 0x{chunk[exc.start]:02x} at byte offset {exc.start})") from None
+            raise error(f"{path}, {not_utf8(exc, lineno)}") from None
     return lines
 
 

@@ -250,15 +250,37 @@ def leaderboard(runs: Sequence[dict], best: dict | None, columns: Sequence[tuple
 
 # ---- claims --------------------------------------------------------------------------------
 
-VERDICT_CSS = {"supported": "good", "partly supported": "mid", "not supported": "bad"}  # else "na"
+# The report's one verdict vocabulary (sections, the central claims table, the badges' colours)
+VERDICT_CSS = {"supported": "good", "partly supported": "mid", "not supported": "bad", "inconclusive": "na",
+               "not measurable": "na"}
+VERDICTS = tuple(VERDICT_CSS)
+SMOKE_VERDICT = "inconclusive (smoke scale)"   # every claim at smoke scale (at_smoke_scale)
 
 
 def claim(cid: str, paper: tuple[str, str, str], verdict: str, evidence: str) -> dict:
-    """A claim row: `paper` is (claim, source, the paper's figure); `verdict` one of supported /
-    partly supported / not supported / inconclusive / not measurable, computed from the metrics."""
+    """A claim row: `paper` is (claim, source, the paper's figure); `verdict` one of VERDICTS (supported /
+    partly supported / not supported / inconclusive / not measurable), computed from the metrics."""
+    if verdict not in VERDICT_CSS:
+        raise ValueError(f"claim {cid}: verdict {verdict!r} is not one of the report's: {', '.join(VERDICTS)}")
     text, source, figure = paper
     return {"id": cid, "claim": text, "source": source, "paper": figure, "verdict": verdict, "evidence": evidence,
-            "css": VERDICT_CSS.get(verdict, "na")}
+            "css": VERDICT_CSS[verdict]}
+
+
+def at_smoke_scale(ctx: dict) -> dict:
+    """A section's context as a smoke-scale report shows it: a few epochs on a sliver of the data rank
+    nothing, so no run is marked best and every verdict drawn from the figures (the claims', an acceptance
+    check's) is SMOKE_VERDICT, the figures staying as the evidence. "not measurable" stays: it says that the
+    runs a claim needs have no results, which is as true at smoke scale as at any other."""
+    def smoke(item: dict) -> dict:
+        return item if item["verdict"] == "not measurable" else {**item, "verdict": SMOKE_VERDICT, "css": "na"}
+
+    for row in (ctx.get("leaderboard") or {}).get("rows", []):
+        row["best"] = False
+    ctx["claims"] = [smoke(c) for c in ctx.get("claims") or []]
+    if ctx.get("acceptance"):
+        ctx["acceptance"] = smoke(ctx["acceptance"])
+    return ctx
 
 
 # ---- run files -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import DataError, not_utf8
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 235), "yellow": (230, 210, 40)}
@@ -173,7 +173,7 @@ def read_captions_json(path: str | Path) -> dict[str, list[str]]:
     except FileNotFoundError:
         raise DataError(f"{path}: captions file not found; expected a JSON file mapping image names to lists of captions") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DataError(f"{path}: {not_utf8(exc)}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -118,7 +118,7 @@ def _claims(runs: list[dict], n_classes: int | None) -> list[dict]:
     if max(r["mean"]["accuracy"] for r in compared) < chance + MARGIN:
         return [_claim("inconclusive", f"every compared run is within {MARGIN:g} of chance accuracy ({chance:.3f}; best "
                                        f"{max(r['mean']['accuracy'] for r in compared):.3f}): too little training to rank "
-                                       "them (smoke scale?)")]
+                                       "them")]
 
     def fig(r):
         text = f"{r['run']} {r['accuracy']['text']}"

@@ -127,7 +127,7 @@ def _acceptance(runs: list[dict]) -> dict:
     verdict, evidence = compare(runs, "ram", "mlp")
     word = {"supported": "met", "partly supported": "met within the seeds' spread", "not supported": "not met"}
     return {"text": "RAM beats the full-view MLP on the cluttered variant", "verdict": word.get(verdict, verdict),
-            "css": VERDICT_CSS.get(verdict, "na"),
+            "css": VERDICT_CSS[verdict],
             "evidence": evidence}
 
 

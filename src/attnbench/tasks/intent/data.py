@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ...errors import DataError
+from ...errors import DataError, not_utf8
 
 __all__ = ["Utterance", "INTENTS", "DOMAINS", "LABELS", "generate", "generate_splits", "generate_unlabelled",
            "add_typo", "write_jsonl", "read_jsonl", "label_of"]
@@ -384,8 +384,7 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise IntentDataError(f"{path}, line {line}: invalid UTF-8 (byte {exc.start}); expected UTF-8 text") from None
+        raise IntentDataError(f"{path}, {not_utf8(exc)}") from None
 
 
 def _check_labels(path: Path | dict[str, Path], splits: dict[str, list[tuple[Utterance, str]]]) -> None:

@@ -145,7 +145,7 @@ def _claims(runs: list[dict]) -> list[dict]:
         out.append(_claim("C8", "not measurable", why))
     elif max(r["mean"]["accuracy"] for r in notes) < MIN_ACCURACY:
         out.append(_claim("C8", "inconclusive", f"the self_dot run is below {MIN_ACCURACY:.0%} accuracy: "
-                                                "too little training to read its weights (smoke scale?)"))
+                                                "too little training to read its weights"))
     else:
         r = max(notes, key=lambda r: r["mean"]["keyword_ratio"])
         ratio, top1 = r["mean"]["keyword_ratio"], r["mean"]["keyword_top1"]
@@ -174,7 +174,7 @@ def _claims(runs: list[dict]) -> list[dict]:
     else:
         b, t = pairs[0]
         if max(b["mean"]["accuracy"], t["mean"]["accuracy"]) < MIN_ACCURACY:
-            out.append(_claim("C12", "inconclusive", f"both runs are below {MIN_ACCURACY:.0%} accuracy (smoke scale?)"))
+            out.append(_claim("C12", "inconclusive", f"both runs are below {MIN_ACCURACY:.0%} accuracy: too little training to compare them"))
         else:
             diff = b["mean"]["accuracy"] - t["mean"]["accuracy"]
             tol = max(0.005, (b["accuracy"]["std"] or 0.0) + (t["accuracy"]["std"] or 0.0))

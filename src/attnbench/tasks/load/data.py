@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...errors import DataError
+from ...errors import DataError, not_utf8
 
 START = "2021-01-04 00:00"  # a Monday
 CALENDAR = ("hour_sin", "hour_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos", "weekend")
@@ -301,9 +301,7 @@ def _text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise SeriesFileError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                              "expected a UTF-8 (or ASCII) CSV file") from None
+        raise SeriesFileError(f"{path}: {not_utf8(exc)}") from None
 
 
 def _check_field_counts(path: Path, text: str, delimiter: str) -> None:

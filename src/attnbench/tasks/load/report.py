@@ -259,7 +259,7 @@ def _claims(runs: list[dict], naive: dict | None, plain: dict | None, h: Headlin
         out.append(_claim("C9", "not measurable", "needs a feature_attn run and a plain gru run (attention none) with results"))
     elif weak(feat, plain):
         out.append(_claim("C9", "inconclusive", f"neither {feat['run']} nor {plain['run']} beats the seasonal naive forecast "
-                                                f"({h.value(naive['mean'][k])} {h.label}): too little training (smoke scale?)"))
+                                                f"({h.value(naive['mean'][k])} {h.label}): too little training"))
     else:
         a, b = feat["mean"][k], plain["mean"][k]
         fs, ps = feat[f"{k}_steps"], plain[f"{k}_steps"]
@@ -287,8 +287,7 @@ def _claims(runs: list[dict], naive: dict | None, plain: dict | None, h: Headlin
         out.append(_claim("C10", "not measurable", "needs an anomaly_mask run and a plain gru run with results"))
     elif weak(masked, plain):
         out.append(_claim("C10", "inconclusive", f"neither {masked['run']} nor {plain['run']} beats the seasonal naive "
-                                                  f"forecast ({h.value(naive['mean'][k])} {h.label}): too little training "
-                                                  "(smoke scale?)"))
+                                                  f"forecast ({h.value(naive['mean'][k])} {h.label}): too little training"))
     else:
         rm, rp = masked["mean"][f"{k}_rise"], plain["mean"][f"{k}_rise"]
         auc = masked["mean"]["mask_auc"]

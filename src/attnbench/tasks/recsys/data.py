@@ -35,7 +35,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import DataError, not_utf8
 
 SPLITS = ("train", "valid", "test")
 POPULARITY_EXPONENT = 0.6       # value v of a field drawn with probability ∝ 1 / (rank + 1)^0.6
@@ -150,7 +150,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     yield number, raw.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as exc:
-                    raise RecsysDataError(f"{path}, line {number}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+                    raise RecsysDataError(f"{path}, {not_utf8(exc, number)}") from None
     except (OSError, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise RecsysDataError(f"{path}: file not found") from None

@@ -84,7 +84,7 @@ def _claims(runs: list[dict], target: str) -> list[dict]:
     if linear and min(a, f) >= min(r["mean"]["rmse"] for r in linear):
         lin = min(r["mean"]["rmse"] for r in linear)
         return [_claim("inconclusive", f"neither {afm['run']} (RMSE {a:.4f}) nor {fm['run']} ({f:.4f}) beats the linear model "
-                                       f"without interactions ({lin:.4f}): too little training to compare them (smoke scale?)")]
+                                       f"without interactions ({lin:.4f}): too little training to compare them")]
     gain = (f - a) / f
     paper = float(np.mean([g for *_, g in _paper_gains()]))
     evidence = (f"{afm['run']} RMSE {a:.4f} vs {fm['run']} {f:.4f}: {gain:+.1%} relative "

@@ -83,7 +83,7 @@ def claim_c11(runs: list[dict]) -> list[dict]:
                      f"half ungated {tp['mean']['fine_bowstern_iou_ungated']:.3f}")
     if max(s, d) < MIN_IOU:
         return [claim("C11", (*C11, PAPER), "inconclusive", evidence + f"; neither baseline reaches IoU {MIN_IOU}: too little training to "
-                                                  "compare (smoke scale?)")]
+                                                  "compare them")]
     spread = max((r["bowstern_iou"]["std"] or 0.0) for r in (tp, shallow, deep))
     margin = max(MARGIN, spread)
     evidence += f"; a gap must exceed {margin:.3f} (the larger of {MARGIN} and the seeds' spread)"

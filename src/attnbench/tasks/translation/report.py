@@ -239,7 +239,7 @@ def _too_weak(runs: list[dict]) -> bool:
 
 def _weak_text(runs: list[dict]) -> str:
     return (f"every compared run scores below {MIN_BLEU:g} BLEU (best: "
-            f"{max(r['mean']['bleu'] for r in runs):.2f}): too little training to rank them (smoke scale?)")
+            f"{max(r['mean']['bleu'] for r in runs):.2f}): too little training to rank them")
 
 
 def _claim(cid: str, verdict: str, evidence: str) -> dict:
