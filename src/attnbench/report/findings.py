@@ -453,7 +453,8 @@ def markdown_table(findings: list[dict], params: dict) -> str:
     if differ:
         lines.append("Verdicts that differ between the synthetic and the real data: " + "; ".join(differ) + ".")
         lines.append("")
-    lines.append(f"Seeds per run: {', '.join(map(str, seeds))}; measured with `make findings` on "
+    lines.append(f"Seeds per run: {', '.join(map(str, seeds))}; the findings grid of params.yaml (`make findings` "
+                 f"re-runs it), measured on "
                  f"{'; '.join(machines)}, {', '.join(dates)}, code at {', '.join(commits)}. Verdicts: the report "
                  "sections' rules, a gap within seed noise (Welch's t-test over seeds, α = 0.05) being a tie. "
                  "Effects are A − B; for MAPE and RMSE lower is better.")
