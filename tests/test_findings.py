@@ -290,3 +290,16 @@ def test_dvc_metrics_show_lists_the_findings(collected, tmp_path):
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)[""]["data"]["results/findings/recsys/synthetic.json"]["data"]
     assert shown["runs"]["afm"]["seeds"]["seed0"]["metrics"]["rmse"] > 0
+
+
+def test_the_default_pipeline_reads_the_committed_findings_and_never_rewrites_them():
+    """`make report` (the default grid) plans no findings job: the committed files are the report's inputs,
+    not outputs to regenerate from its one-seed runs; `--config grid=findings` plans them."""
+    def planned(*extra):
+        done = subprocess.run([str(BIN / "snakemake"), "-n", "--cores", "1", *extra], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return {line.split()[0] for line in done.stdout.splitlines() if line[:1].isalpha() and line.split()[-1].isdigit()}
+
+    assert "findings" not in planned() and "report" in planned()
+    assert "findings" in planned("--config", "grid=findings", "--", "findings_recsys")

@@ -119,30 +119,34 @@ rule report:
         "{CLI} --threads {threads} report > {log} 2>&1"
 
 
-rule findings:
-    input:
-        SRC,
-        REPORT_SRC,
-        lambda w: run_files(w.task, w.dataset, ("metrics.json", "train_info.json", "samples.jsonl")),
-    output:
-        finding="results/findings/{task}/{dataset}.json",
-        per_item="results/findings/{task}/{dataset}.items.json.gz",
-    log:
-        "logs/{task}/{dataset}/findings.log",
-    shell:
-        "{CLI} findings collect --task {wildcards.task} --dataset {wildcards.dataset} > {log} 2>&1"
+# The findings rules exist only under `--config grid=findings` (make findings): in the default grid the
+# committed results/findings/ files are inputs of the report, never outputs to regenerate from its runs.
+if PARAMS.get("grid") == "findings":
 
-
-# `make findings` (with --config grid=findings): every finding of the grid, or one task's (findings_<task>)
-rule findings_all:
-    input:
-        [f"results/findings/{t}/{d}.json" for t, d in SLOTS],
-
-
-for _task in TASKS:
-
-    rule:
-        name:
-            f"findings_{_task}"
+    rule findings:
         input:
-            [f"results/findings/{_task}/{d}.json" for d in dataset_names(PARAMS, _task)],
+            SRC,
+            REPORT_SRC,
+            lambda w: run_files(w.task, w.dataset, ("metrics.json", "train_info.json", "samples.jsonl")),
+        output:
+            finding="results/findings/{task}/{dataset}.json",
+            per_item="results/findings/{task}/{dataset}.items.json.gz",
+        log:
+            "logs/{task}/{dataset}/findings.log",
+        shell:
+            "{CLI} findings collect --task {wildcards.task} --dataset {wildcards.dataset} > {log} 2>&1"
+
+
+    # `make findings` (with --config grid=findings): every finding of the grid, or one task's (findings_<task>)
+    rule findings_all:
+        input:
+            [f"results/findings/{t}/{d}.json" for t, d in SLOTS],
+
+
+    for _task in TASKS:
+
+        rule:
+            name:
+                f"findings_{_task}"
+            input:
+                [f"results/findings/{_task}/{d}.json" for d in dataset_names(PARAMS, _task)],
