@@ -110,7 +110,10 @@ def test_a_second_snakemake_on_the_same_folder_is_refused_and_the_first_finishes
     first = _start(workdir)
     _wait_for(workdir / "logs/translation/synthetic/prepare.log", first)
     second = run([str(BIN / "snakemake"), "--cores", "1"], workdir, check=False)
-    assert second.returncode != 0 and "cannot be locked" in (second.stdout + second.stderr)
+    # refused either by the lock or, when the first run is already training (a slow or loaded machine), by
+    # Snakemake's check that the first run's outputs are still incomplete: both leave the first run alone
+    said = second.stdout + second.stderr
+    assert second.returncode != 0 and ("cannot be locked" in said or "seem to be incomplete" in said), said[-2000:]
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out
     assert (workdir / "reports/index.html").exists()
