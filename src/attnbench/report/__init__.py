@@ -13,15 +13,14 @@ import json
 import logging
 import multiprocessing
 import platform
-import subprocess
 import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from .. import io as aio
-from ..config import REPO_ROOT, SYNTHETIC, dataset_options, for_dataset, views
-from .host import machine
+from ..config import SYNTHETIC, dataset_options, for_dataset, views
+from .host import git as _git, machine
 
 log = logging.getLogger("attnbench.report")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -34,18 +33,6 @@ def environment():
 
     return Environment(loader=FileSystemLoader([str(TEMPLATES), str(TASKS)]), autoescape=True, undefined=StrictUndefined,
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-
-
-def _git(*args: str, where: Path | None = None) -> tuple[str | None, Path | None]:
-    """(output, checkout) of a git command in the working directory, else in the package's checkout."""
-    for folder in ([where] if where else [Path.cwd(), REPO_ROOT]):
-        try:
-            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None, None
-        if done.returncode == 0:
-            return done.stdout.strip(), folder
-    return None, None
 
 
 def provenance(params: dict) -> dict:

@@ -20,7 +20,6 @@ import gzip
 import json
 import math
 import platform
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -181,20 +180,14 @@ def paired_test(task: str, metric: str, items: dict, a: str, b: str, seeds: list
 
 # ---- collect: results of a findings run -> the committed files -----------------------------------------
 
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def provenance() -> dict[str, Any]:
     from importlib import metadata
 
     info = machine()
-    commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    from .host import git as _git   # the report's git helper: (output, checkout)
+
+    commit, checkout = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", where=checkout)[0]) if commit else None
     versions = {}
     for name in ("torch", "numpy", "scikit-learn", "sacrebleu", "scipy"):
         try:
@@ -379,7 +372,9 @@ def _fmt_effect(row: dict, compact: bool = False) -> str:
     d = 2 if row["metric"] in ("bleu", "accuracy") else 3
     lo, hi = res["ci"]
     p = res["p"]
-    p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+    from .noise import _p_text   # the report's one p-value wording
+
+    p_text = _p_text(p)
     return (f"{row['a']} − {row['b']}: {res['effect']:+.{d}f}{unit} [{lo:+.{d}f}, {hi:+.{d}f}], {p_text} "
             f"({SHORT_NAMES.get(res['test'], res['test'])})")
 

@@ -30,3 +30,17 @@ def machine() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return {"cpu": cpu, "cpus": os.cpu_count(), "gpus": gpus, "system": f"{platform.system()} {platform.release()}"}
+
+
+def git(*args: str, where: Path | None = None) -> tuple[str | None, Path | None]:
+    """(output, checkout) of a git command in the working directory, else in the package's checkout."""
+    from ..config import REPO_ROOT
+
+    for folder in ([where] if where else [Path.cwd(), REPO_ROOT]):
+        try:
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None, None
+        if done.returncode == 0:
+            return done.stdout.strip(), folder
+    return None, None

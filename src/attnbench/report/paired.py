@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from .noise import _p_text   # the report's one p-value wording
+
 ALPHA = 0.05
 RESAMPLES = 1000
 SEED = 12345   # sacreBLEU's default bootstrap seed: the same draws every time
@@ -32,10 +34,6 @@ BOOTSTRAP_BLEU = "paired bootstrap over test sentences (sacreBLEU statistics, 1,
 MCNEMAR = "McNemar's exact test over test items"
 DIEBOLD_MARIANO = "Diebold-Mariano test over forecast origins (HLN-corrected)"
 BOOTSTRAP_RMSE = "paired bootstrap over test examples (1,000 resamples)"
-
-
-def _p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
 def result(test: str, effect: float, low: float, high: float, p: float, higher_is_better: bool,
