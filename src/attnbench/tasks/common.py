@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .. import paths
 from ..errors import not_utf8
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -107,3 +108,28 @@ def round_floats(value: Any, digits: int) -> Any:
         return value
     value = float(value)
     return None if not math.isfinite(value) else round(value, digits)
+
+
+def step_command(params_path: str, step: str, task: str, dataset: str, run: str | None = None,
+                 seed: int | None = None) -> str:
+    """The `attnbench` command line of one pipeline step, as the user should type it."""
+    prefix = "attnbench" if params_path == "params.yaml" else f"attnbench --params {params_path}"
+    line = f"{prefix} {step} --task {task} --dataset {dataset}"
+    return line if run is None else f"{line} --run {run} --seed {seed}"
+
+
+def trained_run(task: str, cfg: dict, params_path: str = "params.yaml") -> tuple[Path, Path]:
+    """(run folder, prepared folder) of a trained run, or FileNotFoundError naming the commands that are
+    missing (prepare, train) for using it: `translate`, `score`, `predict`."""
+    dataset, run, seed = cfg["dataset"], cfg["run"], cfg["seed"]
+    run_dir, prepared = paths.run_dir(task, dataset, run, seed), paths.prepared_dir(task, dataset)
+    prepare = step_command(params_path, "prepare", task, dataset)
+    if not (run_dir / "model.pt").is_file():
+        steps = step_command(params_path, "train", task, dataset, run, seed)
+        if not (prepared / "vocab.json").is_file():
+            steps = f"{prepare} && {steps}"
+        raise FileNotFoundError(f"{run_dir / 'model.pt'}: run {run} seed {seed} of dataset {dataset} is not trained "
+                                f"here; train it first: {steps}")
+    if not (prepared / "vocab.json").is_file():
+        raise FileNotFoundError(f"{prepared}: dataset {dataset} is not prepared here; prepare it first: {prepare}")
+    return run_dir, prepared
