@@ -1,5 +1,6 @@
 """Pieces the task modules share: decoding a (possibly gzipped) UTF-8 data file into lines, a token
-<-> id vocabulary, moving a batch to a device and length-ordered evaluation batches. Task-specific
+<-> id vocabulary, moving a batch to a device, length-ordered evaluation batches and the check that a
+run's mechanism has the capabilities its model needs. Task-specific
 logic (which tokens a vocabulary holds, how a batch is padded, what "length" means, which error a
 reader raises) stays in the task's module."""
 from __future__ import annotations
@@ -10,8 +11,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .. import paths
-from ..errors import not_utf8
+from .. import attention, paths
+from ..errors import ParamsError, not_utf8
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -133,3 +134,33 @@ def trained_run(task: str, cfg: dict, params_path: str = "params.yaml") -> tuple
     if not (prepared / "vocab.json").is_file():
         raise FileNotFoundError(f"{prepared}: dataset {dataset} is not prepared here; prepare it first: {prepare}")
     return run_dir, prepared
+
+
+def check_mechanism(where: str, model: str, mechanism: str, needs: attention.Needs) -> None:
+    """Refuse a run (`where`: its key, e.g. "params.yaml: tasks.load.runs.gru") whose mechanism lacks a
+    capability its model declares in `needs`: ParamsError naming the mechanism, what it lacks in words and
+    the registered mechanisms that have it."""
+    why = attention.refusal(mechanism, needs)
+    if why:
+        raise ParamsError(f"{where}.attention: value {mechanism!r} is not allowed for model {model!r}: {why}")
+
+
+def check_mechanism_options(where: str, mechanism: str, options: dict) -> None:
+    """The run's options reach its mechanism: build it once on toy sizes (the global RNG left as it was), so an
+    unknown option or a bad value stops before anything runs, naming the run's options."""
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            attention.build(mechanism, 8, 8, 8, **options)
+    except (TypeError, ValueError) as exc:
+        raise ParamsError(f"{where}.options: {exc}") from None
+
+
+def mechanism_option(mechanism: str, options: dict, name: str):
+    """The value of option `name` a run's mechanism will be built with (the run's, else its default); None when
+    the mechanism takes no such option."""
+    import inspect
+
+    param = inspect.signature(attention.get_class(mechanism).__init__).parameters.get(name)
+    return None if param is None else options.get(name, param.default)
