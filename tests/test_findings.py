@@ -80,8 +80,30 @@ def test_small_noise_between_two_systems_is_a_tie_not_a_win():
 
 
 def test_the_readme_names_every_paired_test_by_its_short_name():
-    assert set(findings.SHORT_NAMES) == {paired.BOOTSTRAP_BLEU, paired.MCNEMAR, paired.DIEBOLD_MARIANO,
-                                         paired.BOOTSTRAP_RMSE}
+    assert set(findings.SHORT_NAMES) == {paired.BOOTSTRAP_BLEU, paired.BOOTSTRAP_BLEU_IMAGES, paired.MCNEMAR,
+                                         paired.DIEBOLD_MARIANO, paired.BOOTSTRAP_RMSE}
+
+
+def test_bleu_bootstrap_over_images_with_several_references_each():
+    """Captioning's C4: BLEU-4 against every reference of an image (their number may vary), as the task scores it."""
+    from sacrebleu.metrics import BLEU
+
+    from attnbench.tasks.captioning import bleu_scores
+
+    refs = [["a red square and a blue circle", "a small red square beside a blue circle", "two shapes"],
+            ["a green triangle", "one green triangle on the left"],
+            ["a yellow circle above a red square", "a circle and a square", "yellow and red", "shapes"]] * 25
+    good = [r[0] if i % 2 else r[1] for i, r in enumerate(refs)]
+    bad = [h.replace("red", "big").replace("green", "small") for h in good]
+    same = paired.bleu_bootstrap([good, good], [good, good], refs)
+    assert same["effect"] == 0 and same["p"] == 1.0 and same["test"] == paired.BOOTSTRAP_BLEU_IMAGES
+    ahead = paired.bleu_bootstrap([good], [bad], refs)
+    assert ahead["outcome"] == "ahead" and ahead["p"] < 0.001 and ahead["ci"][0] > 0
+    # the effect is the gap in the task's own corpus BLEU-4 (sacreBLEU over every reference stream)
+    gap = bleu_scores(good, refs)[0]["bleu4"] - bleu_scores(bad, refs)[0]["bleu4"]
+    assert ahead["effect"] == pytest.approx(gap, abs=1e-3)
+    assert paired.bleu_bootstrap([bad], [good], refs)["outcome"] == "behind"
+    assert BLEU().corpus_score(good, paired._streams(refs)).score == pytest.approx(bleu_scores(good, refs)[0]["bleu4"], abs=1e-3)
 
 
 def test_verdicts_that_differ_between_synthetic_and_real_data_are_named():

@@ -211,7 +211,8 @@ def test_npz_source_through_prepare(tmp_path, monkeypatch):
 @pytest.mark.parametrize("edit,message", [
     (lambda r: r["ram-cluttered"].update(attention="additive"), "expected: glimpse"),
     (lambda r: r["cnn-cluttered"].update(attention="additive"), "expected: none"),
-    (lambda r: r["soft-centred"].update(attention="glimpse"), "weights lie over the feature-map cells"),
+    (lambda r: r["soft-centred"].update(attention="glimpse"), "it lacks attention over a sequence of keys for a query "
+                                                              "(it attends over image locations (glimpses))"),
     (lambda r: r["mlp-centred"]["options"].update(variant="translated"), "options.variant"),
     (lambda r: r["ram-cluttered"]["options"].update(scales=5), "options.scales"),
 ])

@@ -123,7 +123,8 @@ def params() -> dict:
     (lambda s: s["runs"].__setitem__("fm", {"model": "fm", "attention": "afm"}),
      "tasks.recsys.runs.fm.attention: value 'afm' is not allowed for model 'fm'"),
     (lambda s: s["runs"].__setitem__("afm", {"model": "afm", "attention": "external"}),
-     "tasks.recsys.runs.afm.attention: value 'external' does not fit AFM"),
+     "tasks.recsys.runs.afm.attention: value 'external' is not allowed for model 'afm': it lacks weights over the "
+     "keys, an alignment (its weights are over slots)"),
     (lambda s: s["data"]["synthetic"].__setitem__("strong_pairs", 99),
      "tasks.recsys.data.synthetic.strong_pairs: value 99 is not allowed; expected at most 28"),
     (lambda s: s["data"].__setitem__("target", "stars"),

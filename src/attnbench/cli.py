@@ -7,6 +7,7 @@
     attnbench train     --task T [--dataset D] --run R --seed S  -> data/results/T/D/R/seedS/
     attnbench evaluate  --task T [--dataset D] --run R --seed S
     attnbench translate --task translation [--dataset D] --run R --seed S [SENTENCE ...]   a trained run's output
+    attnbench predict   --task intent [--dataset D] --run R --seed S [UTTERANCE ...]      intent, probability, token weights
     attnbench score     --task translation [--dataset D] --run R --seed S --source F --target F
                                             -> data/scores/T/D/R/seedS/NAME/ (other test files, no retraining)
     attnbench aggregate --task T [--dataset D]                -> data/summary/T/D.{csv,json}
@@ -183,37 +184,44 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _trained_translation(args, step: str):
-    """cfg, task, device, data and model of a trained translation run, for `translate` and `score`."""
+def _trained_run(args, step: str, use_module):
+    """cfg, task, device, data and model of a trained run of `use_module`'s task (`translate` and `score`:
+    translation's use.py; `predict`: intent's)."""
     from . import tasks
-    from .tasks.translation import use
     from .training import pick_device, set_threads
 
-    if args.task != "translation":
-        raise ParamsError(f"{step}: --task: value {args.task!r} is not allowed; expected: translation")
+    if args.task != use_module.TASK:
+        raise ParamsError(f"{step}: --task: value {args.task!r} is not allowed; expected: {use_module.TASK}")
     params = _params(args)
     set_threads(params["threads"])
     cfg = _run_cfg(params, args)
     task = tasks.get(args.task)
     device = pick_device(params["device"])
-    data, model = use.load_run(task, cfg, device, args.params)
+    data, model = use_module.load_run(task, cfg, device, args.params)
     return cfg, task, device, data, model
+
+
+def _input_lines(args, what: str) -> list[str]:
+    """The lines to translate or classify: the positional arguments, --input FILE (UTF-8, gzip allowed), or
+    standard input."""
+    from .tasks.common import read_utf8_lines
+
+    if getattr(args, what) and args.input:
+        raise ParamsError(f"{args.command}: give {what} as arguments or --input FILE, not both")
+    if getattr(args, what):
+        return list(getattr(args, what))
+    if args.input and args.input != "-":
+        return read_utf8_lines(Path(args.input), DataError)
+    return sys.stdin.read().splitlines()
 
 
 def cmd_translate(args) -> int:
     from .tasks.translation import use
 
-    if args.sentences and args.input:
-        raise ParamsError("translate: give sentences as arguments or --input FILE, not both")
     if args.beam < 1:
         raise ParamsError(f"translate: --beam: value {args.beam} is not allowed; expected an integer >= 1")
-    if args.sentences:
-        lines = list(args.sentences)
-    elif args.input and args.input != "-":
-        lines = Path(args.input).read_text(encoding="utf-8").splitlines()
-    else:
-        lines = sys.stdin.read().splitlines()
-    cfg, task, device, data, model = _trained_translation(args, "translate")
+    lines = _input_lines(args, "sentences")
+    cfg, task, device, data, model = _trained_run(args, "translate", use)
     beam = dict(task.beam_settings(cfg), beam_size=args.beam)
     results = use.translate(model, data, lines, cfg, device, beam=beam)
     for item in results:
@@ -230,7 +238,7 @@ def cmd_score(args) -> int:
 
     if bool(args.tsv) == bool(args.source and args.target) or (args.source is None) != (args.target is None):
         raise ParamsError("score: give --source FILE --target FILE, or --tsv FILE")
-    cfg, task, device, data, model = _trained_translation(args, "score")
+    cfg, task, device, data, model = _trained_run(args, "score", use)
     source = args.tsv or args.source
     name = use.score_name(source, args.name)
     test = data.with_test(use.read_test_pairs(data, source, args.target))
@@ -242,6 +250,21 @@ def cmd_score(args) -> int:
     aio.write_json(out / "metrics.json", metrics)
     shown = {k: metrics[k] for k in ("bleu", "bleu_beam", "chrf", "test_sentences") if k in metrics}
     print(f"{out / 'metrics.json'}: {shown} ({metrics['bleu_signature']})")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import json
+
+    from .tasks.intent import use
+
+    if args.top < 1:
+        raise ParamsError(f"predict: --top: value {args.top} is not allowed; expected an integer >= 1")
+    lines = _input_lines(args, "utterances")
+    cfg, task, device, data, model = _trained_run(args, "predict", use)
+    log.info("%s seed %d: token weights are %s", args.run, args.seed, use.weight_kind(task, cfg))
+    for item in use.predict(task, model, data, cfg, lines, device, top=args.top):
+        print(json.dumps(item.as_dict(), ensure_ascii=False) if args.json else use.render(item))
     return 0
 
 
@@ -331,6 +354,10 @@ EXAMPLES = {  # command -> (example command line, what it does), shown at the en
                "transformer/seed0/test2017/"),
               ("attnbench score --task translation --dataset multi30k-en-fr --run rnn-general --seed 0 "
                "--tsv pairs.tsv --name mine", "source<TAB>reference lines, results under .../mine/")),
+    "predict": (("attnbench predict --task intent --dataset banking77 --run self-attention --seed 0 "
+                 "\"my card still hasn't arrived\"", "the intent, its probability and each token's weight"),
+                ("attnbench predict --task intent --dataset banking77 --run tfidf --seed 0 --json < questions.txt",
+                 "one utterance a line, JSON out")),
     "aggregate": (("attnbench aggregate --task translation", "-> data/summary/translation/synthetic.{csv,json}"),
                   ("attnbench aggregate --task load --dataset etth2", "one task on one real dataset")),
     "notebook": (("attnbench notebook --task translation", "after `aggregate --task translation`"),),
@@ -388,6 +415,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "length penalty of the run's eval settings)")
     p.add_argument("--attention", metavar="DIR_OR_FILE", help="write a PNG heat map of the attention per sentence: "
                                                               "FILE.png (FILE-1.png, ... for several) or DIR/sentence-N.png")
+    p = add("predict", cmd_predict, "classify utterances with a trained intent run", task=True, run=True)
+    p.description = ("Classify utterances with a trained intent run: from the arguments, from --input FILE, or one a "
+                     "line from standard input. Each gets a line: the intent, its probability (a linear SVM's score "
+                     "where the run has no probabilities), the next most likely intents, and the tokens as the model "
+                     "read them with the weight its pooling gave each (* marks a word outside the vocabulary). The "
+                     "input is tokenised as the dataset's prepare step did.")
+    p.add_argument("utterances", nargs="*", metavar="UTTERANCE", help="utterances to classify (default: --input, "
+                                                                      "else standard input)")
+    p.add_argument("--input", metavar="FILE", help="a text file, one utterance a line ('-': standard input)")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="show the K most likely intents (default 3)")
+    p.add_argument("--json", action="store_true", help="one JSON object a line (text, intent, probability, score, "
+                                                        "alternatives, tokens, unknown, weights)")
     p = add("score", cmd_score, "score a trained translation run on other parallel test files", task=True, run=True)
     p.description = ("Score a trained run on any parallel test files without retraining: the same preprocessing, "
                      "decoding and sacreBLEU signature as `evaluate`, written to data/scores/<task>/<dataset>/<run>/"

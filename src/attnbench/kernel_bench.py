@@ -75,7 +75,8 @@ MEMORY_METHOD = ("peak_bytes: peak of the bytes allocated during one forward+bac
                  "and the input, plus the outputs")
 
 DEFAULTS = {
-    "batch": 4, "width": 64, "heads": 4, "cpu_max_length": 2048, "linear": ["local_m", "local_p", "external"],
+    "batch": 4, "width": 64, "heads": 4, "cpu_max_length": 2048,
+    "linear": None,   # the mechanisms expected to scale linearly; None: those whose class declares scaling = "linear"
     "options": {},
     "targets": {"mha_time_ratio": 1.10, "pairwise_memory_ratio": 4.0, "memory_length": 1024,
                 "exponent_tolerance": 0.3},
@@ -126,7 +127,8 @@ def _mechanism_entry(name: str, cfg: dict, length: int, linear: set[str]) -> Ent
 def entries(cfg: dict, length: int, device: torch.device) -> list[Entry]:
     """Every registered mechanism plus the torch references, the compared pairs adjacent."""
     d, heads = int(cfg["width"]), int(cfg["heads"])
-    linear = set(cfg["linear"])
+    linear = set(cfg["linear"] if cfg.get("linear") is not None else
+                 (name for name in available() if REGISTRY[name].scaling == "linear"))
     ours = {name: _mechanism_entry(name, cfg, length, linear) for name in available()}
     mh = ours["multihead"].module
     mha = nn.MultiheadAttention(d, heads, batch_first=True).train()

@@ -10,6 +10,7 @@ See :mod:`attnbench.attention.base` for the calling convention.
 from __future__ import annotations
 
 from .base import (
+    NO_ATTENTION,
     REGISTRY,
     Attention,
     UnknownMechanismError,
@@ -17,7 +18,9 @@ from .base import (
     build,
     capable,
     get_class,
+    Needs,
     masked_softmax,
+    refusal,
     register,
     resolve_positions,
 )
@@ -57,6 +60,8 @@ __all__ = [
     "LocalPredictiveAttention",
     "LocationAttention",
     "MultiHeadAttention",
+    "NO_ATTENTION",
+    "Needs",
     "NoAttention",
     "ScaledDotAttention",
     "UnknownMechanismError",
@@ -65,6 +70,7 @@ __all__ = [
     "capable",
     "get_class",
     "masked_softmax",
+    "refusal",
     "register",
     "resolve_positions",
 ]

@@ -21,6 +21,7 @@ row without any real position yields all-zero weights (never NaN).
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable, ClassVar, TypeVar
 
 import torch
@@ -28,11 +29,14 @@ from torch import Tensor, nn
 
 __all__ = [
     "Attention",
+    "NO_ATTENTION",
+    "Needs",
     "REGISTRY",
     "UnknownMechanismError",
     "available",
     "build",
     "masked_softmax",
+    "refusal",
     "register",
     "resolve_positions",
 ]
@@ -95,7 +99,19 @@ class Attention(nn.Module):
     # for mechanisms). A new mechanism states what differs from these defaults.
     decoder_step: ClassVar[bool] = True  # weighs a sequence of keys for one query at a time (an RNN decoder step)
     forms: ClassVar[frozenset[str]] = frozenset({"sequence"})  # what it attends over: "sequence" (query vs keys),
-    #   "map" (a 2-D feature map), "pairs" (feature-interaction vectors), "glimpse" (image locations), "partition"
+    #   "map" (a 2-D feature map), "gate" (also: gates a feature map in place, `forward_map`), "pairs"
+    #   (feature-interaction vectors), "glimpse" (image locations), "partition" (a coarse net's class region)
+    weights_over: ClassVar[str] = "keys"  # what its weights lie over: "keys" (one weight per key position), "slots"
+    #   (learned memory slots, not the keys), "channels" / "pixels" (gates of a feature map), "region", "locations"
+    attends: ClassVar[bool] = True       # False: the no-attention baseline (fixed uniform weights), which a model
+    #   may replace by its attention-free variant
+    ordered: ClassVar[bool] = False      # reads the keys' order (a window around a position): needs a sequence
+    sampled: ClassVar[bool] = False      # picks one key in training (hard attention) instead of weighing them all
+    reinforce: ClassVar[bool] = False    # that pick is trained by REINFORCE: `choose` gives the caller log-probabilities
+    heads: ClassVar[bool] = False        # a multi-head layer with the Transformer block's calls (causal, cached steps)
+    equal_dims: ClassVar[bool] = False   # compares query and key vectors directly: needs query_dim == key_dim
+    caches_keys: ClassVar[bool] = False  # `project_keys` / `projected_scores`: the keys projected once per memory
+    scaling: ClassVar[str] = "quadratic"  # how its cost grows with the length (self-attention): quadratic | linear
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int) -> None:
         super().__init__()
@@ -195,12 +211,88 @@ def available() -> list[str]:
     return sorted(REGISTRY)
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What a model needs of the mechanism it is given, in capability tags (None: either value fits).
+
+    ``forms``: the mechanism attends over one of these; ``alignment``: its ``produces_alignment``; the other
+    fields are the tags of the same name. ``optional``: a mechanism that does not attend (``none``) fits too,
+    as the model's attention-free variant. A model declares its needs as ``attention_needs``."""
+
+    forms: tuple[str, ...] | None = ("sequence",)
+    decoder_step: bool | None = None
+    alignment: bool | None = None
+    attends: bool | None = True
+    ordered: bool | None = None
+    sampled: bool | None = None
+    reinforce: bool | None = None
+    heads: bool | None = None
+    equal_dims: bool | None = None
+    optional: bool = False
+
+    def missing(self, cls: type[Attention]) -> list[str]:
+        """What ``cls`` lacks of these needs, in words (empty: it fits)."""
+        if self.optional and not cls.attends:
+            return []
+        out = []
+        if self.forms is not None and not set(self.forms) & cls.forms:
+            out.append(f"attention over {' or '.join(FORM_WORDS.get(f, f) for f in self.forms)} (it attends over "
+                       f"{', '.join(FORM_WORDS.get(f, f) for f in sorted(cls.forms))})")
+        for field, tag in TAGS.items():
+            want = getattr(self, field)
+            if want is not None and getattr(cls, tag) != want:
+                out.append(CAPABILITY_WORDS[field, want].format(over=cls.weights_over))
+        return out
+
+    def fitting(self) -> list[str]:
+        """Sorted names of the registered mechanisms that meet these needs."""
+        return sorted(name for name, cls in REGISTRY.items() if not self.missing(cls))
+
+
+# a model without attention: only a mechanism that does not attend (`none`) fits
+NO_ATTENTION = Needs(forms=None, attends=False)
+FORM_WORDS = {"sequence": "a sequence of keys for a query", "map": "a 2-D feature map",
+              "gate": "a feature map it gates in place", "pairs": "feature-interaction pairs",
+              "glimpse": "image locations (glimpses)", "partition": "a coarse net's class region"}
+TAGS = {"decoder_step": "decoder_step", "alignment": "produces_alignment", "attends": "attends", "ordered": "ordered",
+        "sampled": "sampled", "reinforce": "reinforce", "heads": "heads", "equal_dims": "equal_dims"}
+# (field, the value needed) -> the capability in words, as a refusal names it
+CAPABILITY_WORDS = {
+    ("decoder_step", True): "weighing the keys for one query at a time (an RNN decoder step)",
+    ("decoder_step", False): "attending without an outside query (it is one decoder step)",
+    ("alignment", True): "weights over the keys, an alignment (its weights are over {over})",
+    ("alignment", False): "weights that are not an alignment over the keys",
+    ("attends", True): "attention (input-dependent weights; it is the fixed mean of no attention)",
+    ("attends", False): "no attention (the model has none: it takes no mechanism)",
+    ("ordered", True): "attention around a position of an ordered sequence",
+    ("ordered", False): "attention without an order among the keys (it attends around a position of an ordered "
+                        "sequence)",
+    ("sampled", True): "a sampled choice of one key",
+    ("sampled", False): "soft weights over every key (it samples one key in training)",
+    ("reinforce", True): "a sampled choice trained by REINFORCE (log-probabilities for the caller)",
+    ("reinforce", False): "training by backpropagation alone (it needs the caller's REINFORCE term)",
+    ("heads", True): "a multi-head layer (the Transformer block's)",
+    ("heads", False): "a single attention (it is a whole multi-head layer, the Transformer's)",
+    ("equal_dims", True): "query and keys of one size",
+    ("equal_dims", False): "a query and keys of different sizes (it compares them directly, so needs equal sizes)",
+}
+
+
 def capable(decoder_step: bool | None = None, form: str | None = None, alignment: bool | None = None) -> list[str]:
     """Sorted names of the registered mechanisms with these capabilities (None: any)."""
-    return sorted(name for name, cls in REGISTRY.items()
-                  if (decoder_step is None or cls.decoder_step == decoder_step)
-                  and (form is None or form in cls.forms)
-                  and (alignment is None or cls.produces_alignment == alignment))
+    return Needs(forms=None if form is None else (form,), decoder_step=decoder_step, alignment=alignment,
+                 attends=None).fitting()
+
+
+def refusal(name: str, needs: Needs) -> str | None:
+    """Why mechanism ``name`` does not fit a model with ``needs``, in words naming what it lacks and what
+    would fit (the registry's mechanisms with these capabilities); None when it fits."""
+    missing = needs.missing(get_class(name))
+    if not missing:
+        return None
+    fitting = needs.fitting()
+    expected = f"expected: {fitting[0]}" if len(fitting) == 1 else f"expected one of: {', '.join(fitting)}"
+    return f"it lacks {'; '.join(missing)}; {expected}"
 
 
 def get_class(name: str) -> type[Attention]:

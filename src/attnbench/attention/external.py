@@ -38,6 +38,8 @@ class ExternalAttention(Attention):
 
     decoder_step = False  # query-independent: its weights are over memory slots
     forms = frozenset({"sequence", "map"})
+    weights_over = "slots"
+    scaling = "linear"    # S memory slots per token
 
     produces_alignment = False
     description = "External attention (Guo et al., 2021): A = norm(M_k q), context = M_v A"
@@ -58,3 +60,8 @@ class ExternalAttention(Attention):
         attn = masked_softmax(self.m_k(query), token_mask, dim=1)  # over tokens
         attn = attn / attn.sum(dim=-1, keepdim=True).clamp_min(1e-9)  # l1 over memory slots
         return self.m_v(attn), attn
+
+    def token_weights(self, query: Tensor, mask: Tensor) -> Tensor:
+        """What a self-attention call over ``query`` ``[B, T, Dq]`` weighs per token ``[B, T]``: its softmax over
+        the tokens averaged over the memory slots (its own weights are over the slots, not the tokens)."""
+        return masked_softmax(self.m_k(query), mask.unsqueeze(-1), dim=1).mean(-1)

@@ -87,6 +87,9 @@ class GlimpseAttention(Attention):
 
     decoder_step = False
     forms = frozenset({"glimpse"})
+    weights_over = "locations"
+    sampled = True
+    reinforce = True  # RAM trains the location policy by REINFORCE
 
     description = "Hard glimpses (RAM): multi-resolution retina at a location drawn from a Gaussian policy on the query"
     produces_alignment = False

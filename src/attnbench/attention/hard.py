@@ -25,6 +25,7 @@ class HardAttention(GeneralAttention):
     row with no real position gets all-zero weights.  Option: ``tau``.
     """
 
+    sampled = True  # one key per query in training (straight-through gradient)
     description = "Hard attention (Xu et al., 2015) via Gumbel-softmax straight-through; score q^T W k"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int, tau: float = 1.0) -> None:

@@ -69,6 +69,8 @@ class LocalMonotonicAttention(GeneralAttention):
     The centres of the last call are kept in ``last_centres`` ``[B, Tq]``.
     """
 
+    ordered = True          # a window around the query's time index
+    scaling = "linear"      # 2D + 1 keys per query
     description = "Luong local-m (2015): p_t = t, general score q^T W k, softmax over |s - p_t| <= D"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int, window: int = 4) -> None:
@@ -113,6 +115,8 @@ class LocalPredictiveAttention(Attention):
     centres of the last call (``[B]`` for a 2-D query, else ``[B, Tq]``).
     """
 
+    ordered = True          # a window around a predicted position
+    scaling = "linear"      # 2D + 1 keys per query
     description = (
         "Luong local-p (2015): p_t = S sigmoid(v_p^T tanh(W_p q)), "
         "a ∝ exp(q^T W k) exp(-(s-p_t)^2 / 2 sigma^2) on |s - p_t| <= D"

@@ -35,6 +35,7 @@ class MultiHeadAttention(Attention):
     """
 
     decoder_step = False  # a whole layer (the Transformer's), not one decoder step
+    heads = True
 
     description = "Multi-head scaled dot-product (Vaswani et al., 2017): softmax(QK^T/sqrt(d_h))V per head"
 

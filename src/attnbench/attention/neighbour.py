@@ -27,6 +27,7 @@ class NeighbourAttention(Attention):
     """
 
     decoder_step = False  # each step attends its own neighbours, no outside query
+    ordered = True        # the neighbours of a position
 
     description = "Leave-one-out local attention: softmax over keys 0 < |s - t| <= window of (W_q q).(W_k k)/sqrt(A)"
 

@@ -24,6 +24,8 @@ class ReinforceHardAttention(AdditiveAttention):
     ``attn_dim``, ``chunk_size``.
     """
 
+    sampled = True
+    reinforce = True  # the caller adds the policy-gradient term from `sample` / `choose`
     description = "Hard attention (Xu et al., 2015): location sampled from additive-score softmax, REINFORCE"
 
     def sample(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None = None

@@ -109,6 +109,7 @@ class NoAttention(Attention):
     """
 
     produces_alignment = False
+    attends = False
     description = "No attention: fixed context = mean of the encoder values (query-independent)"
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
@@ -121,6 +122,7 @@ class DotAttention(Attention):
 
     forms = frozenset({"sequence", "map"})  # also the non-local block of a feature map
 
+    equal_dims = True  # compares q and k directly
     description = "Luong dot (2015): score = q . k"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int) -> None:
@@ -137,6 +139,7 @@ class ScaledDotAttention(Attention):
 
     forms = frozenset({"sequence", "map"})  # also the non-local block of a feature map
 
+    equal_dims = True  # compares q and k directly
     description = "Scaled dot-product (Vaswani et al., 2017): score = q . k / sqrt(d)"
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int) -> None:
@@ -174,6 +177,7 @@ class AdditiveAttention(Attention):
     """
 
     description = "Bahdanau additive (2015): score = v^T tanh(W_q q + W_k k)"
+    caches_keys = True  # W_k k computed once per memory (project_keys), then read by every query step
 
     def __init__(
         self,
@@ -191,6 +195,14 @@ class AdditiveAttention(Attention):
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         return _tanh_scores(self.w_q(query), self.w_k(keys), self.v, self.chunk_size)
+
+    def project_keys(self, keys: Tensor) -> Tensor:
+        """``W_k k`` ``[B, Tk, A]``: what does not change between the query steps over one memory."""
+        return self.w_k(keys)
+
+    def projected_scores(self, query: Tensor, projected: Tensor) -> Tensor:
+        """Scores ``[B, Tk]`` of a 2-D query ``[B, Dq]`` against keys already projected by `project_keys`."""
+        return self.v(torch.tanh(self.w_q(query).unsqueeze(1) + projected)).squeeze(-1)
 
 
 @register("concat")
@@ -233,6 +245,7 @@ class CosineAttention(Attention):
     Machines (Graves et al., 2014) / cosine attention (Luo et al., 2018).
     """
 
+    equal_dims = True  # compares q and k directly
     description = "Cosine (Graves et al., 2014): score = g * cos(q, k), learnable g > 0 (init 10)"
 
     def __init__(

@@ -35,7 +35,8 @@ class ChannelSE(Attention):
     """
 
     decoder_step = False
-    forms = frozenset({"map"})
+    forms = frozenset({"map", "gate"})
+    weights_over = "channels"
 
     produces_alignment = False
     description = "Squeeze-and-excitation channel attention (Hu et al., 2018): x * sigmoid(W2 relu(W1 mean(x)))"
@@ -71,7 +72,8 @@ class SpatialCBAM(Attention):
     """
 
     decoder_step = False
-    forms = frozenset({"map"})
+    forms = frozenset({"map", "gate"})
+    weights_over = "pixels"
 
     produces_alignment = False
     description = "CBAM spatial attention (Woo et al., 2018): sigmoid(conv_kxk([mean_c x; max_c x])) gates each position"
@@ -114,6 +116,7 @@ class TaskPartitionGate(Attention):
 
     decoder_step = False
     forms = frozenset({"partition"})
+    weights_over = "region"
 
     produces_alignment = False
     description = "Task partitioning (Lin et al.): a coarse net's dilated class region gates a fine net's loss and output"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attention import build
+from ..attention import NO_ATTENTION, Needs, build
 
 
 def pairwise_sum(v: Tensor) -> Tensor:
@@ -41,6 +41,8 @@ def pairwise_sum_direct(v: Tensor) -> Tensor:
 
 class _Base(nn.Module):
     """Global bias and one weight per feature: the linear part every model shares."""
+
+    attention_needs = NO_ATTENTION   # a model without attention: its run's mechanism is none
 
     def __init__(self, n_features: int, n_fields: int, bias_init: float = 0.0) -> None:
         super().__init__()
@@ -113,6 +115,10 @@ class AFM(_Base):
     (the authors' "pair-wise interaction layer" dropout), ``attention_l2`` is λ of the paper's L2
     penalty on the attention net's W (for other mechanisms: on all their weight matrices).
     """
+
+    # weights over the pair vectors (the afm net, or a mechanism over a sequence of keys queried with a learned
+    # vector); the pairs have no order; none gives uniform weights (FM with a learned p)
+    attention_needs = Needs(forms=("pairs", "sequence"), alignment=True, ordered=False, optional=True)
 
     def __init__(self, n_features: int, n_fields: int, *, k: int, attention: str, attention_options: dict | None = None,
                  dropout: float = 0.0, attention_l2: float = 0.0, init_std: float = 0.01, bias_init: float = 0.0) -> None:

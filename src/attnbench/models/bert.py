@@ -26,7 +26,7 @@ class TextEncoder(nn.Module):
     """[CLS] + tokens -> contextual vectors ``[B, 1 + T, d]`` (position 0 is [CLS])."""
 
     def __init__(self, vocab: int, *, dim: int, heads: int, layers: int, ffn_dim: int, dropout: float,
-                 max_len: int, attention_options: dict | None = None) -> None:
+                 max_len: int, attention_options: dict | None = None, attention: str = "multihead") -> None:
         super().__init__()
         self.scale = math.sqrt(dim)
         self.embed = nn.Embedding(vocab, dim, padding_idx=PAD)
@@ -35,10 +35,10 @@ class TextEncoder(nn.Module):
             self.embed.weight[PAD].zero_()
         self.register_buffer("positions", sinusoidal_positions(max_len + 1, dim), persistent=False)
         opts = {"dropout": dropout, **(attention_options or {})}
-        self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn_dim, dropout, attention) for _ in range(layers))
         if set(opts) != {"dropout"} or opts["dropout"] != dropout:  # the run's options reach the mechanism
             for layer in self.layers:
-                layer.self_attn = build("multihead", dim, dim, dim, num_heads=heads, **opts)
+                layer.self_attn = build(attention, dim, dim, dim, num_heads=heads, **opts)
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 

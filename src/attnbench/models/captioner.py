@@ -22,11 +22,18 @@ import torch
 from torch import Tensor, nn
 
 from .. import attention as attn_registry
-from ..attention.scores import AdditiveAttention
+from ..attention import Needs
 from . import beam
 from .seq2seq import stops_early
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
+
+
+def decoder_kind(attention: str) -> str:
+    """The decoder a mechanism makes, by its capabilities: "none" (no attention: Show and Tell), "hard" (a sampled
+    location trained by REINFORCE) or "soft"."""
+    cls = attn_registry.get_class(attention)
+    return "none" if not cls.attends else "hard" if cls.reinforce else "soft"
 
 
 class Encoder(nn.Module):
@@ -60,13 +67,18 @@ class Encoder(nn.Module):
 
 
 class Captioner(nn.Module):
+    # weights over the grid cells (an alignment); the query (the LSTM state) and the keys (the annotation vectors)
+    # differ in size; none: Show and Tell
+    attention_needs = Needs(alignment=True, equal_dims=False, optional=True)
+
     def __init__(self, vocab_size: int, *, attention: str = "none", attention_options: dict | None = None,
                  channels: list[int] = (16, 32, 48), image_size: int = 64, pools: int | None = None, emb_dim: int = 48,
                  hidden: int = 128, dropout: float = 0.1, semi_sampling: float = 1.0, init_state: str = "mean") -> None:
         super().__init__()
         if init_state not in ("mean", "zeros"):
             raise ValueError(f"init_state must be 'mean' or 'zeros', got {init_state!r}")
-        if init_state == "zeros" and attention == "none":
+        self.kind = decoder_kind(attention)
+        if init_state == "zeros" and self.kind == "none":
             raise ValueError("init_state 'zeros' needs attention: without it the decoder would never see the image")
         self.init_state = init_state
         if not 0.0 <= semi_sampling <= 1.0:
@@ -74,7 +86,6 @@ class Captioner(nn.Module):
         self.semi_sampling = float(semi_sampling)
         self.encoder = Encoder(list(channels), image_size, pools)
         D, L = self.encoder.dim, self.encoder.grid ** 2
-        self.kind = {"none": "none", "hard_reinforce": "hard"}.get(attention, "soft")
         self.hidden = hidden
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
         if self.kind == "none":
@@ -86,8 +97,8 @@ class Captioner(nn.Module):
             self.attn = attn_registry.build(attention, hidden, D, D, **(attention_options or {}))
             self.init = nn.Linear(D, 2 * hidden)
             self.beta = nn.Linear(hidden, 1)
-            self.cell = nn.LSTMCell(emb_dim + D, hidden)
-            z_dim = D
+            z_dim = self.attn.output_dim    # D, unless the mechanism projects the values
+            self.cell = nn.LSTMCell(emb_dim + z_dim, hidden)
         self.deep = nn.Linear(hidden + z_dim + emb_dim, emb_dim)
         self.out = nn.Linear(emb_dim, vocab_size)
         self.drop = nn.Dropout(dropout)
@@ -100,23 +111,26 @@ class Captioner(nn.Module):
 
     # ---- pieces -----------------------------------------------------------------------
     def encode(self, images: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """(annotation vectors [B, L, D], or (them, their key projections) for additive scores; initial state)."""
+        """(annotation vectors [B, L, D], or them and their key projections when the mechanism caches them; initial
+        state)."""
         feats = self.encoder(images)
         v = feats.flatten(1) if self.kind == "none" else feats.mean(1)
         h, c = torch.tanh(self.init(self.drop(v))).chunk(2, dim=-1)
         if self.init_state == "zeros":
             h, c = torch.zeros_like(h), torch.zeros_like(c)
-        if isinstance(self.attn, AdditiveAttention):
-            # W_k a_i does not change over the steps: project once per image, not once per step and caption
-            feats = torch.cat([feats, self.attn.w_k(feats)], dim=-1)
+        if self.attn is not None and self.attn.caches_keys:
+            # the key projection (W_k a_i, additive) does not change over the steps: once per image, not once per
+            # step and caption
+            feats = torch.cat([feats, self.attn.project_keys(feats)], dim=-1)
         return feats, (h.contiguous(), c.contiguous())
 
-    def _additive(self, h: Tensor, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(values, alpha) of the additive score v^T tanh(W_q h + W_k a_i) with precomputed W_k a_i."""
+    def _scores(self, h: Tensor, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """(values, scores [B, L]) of the query h: from the cached key projections, or the mechanism's own score."""
+        if not self.attn.caches_keys:
+            return feats, self.attn.score(h.unsqueeze(1), feats).squeeze(1)
         D = self.encoder.dim
         values, keys = feats[..., :D], feats[..., D:]
-        scores = self.attn.v(torch.tanh(self.attn.w_q(h).unsqueeze(1) + keys)).squeeze(-1)
-        return values, scores
+        return values, self.attn.projected_scores(h, keys)
 
     def step(self, token: Tensor, state: tuple[Tensor, Tensor], feats: Tensor, sampled: Tensor | None = None):
         """One decoding step -> (logits [B, V], state, alpha [B, L] | None, log p(location) [B] | None, entropy | None).
@@ -128,8 +142,8 @@ class Captioner(nn.Module):
         if self.kind == "none":
             x = e
         else:
-            if isinstance(self.attn, AdditiveAttention):
-                values, scores = self._additive(h, feats)
+            if self.attn.caches_keys or self.kind == "hard":
+                values, scores = self._scores(h, feats)
                 if self.kind == "hard":
                     ctx, alpha, logp, ent = self.attn.choose(scores, values)
                     if sampled is not None:

@@ -18,8 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..attention import build, masked_softmax
-from ..attention.external import ExternalAttention
+from ..attention import NO_ATTENTION, Needs, build
 from .bert import PAD, MLMHead, TextEncoder
 
 ENCODERS = ("embedding", "lstm", "transformer")
@@ -38,11 +37,23 @@ def _renormalise(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class IntentClassifier(nn.Module):
+    @staticmethod
+    def attention_needs(encoder: str, pooling: str, query: str = "self") -> Needs:
+        """What the run's mechanism must be for this encoder and pooling: the Transformer encoder's layers (a
+        multi-head layer; its pooling mechanism is `pool_attention`), an attention pooling's single attention over
+        the tokens (with a learned query: weights over the tokens, which pool them), or none (the other poolings
+        have no attention)."""
+        if encoder == "transformer":
+            return Needs(forms=None, heads=True)
+        if pooling == "attention":
+            return Needs(heads=False, alignment=True if query == "learned" else None)
+        return NO_ATTENTION
+
     def __init__(self, vocab: int, n_classes: int, *, encoder: str, pooling: str, dim: int, dropout: float = 0.1,
                  hidden: int | None = None, heads: int = 4, layers: int = 2, ffn_dim: int = 128,
                  query: str = "self", residual: bool = False, pool_attention: str | None = None,
                  pool_options: dict | None = None,
-                 mlm: dict | None = None, max_len: int = 64, attention: str = "none",
+                 mlm: dict | None = None, max_len: int = 64, attention: str | None = None,
                  attention_options: dict | None = None) -> None:
         super().__init__()
         if encoder not in ENCODERS or pooling not in POOLINGS[encoder]:
@@ -56,7 +67,8 @@ class IntentClassifier(nn.Module):
         attention_options = dict(attention_options or {})
         if encoder == "transformer":
             self.encoder = TextEncoder(vocab, dim=dim, heads=heads, layers=layers, ffn_dim=ffn_dim, dropout=dropout,
-                                       max_len=max_len, attention_options=attention_options)
+                                       max_len=max_len, attention_options=attention_options,
+                                       attention=attention or "multihead")
             out = dim
             mech_name, mech_opts = pool_attention or "additive", dict(pool_options or {})
         else:
@@ -65,7 +77,7 @@ class IntentClassifier(nn.Module):
             if encoder == "lstm":
                 out = hidden or dim
                 self.lstm = nn.LSTM(dim, out, batch_first=True)
-            mech_name, mech_opts = attention, attention_options
+            mech_name, mech_opts = attention or "none", attention_options
         self.mechanism = None
         if pooling == "attention":
             self.mechanism = build(mech_name, out, out, out, **mech_opts)
@@ -126,8 +138,8 @@ class IntentClassifier(nn.Module):
             else:
                 context, w = mech(x, x, x, mask)  # self-attention: every token queries the others
                 pooled = _masked_mean(x + context if self.residual else context, mask)
-                if isinstance(mech, ExternalAttention):  # its weights are over memory slots
-                    weights = masked_softmax(mech.m_k(x), mask.unsqueeze(-1), dim=1).mean(-1)
+                if mech.weights_over == "slots":  # not over the tokens: what it weighs per token instead
+                    weights = mech.token_weights(x, mask)
                 else:
                     weights = _masked_mean(w, mask)
         return pooled, weights

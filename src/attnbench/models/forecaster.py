@@ -35,13 +35,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..attention import build
+from ..attention import NO_ATTENTION, Needs, build
 from .transformer import EncoderLayer, sinusoidal_positions
 
 
 # ---------------------------------------------------------------------------------------- baselines
 class SeasonalNaive(nn.Module):
     """ŷ(t + h) = y(t + h - season): the same hour one season (a week) earlier, read from the window."""
+
+    attention_needs = NO_ATTENTION
 
     def __init__(self, window: int, horizon: int, season: int) -> None:
         super().__init__()
@@ -60,6 +62,8 @@ class RidgeForecaster(nn.Module):
     ``observed``: indices (0-based, among the F features of ``x``) of the observed-only features, whose
     T lags enter the design; the K known features enter at the H target steps (``z``).
     ``coef`` ``[H, T + T*len(observed) + H*K]`` and ``intercept`` ``[H]`` are float64 buffers."""
+
+    attention_needs = NO_ATTENTION
 
     def __init__(self, window: int, horizon: int, n_features: int, observed: list[int] | tuple[int, ...] = (),
                  n_known: int | None = None) -> None:
@@ -102,6 +106,8 @@ class DLinearForecaster(nn.Module):
     Fitted in closed form by the task (ridge on [trend; remainder], alpha chosen on validation):
     ``coef`` ``[H, 2T]`` = [W_trend, W_remainder], ``intercept`` ``[H]``, float64 buffers."""
 
+    attention_needs = NO_ATTENTION
+
     def __init__(self, window: int, horizon: int, kernel: int = 25) -> None:
         super().__init__()
         self.register_buffer("average", moving_average_matrix(window, kernel), persistent=False)
@@ -129,6 +135,10 @@ class FeatureAttention(nn.Module):
     returns the weights ``a[h, f]`` (summing to 1 over features) and the context
     ``sum_f a[h, f] e_f(z[h, f])``.
     """
+
+    # soft weights over the features, which have no order among them
+    attention_needs = Needs(alignment=True, sampled=False, ordered=False)
+    keys = "features"   # what its mechanism weighs
 
     def __init__(self, n_features: int, dim: int, query_dim: int, attention: str, options: dict | None = None,
                  embed_hidden: int = 16) -> None:
@@ -163,6 +173,9 @@ class AnomalyMask(nn.Module):
     ``m_t h_t + (1 - m_t) c_t``: a trusted step as it is, a distrusted one replaced by its
     neighbours' estimate. ``m`` is returned as the mask (1 = trusted).
     """
+
+    attention_needs = Needs(alignment=True, sampled=False)   # soft weights over the window's steps
+    keys = "window"     # what its mechanism weighs
 
     def __init__(self, dim: int, attention: str = "neighbour", options: dict | None = None, hidden: int = 32) -> None:
         super().__init__()
@@ -201,6 +214,10 @@ class RecurrentForecaster(nn.Module):
     (None: the known features at the step enter the head through a linear map); ``mask``: registered mechanism inside the
     anomaly mask (None: no mask).
     """
+
+    # the temporal attention: soft weights over the encoder states, or none (the plain GRU)
+    attention_needs = Needs(alignment=True, sampled=False, optional=True)
+    keys = "window"     # what its temporal attention weighs: the encoder's state at each input step
 
     def __init__(self, n_features: int, window: int, horizon: int, *, dim: int = 32, hidden: int = 64,
                  head_hidden: int = 64, step_dim: int = 8, dropout: float = 0.0, temporal: str | None = None,
@@ -254,9 +271,11 @@ class TransformerForecaster(nn.Module):
     positions -> pre-LN Transformer encoder (registry multi-head self-attention) -> the last token's
     output as the summary -> the same per-step head as the recurrent models."""
 
+    attention_needs = Needs(forms=None, heads=True)
+
     def __init__(self, n_features: int, window: int, horizon: int, *, d_model: int = 32, heads: int = 4,
                  layers: int = 2, ffn_dim: int = 64, head_hidden: int = 64, step_dim: int = 8, patch: int = 1,
-                 dropout: float = 0.0, n_known: int | None = None) -> None:
+                 dropout: float = 0.0, n_known: int | None = None, attention: str = "multihead") -> None:
         super().__init__()
         n_known = n_features if n_known is None else n_known
         if window % patch:
@@ -264,7 +283,7 @@ class TransformerForecaster(nn.Module):
         self.horizon, self.patch = horizon, patch
         self.embed = nn.Linear(patch * (1 + n_features), d_model)
         self.register_buffer("positions", sinusoidal_positions(window // patch, d_model), persistent=False)
-        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ffn_dim, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ffn_dim, dropout, attention) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.step = nn.Embedding(horizon, step_dim)
         self.future = nn.Linear(n_known, d_model)

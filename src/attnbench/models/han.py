@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..attention import build
+from ..attention import Needs, build
 
 POOLINGS = ("attention", "mean", "max")
 
@@ -39,6 +39,9 @@ def run_gru(gru: nn.GRU, x: Tensor, lengths: Tensor) -> Tensor:
 
 class Pool(nn.Module):
     """Reduce states [N, T, D] over T (mask [N, T]) to [N, D'] and per-position weights [N, T]."""
+
+    # a learned context vector queries the positions: weights over them (an alignment); none: mean or max pooling
+    attention_needs = Needs(alignment=True, optional=True)
 
     def __init__(self, dim: int, pooling: str, attention: str, attention_options: dict) -> None:
         super().__init__()
@@ -70,6 +73,8 @@ class Pool(nn.Module):
 class HAN(nn.Module):
     """Word encoder + word pooling -> sentence encoder + sentence pooling -> softmax layer."""
 
+    attention_needs = Pool.attention_needs
+
     def __init__(self, vocab_size: int, n_classes: int, emb_dim: int = 64, word_hidden: int = 32,
                  sent_hidden: int = 32, dropout: float = 0.1, *, pooling: str = "attention",
                  attention: str = "additive", attention_options: dict | None = None) -> None:
@@ -100,9 +105,16 @@ class HAN(nn.Module):
         doc, sent_w = self.sent_pool(sent_states, real)
         return self.out(self.drop(doc)), word_weights, sent_w
 
+    @property
+    def pooling(self) -> str:
+        """How the document is pooled: 'attention', 'mean' or 'max' (both levels pool alike)."""
+        return self.sent_pool.pooling
+
 
 class FlatAttention(nn.Module):
     """One bi-GRU over all words of the document and one pooling (attention) over all of them."""
+
+    attention_needs = Pool.attention_needs
 
     def __init__(self, vocab_size: int, n_classes: int, emb_dim: int = 64, hidden: int = 32, dropout: float = 0.1, *,
                  pooling: str = "attention", attention: str = "additive", attention_options: dict | None = None) -> None:
@@ -126,3 +138,8 @@ class FlatAttention(nn.Module):
         doc, w = self.pool(states, mask)
         word_weights = w.new_zeros(B, S * L).scatter(1, index, w * mask).view(B, S, L)
         return self.out(self.drop(doc)), word_weights, word_weights.sum(-1)
+
+    @property
+    def pooling(self) -> str:
+        """How the document is pooled: 'attention', 'mean' or 'max'."""
+        return self.pool.pooling

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 import torch.nn.functional as F
 
 from .. import attention
+from ..attention import NO_ATTENTION, Needs
 
 
 class RAM(nn.Module):
@@ -21,6 +22,8 @@ class RAM(nn.Module):
     class is right) from each step's detached state, for REINFORCE's variance reduction.
     """
 
+    attention_needs = Needs(forms=("glimpse",))   # a location policy and a retina (`step`)
+
     def __init__(self, channels: int, classes: int, *, glimpses: int = 6, glimpse_hidden: int = 128,
                  location_hidden: int = 64, hidden: int = 128, core: str = "gru", mechanism: str = "glimpse",
                  attention_options: dict | None = None) -> None:
@@ -28,9 +31,9 @@ class RAM(nn.Module):
         if glimpses < 1:
             raise ValueError(f"RAM needs at least one glimpse, got {glimpses}")
         self.glimpses = int(glimpses)
-        self.sensor = attention.build(mechanism, hidden, channels, channels, **(attention_options or {}))
-        if not hasattr(self.sensor, "step"):
+        if self.attention_needs.missing(attention.get_class(mechanism)):
             raise ValueError(f"RAM needs a glimpse mechanism (with a location policy); {mechanism!r} has none")
+        self.sensor = attention.build(mechanism, hidden, channels, channels, **(attention_options or {}))
         self.what = nn.Linear(self.sensor.retina_dim, glimpse_hidden)
         self.where = nn.Linear(2, location_hidden)
         self.glimpse_net = nn.Linear(glimpse_hidden + location_hidden, hidden)
@@ -80,6 +83,8 @@ def conv_stack(in_channels: int, channels: list[int], pool_last: bool = True, ba
 class FullViewCNN(nn.Module):
     """The convolutional baseline: conv blocks over the whole canvas, then a hidden layer."""
 
+    attention_needs = NO_ATTENTION   # a full view: no attention
+
     def __init__(self, channels: int, classes: int, side: int, *, conv: list[int], hidden: int = 128,
                  dropout: float = 0.0, batch_norm: bool = False) -> None:
         super().__init__()
@@ -96,6 +101,8 @@ class FullViewCNN(nn.Module):
 
 class FullViewMLP(nn.Module):
     """The fully connected baseline on the flattened canvas."""
+
+    attention_needs = NO_ATTENTION   # a full view: no attention
 
     def __init__(self, channels: int, classes: int, side: int, *, hidden: list[int], dropout: float = 0.0) -> None:
         super().__init__()
@@ -120,6 +127,9 @@ class SoftSpatial(nn.Module):
     weighs the keys, e.g. additive), reading the weighted context each time; the last state and
     context classify. The weights [B, steps, cells] are the soft counterpart of RAM's glimpses.
     """
+
+    # weights over the cells; the query (the GRU state) and the keys (the cells' features) differ in size
+    attention_needs = Needs(alignment=True, equal_dims=False)
 
     def __init__(self, channels: int, classes: int, side: int, *, conv: list[int], hidden: int = 128, steps: int = 3,
                  dropout: float = 0.0, mechanism: str = "additive", attention_options: dict | None = None) -> None:

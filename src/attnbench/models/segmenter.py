@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import attention
+from ..attention import NO_ATTENTION, Needs
 
 BOW_STERN = 3
 
@@ -32,6 +33,10 @@ def conv_block(cin: int, cout: int, convs: int = 1) -> nn.Sequential:
 
 
 class ShallowFCN(nn.Module):
+    attention_needs = NO_ATTENTION
+    outputs = "bowstern"         # forward: one bow/stern logit per pixel, no class map
+    trains_in_stages = False
+
     def __init__(self, in_channels: int = 3, width: int = 16, layers: int = 3) -> None:
         super().__init__()
         blocks = [conv_block(in_channels if i == 0 else width, width) for i in range(layers)]
@@ -48,9 +53,11 @@ class _TokenBlock(nn.Module):
     def __init__(self, channels: int, mechanism: str, options: dict) -> None:
         super().__init__()
         self.mechanism = mechanism
-        if mechanism == "external":
+        # weights over memory slots (external): the mechanism reads the queries only, its own memory for the rest
+        self.own_memory = attention.get_class(mechanism).weights_over == "slots"
+        if self.own_memory:
             self.proj_in = nn.Conv2d(channels, channels, 1)
-            self.attn = attention.build("external", channels, channels, channels, **options)
+            self.attn = attention.build(mechanism, channels, channels, channels, **options)
             dim = channels
         else:   # non-local: theta, phi, g 1x1 projections, then the registered dot-product score
             dim = int(options.get("attn_dim", max(8, channels // 2)))
@@ -64,7 +71,7 @@ class _TokenBlock(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         b, c, h, w = x.shape
         tokens = lambda t: t.flatten(2).transpose(1, 2)  # noqa: E731   [B, HW, C]
-        if self.mechanism == "external":
+        if self.own_memory:
             q = tokens(self.proj_in(x))
             ctx, weights = self.attn(q, q, q)
         else:
@@ -74,6 +81,12 @@ class _TokenBlock(nn.Module):
 
 
 class DeepFCN(nn.Module):
+    # a mechanism over a feature map: a gate after every encoder stage, or self-attention over the bottleneck's
+    # pixels (the non-local block); none: the plain net
+    attention_needs = Needs(forms=("map",), optional=True)
+    outputs = "classes"          # forward: four class logits per pixel
+    trains_in_stages = False
+
     def __init__(self, in_channels: int = 3, classes: int = 4, widths: tuple[int, ...] = (16, 32, 64),
                  convs: int = 2, skips: bool = False, mechanism: str = "none", options: dict | None = None) -> None:
         super().__init__()
@@ -83,14 +96,17 @@ class DeepFCN(nn.Module):
         self.enc = nn.ModuleList()
         self.gates = nn.ModuleList()
         cin = in_channels
+        cls = attention.get_class(mechanism)
+        self.weights_over = cls.weights_over
+        gates, tokens = cls.attends and "gate" in cls.forms, cls.attends and "map" in cls.forms
         for w in widths:
             self.enc.append(conv_block(cin, w, convs))
-            if mechanism in ("se", "cbam_spatial"):
+            if gates:
                 self.gates.append(attention.build(mechanism, w, w, w, **options))
             cin = w
         bottom = widths[-1]
         self.bottleneck = conv_block(bottom, bottom, convs)
-        self.token_block = _TokenBlock(bottom, mechanism, options) if mechanism in ("scaled_dot", "dot", "external") else None
+        self.token_block = _TokenBlock(bottom, mechanism, options) if tokens and not gates else None
         self.dec = nn.ModuleList()
         cin = bottom
         for w in reversed(widths):
@@ -106,16 +122,16 @@ class DeepFCN(nn.Module):
             x = block(x)
             if self.gates:
                 x, g = self.gates[i].forward_map(x)
-                if self.mechanism == "cbam_spatial" and i == 0:
+                if self.weights_over == "pixels" and i == 0:    # a spatial gate: the map the report draws
                     extras["spatial_map"] = g
-                elif self.mechanism == "se":
+                elif self.weights_over == "channels":
                     extras[f"channel_gates_{i}"] = g
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottleneck(x)
         if self.token_block is not None:
             x, w = self.token_block(x)
-            if self.mechanism != "external":     # attention each position receives, mean over queries
+            if self.weights_over == "keys":     # attention each position receives, mean over queries
                 h, wd = x.shape[-2:]
                 extras["spatial_map"] = w.mean(dim=1).reshape(-1, h, wd)
         for block, skip in zip(self.dec, reversed(skips)):
@@ -130,11 +146,16 @@ class DeepFCN(nn.Module):
 class TaskPartition(nn.Module):
     """Deep coarse net + shallow fine net; the gate is the deep net's dilated bow/stern region."""
 
-    def __init__(self, deep: DeepFCN, shallow: ShallowFCN, threshold: float, dilation: int) -> None:
+    attention_needs = Needs(forms=("partition",))   # the gate: a coarse net's class region
+    outputs = "partition"        # forward: {logits, fine, region}
+    trains_in_stages = True      # an optional deep-first warm-up before the shallow net trains (`train_shallow`)
+
+    def __init__(self, deep: DeepFCN, shallow: ShallowFCN, threshold: float, dilation: int,
+                 mechanism: str = "task_partition") -> None:
         super().__init__()
         self.deep, self.shallow = deep, shallow
         self.train_shallow = True   # False during a deep-first warm-up (set per epoch by the ships task)
-        self.gate = attention.build("task_partition", 1, 1, 1, threshold=threshold, dilation=dilation)
+        self.gate = attention.build(mechanism, 1, 1, 1, threshold=threshold, dilation=dilation)
 
     def forward(self, x: Tensor) -> tuple[dict, dict]:
         logits, _ = self.deep(x)

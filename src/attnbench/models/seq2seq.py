@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..attention import build
+from ..attention import Needs, build
 from . import beam
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -37,6 +37,11 @@ INITS = ("bridge", "final", "zeros")
 
 
 class RNNSeq2Seq(nn.Module):
+    # the decoder's GRU state queries the encoder memory one step at a time (none: the fixed-context baseline)
+    attention_needs = Needs(decoder_step=True, attends=None)
+    feature_states = True       # `features` gives the states before the output layer (training maps real words only)
+    weights_on_request = False  # forward always returns the attention weights
+
     def __init__(self, src_vocab: int, tgt_vocab: int, *, emb_dim: int, hidden: int, dropout: float,
                  attention: str, attention_options: dict | None = None, input_feed: bool = False,
                  encoder_hidden: int | None = None, param_init: float = 0.0, cell: str = "gru",
@@ -79,6 +84,11 @@ class RNNSeq2Seq(nn.Module):
             with torch.no_grad():   # padding embeds to zeros, as nn.Embedding's padding_idx promises
                 self.src_emb.weight[PAD].zero_()
                 self.tgt_emb.weight[PAD].zero_()
+
+    @property
+    def produces_alignment(self) -> bool:
+        """Whether the attention weights align target with source words (its mechanism's capability)."""
+        return self.attention.produces_alignment
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor):
         emb = self.drop(self.src_emb(src))

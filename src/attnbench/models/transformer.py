@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from ..attention import build
+from ..attention import Needs, build, get_class
 from . import beam
 from .seq2seq import BOS, EOS, PAD, decoded_length, stops_early
 
@@ -38,10 +38,17 @@ class FeedForward(nn.Sequential):
         super().__init__(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
 
 
+def _layer_attention(name: str, d_model: int, heads: int, dropout: float):
+    """The block's attention: a mechanism that is a multi-head layer (`heads`), refused otherwise."""
+    if not get_class(name).heads:
+        raise ValueError(f"a Transformer block needs a multi-head layer (a mechanism with `heads`); got {name!r}")
+    return build(name, d_model, d_model, d_model, num_heads=heads, dropout=dropout)
+
+
 class EncoderLayer(nn.Module):
-    def __init__(self, d_model: int, heads: int, ffn_dim: int, dropout: float) -> None:
+    def __init__(self, d_model: int, heads: int, ffn_dim: int, dropout: float, attention: str = "multihead") -> None:
         super().__init__()
-        self.self_attn = build("multihead", d_model, d_model, d_model, num_heads=heads, dropout=dropout)
+        self.self_attn = _layer_attention(attention, d_model, heads, dropout)
         self.ffn = FeedForward(d_model, ffn_dim, dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
@@ -53,10 +60,10 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, d_model: int, heads: int, ffn_dim: int, dropout: float) -> None:
+    def __init__(self, d_model: int, heads: int, ffn_dim: int, dropout: float, attention: str = "multihead") -> None:
         super().__init__()
-        self.self_attn = build("multihead", d_model, d_model, d_model, num_heads=heads, dropout=dropout)
-        self.cross_attn = build("multihead", d_model, d_model, d_model, num_heads=heads, dropout=dropout)
+        self.self_attn = _layer_attention(attention, d_model, heads, dropout)
+        self.cross_attn = _layer_attention(attention, d_model, heads, dropout)
         self.ffn = FeedForward(d_model, ffn_dim, dropout)
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
         self.drop = nn.Dropout(dropout)
@@ -83,18 +90,21 @@ class DecoderLayer(nn.Module):
 
 
 class TransformerSeq2Seq(nn.Module):
+    attention_needs = Needs(forms=None, heads=True)
+    produces_alignment = True   # the last decoder layer's cross-attention weighs the source words
+    feature_states = False      # forward gives the logits of every position
+    weights_on_request = True   # forward returns its attention weights only with need_weights=True
+
     def __init__(self, src_vocab: int, tgt_vocab: int, *, d_model: int, heads: int, enc_layers: int, dec_layers: int,
                  ffn_dim: int, dropout: float, max_len: int = 512, attention: str = "multihead",
                  attention_options: dict | None = None, tie_embeddings: bool = False, kv_cache: bool = False) -> None:
         super().__init__()
-        if attention != "multihead":
-            raise ValueError(f"the Transformer uses multi-head attention; got attention {attention!r}")
         self.scale = math.sqrt(d_model)
         self.src_emb = nn.Embedding(src_vocab, d_model, padding_idx=PAD)
         self.tgt_emb = nn.Embedding(tgt_vocab, d_model, padding_idx=PAD)
         self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
-        self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ffn_dim, dropout) for _ in range(enc_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, ffn_dim, dropout) for _ in range(dec_layers))
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ffn_dim, dropout, attention) for _ in range(enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, ffn_dim, dropout, attention) for _ in range(dec_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(d_model, tgt_vocab)

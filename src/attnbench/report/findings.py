@@ -103,28 +103,42 @@ def _load(means, runs):
             (None, _best(means, attention, lower=True), _best(means, linear, lower=True), "ape", "baseline")]
 
 
+def _captioning(means, runs):
+    """C4: the best soft and the best hard (sampled) attention run, each against Show and Tell's none."""
+    from ..attention import get_class
+
+    none = next((r for r, spec in runs.items() if spec["attention"] == "none"), None)
+    attended = {r: get_class(spec["attention"]).sampled for r, spec in runs.items() if spec["attention"] != "none"}
+    return [("C4", _best(means, [r for r, hard in attended.items() if not hard]), none, "bleu", "claim"),
+            ("C4", _best(means, [r for r, hard in attended.items() if hard]), none, "bleu", "claim")]
+
+
 def _recsys(means, runs):
     return [("C7", "afm", "fm", "rmse", "claim"), (None, "afm", "linear", "rmse", "baseline")]
 
 
 COMPARISONS: dict[str, Callable] = {"translation": _translation, "intent": _intent, "documents": _documents,
-                                    "glimpse": _glimpse, "load": _load, "recsys": _recsys}
-RANKING = {"translation": ("bleu", False), "intent": ("accuracy", False), "documents": ("accuracy", False),
+                                    "glimpse": _glimpse, "load": _load, "recsys": _recsys, "captioning": _captioning}
+RANKING = {"translation": ("bleu", False), "captioning": ("bleu4", False), "intent": ("accuracy", False), "documents": ("accuracy", False),
            "glimpse": ("error", True), "load": ("mape", True), "recsys": ("rmse", True)}
 
 
 # ---- per-item outputs ----------------------------------------------------------------------------------
+
+BLEU_TASKS = ("translation", "captioning")   # scored by corpus BLEU: the items are outputs and references
 
 def _run_items(task: str, dataset: str, run: str, seed: int) -> dict[str, Any] | None:
     """One run x seed's per-item outputs, or None when it wrote none."""
     import numpy as np
 
     folder = paths.run_dir(task, dataset, run, seed)
-    if task == "translation":
+    if task in BLEU_TASKS:   # the scored outputs and references, from samples.jsonl
         path = folder / "samples.jsonl"
         if not path.is_file():
             return None
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if task == "captioning":   # the beam-searched caption of each test image, against all its references
+            return {"hyp": [r["caption"] for r in records], "ref": [r["references"] for r in records]}
         return {"hyp": [r.get("hyp_detok", r["hyp"]) for r in records],
                 "ref": [r.get("ref_raw", r["ref"]) for r in records]}
     path = folder / "items.npz"
@@ -247,7 +261,7 @@ def collect(params: dict, task: str, dataset: str, root: Path = ROOT, command: s
             entry["seeds"][key] = {k: agg._clean(v) for k, v in record.items()}
             got = _run_items(task, dataset, run, seed)
             if got is not None:
-                if task == "translation":
+                if task in BLEU_TASKS:
                     items["refs"] = items["refs"] or got.pop("ref")
                     got.pop("ref", None)
                     mpath = paths.run_dir(task, dataset, run, seed) / "metrics.json"
@@ -355,6 +369,8 @@ def staleness(finding: dict, params: dict) -> list[str]:
 
 
 SHORT_NAMES = {"paired bootstrap over test sentences (sacreBLEU statistics, 1,000 resamples)": "paired bootstrap",
+               "paired bootstrap over test images (sacreBLEU statistics, every reference, 1,000 resamples)":
+                   "paired bootstrap",
                "McNemar's exact test over test items": "McNemar",
                "Diebold-Mariano test over forecast origins (HLN-corrected)": "Diebold-Mariano",
                "paired bootstrap over test examples (1,000 resamples)": "paired bootstrap"}
@@ -380,8 +396,7 @@ def _fmt_effect(row: dict, compact: bool = False) -> str:
 
 
 # claims no item-level test decides, and why (shown where the paired test would be)
-NO_PAIRED = {"C4": "BLEU-4 over several references per image: decided over seeds only",
-             "C8": "a claim about where the weights fall (keyword mass), not accuracy: no paired test",
+NO_PAIRED = {"C8": "a claim about where the weights fall (keyword mass), not accuracy: no paired test",
              "C11": "IoU over pixels of whole tiles: decided over seeds only"}
 
 

@@ -31,6 +31,7 @@ RESAMPLES = 1000
 SEED = 12345   # sacreBLEU's default bootstrap seed: the same draws every time
 
 BOOTSTRAP_BLEU = "paired bootstrap over test sentences (sacreBLEU statistics, 1,000 resamples)"
+BOOTSTRAP_BLEU_IMAGES = "paired bootstrap over test images (sacreBLEU statistics, every reference, 1,000 resamples)"
 MCNEMAR = "McNemar's exact test over test items"
 DIEBOLD_MARIANO = "Diebold-Mariano test over forecast origins (HLN-corrected)"
 BOOTSTRAP_RMSE = "paired bootstrap over test examples (1,000 resamples)"
@@ -84,14 +85,23 @@ def bootstrap(stats_a: np.ndarray, stats_b: np.ndarray, score: Callable[[np.ndar
     return result(test, observed, low, high, min(p, 1.0), higher_is_better, n, k, unit, digits)
 
 
-def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool = False,
+def _streams(references: Sequence) -> list[list[str | None]]:
+    """sacreBLEU's reference streams: one per reference position. `references[i]` is item i's reference, or
+    the list of its references (several per item, their number may vary: a missing one is None)."""
+    if all(isinstance(r, str) for r in references):
+        return [list(references)]
+    width = max(len(r) for r in references)
+    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
+
+
+def bleu_statistics(hypotheses: Sequence[str], references: Sequence, lowercase: bool = False,
                     tokenize: str | None = None) -> np.ndarray:
-    """sacreBLEU's per-sentence sufficient statistics of BLEU ([sentences, d]: n-gram matches and totals,
-    lengths), configured as the pipeline scored the corpus."""
+    """sacreBLEU's per-item sufficient statistics of BLEU ([items, d]: n-gram matches and totals, lengths),
+    configured as the pipeline scored the corpus; one reference per item, or several (see `_streams`)."""
     from sacrebleu.metrics import BLEU
 
     bleu = BLEU(lowercase=lowercase, tokenize=tokenize, force=tokenize == "none")
-    return np.asarray(bleu._extract_corpus_statistics(list(hypotheses), [list(references)]), dtype=np.float64)
+    return np.asarray(bleu._extract_corpus_statistics(list(hypotheses), _streams(references)), dtype=np.float64)
 
 
 def bleu_score_function(lowercase: bool = False, tokenize: str | None = None) -> Callable[[np.ndarray], float]:
@@ -102,15 +112,16 @@ def bleu_score_function(lowercase: bool = False, tokenize: str | None = None) ->
     return lambda summed: float(bleu._compute_score_from_stats([float(v) for v in summed]).score)
 
 
-def bleu_bootstrap(hyps_a: Sequence[Sequence[str]], hyps_b: Sequence[Sequence[str]], references: Sequence[str],
+def bleu_bootstrap(hyps_a: Sequence[Sequence[str]], hyps_b: Sequence[Sequence[str]], references: Sequence,
                    lowercase: bool = False, tokenize: str | None = None, resamples: int = RESAMPLES) -> dict[str, Any]:
-    """A vs B in corpus BLEU: hyps_*[k] is seed k's translations of the test set (the same seeds, in order)."""
+    """A vs B in corpus BLEU: hyps_*[k] is seed k's outputs for the test set (the same seeds, in order);
+    `references`: one per item (translation's sentences) or a list per item (captioning's images)."""
     if len(hyps_a) != len(hyps_b) or not hyps_a:
         raise ValueError("bleu_bootstrap needs the same number (>= 1) of seeds on both sides")
     a = np.stack([bleu_statistics(h, references, lowercase, tokenize) for h in hyps_a], axis=1)
     b = np.stack([bleu_statistics(h, references, lowercase, tokenize) for h in hyps_b], axis=1)
-    return bootstrap(a, b, bleu_score_function(lowercase, tokenize), BOOTSTRAP_BLEU, True, resamples,
-                     unit=" BLEU")
+    test = BOOTSTRAP_BLEU if all(isinstance(r, str) for r in references) else BOOTSTRAP_BLEU_IMAGES
+    return bootstrap(a, b, bleu_score_function(lowercase, tokenize), test, True, resamples, unit=" BLEU")
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = RESAMPLES, scale: float = 1.0,

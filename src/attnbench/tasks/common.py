@@ -1,5 +1,6 @@
 """Pieces the task modules share: decoding a (possibly gzipped) UTF-8 data file into lines, a token
-<-> id vocabulary, moving a batch to a device and length-ordered evaluation batches. Task-specific
+<-> id vocabulary, moving a batch to a device, length-ordered evaluation batches and the check that a
+run's mechanism has the capabilities its model needs. Task-specific
 logic (which tokens a vocabulary holds, how a batch is padded, what "length" means, which error a
 reader raises) stays in the task's module."""
 from __future__ import annotations
@@ -10,7 +11,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..errors import not_utf8
+from .. import attention, paths
+from ..errors import ParamsError, not_utf8
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -107,3 +109,58 @@ def round_floats(value: Any, digits: int) -> Any:
         return value
     value = float(value)
     return None if not math.isfinite(value) else round(value, digits)
+
+
+def step_command(params_path: str, step: str, task: str, dataset: str, run: str | None = None,
+                 seed: int | None = None) -> str:
+    """The `attnbench` command line of one pipeline step, as the user should type it."""
+    prefix = "attnbench" if params_path == "params.yaml" else f"attnbench --params {params_path}"
+    line = f"{prefix} {step} --task {task} --dataset {dataset}"
+    return line if run is None else f"{line} --run {run} --seed {seed}"
+
+
+def trained_run(task: str, cfg: dict, params_path: str = "params.yaml") -> tuple[Path, Path]:
+    """(run folder, prepared folder) of a trained run, or FileNotFoundError naming the commands that are
+    missing (prepare, train) for using it: `translate`, `score`, `predict`."""
+    dataset, run, seed = cfg["dataset"], cfg["run"], cfg["seed"]
+    run_dir, prepared = paths.run_dir(task, dataset, run, seed), paths.prepared_dir(task, dataset)
+    prepare = step_command(params_path, "prepare", task, dataset)
+    if not (run_dir / "model.pt").is_file():
+        steps = step_command(params_path, "train", task, dataset, run, seed)
+        if not (prepared / "vocab.json").is_file():
+            steps = f"{prepare} && {steps}"
+        raise FileNotFoundError(f"{run_dir / 'model.pt'}: run {run} seed {seed} of dataset {dataset} is not trained "
+                                f"here; train it first: {steps}")
+    if not (prepared / "vocab.json").is_file():
+        raise FileNotFoundError(f"{prepared}: dataset {dataset} is not prepared here; prepare it first: {prepare}")
+    return run_dir, prepared
+
+
+def check_mechanism(where: str, model: str, mechanism: str, needs: attention.Needs) -> None:
+    """Refuse a run (`where`: its key, e.g. "params.yaml: tasks.load.runs.gru") whose mechanism lacks a
+    capability its model declares in `needs`: ParamsError naming the mechanism, what it lacks in words and
+    the registered mechanisms that have it."""
+    why = attention.refusal(mechanism, needs)
+    if why:
+        raise ParamsError(f"{where}.attention: value {mechanism!r} is not allowed for model {model!r}: {why}")
+
+
+def check_mechanism_options(where: str, mechanism: str, options: dict) -> None:
+    """The run's options reach its mechanism: build it once on toy sizes (the global RNG left as it was), so an
+    unknown option or a bad value stops before anything runs, naming the run's options."""
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            attention.build(mechanism, 8, 8, 8, **options)
+    except (TypeError, ValueError) as exc:
+        raise ParamsError(f"{where}.options: {exc}") from None
+
+
+def mechanism_option(mechanism: str, options: dict, name: str):
+    """The value of option `name` a run's mechanism will be built with (the run's, else its default); None when
+    the mechanism takes no such option."""
+    import inspect
+
+    param = inspect.signature(attention.get_class(mechanism).__init__).parameters.get(name)
+    return None if param is None else options.get(name, param.default)

@@ -269,11 +269,14 @@ def claim(cid: str, paper: tuple[str, str, str], verdict: str, evidence: str) ->
 
 def at_smoke_scale(ctx: dict) -> dict:
     """A section's context as a smoke-scale report shows it: a few epochs on a sliver of the data rank
-    nothing, so no run is marked best and every verdict drawn from the figures (the claims', an acceptance
-    check's) is SMOKE_VERDICT, the figures staying as the evidence. "not measurable" stays: it says that the
-    runs a claim needs have no results, which is as true at smoke scale as at any other."""
+    nothing, so no run is marked best and every verdict (the claims', an acceptance check's) is
+    SMOKE_VERDICT, the figures staying as the evidence; a claim whose runs have no results says so first
+    in its evidence ("not measurable: ...")."""
     def smoke(item: dict) -> dict:
-        return item if item["verdict"] == "not measurable" else {**item, "verdict": SMOKE_VERDICT, "css": "na"}
+        evidence = item["evidence"]
+        if item["verdict"] == "not measurable":
+            evidence = f"not measurable: {evidence}" if evidence else "not measurable"
+        return {**item, "verdict": SMOKE_VERDICT, "css": "na", "evidence": evidence}
 
     for row in (ctx.get("leaderboard") or {}).get("rows", []):
         row["best"] = False

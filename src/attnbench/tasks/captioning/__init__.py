@@ -27,28 +27,28 @@ from torch import nn
 
 from ... import io as aio
 from ...errors import ParamsError
-from ...models.captioner import BOS, EOS, PAD, UNK, Captioner
+from ...models.captioner import BOS, EOS, PAD, UNK, Captioner, decoder_kind
 from .. import register
 from ..base import Task
-from ..common import to_device
+from ..common import check_mechanism, check_mechanism_options, to_device
 from . import data as scenes
 
 SPLITS = ("train", "valid", "test")
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 MODEL_RUN_OPTIONS = ("init_state",)     # run options given to the Captioner, not to the attention mechanism
-LOSS_OPTIONS = {"none": (), "hard_reinforce": ("reinforce", "entropy", "baseline_decay", "semi_sampling") + MODEL_RUN_OPTIONS}
-SOFT_LOSS_OPTIONS = ("doubly_stochastic",) + MODEL_RUN_OPTIONS
+# the run options of each decoder kind (decoder_kind) that go to the loss or the Captioner, not to the mechanism
+LOSS_OPTIONS = {"none": (), "hard": ("reinforce", "entropy", "baseline_decay", "semi_sampling") + MODEL_RUN_OPTIONS,
+                "soft": ("doubly_stochastic",) + MODEL_RUN_OPTIONS}
 BLEU_ORDERS = (1, 2, 3, 4)
 BEAM_BATCH = 128                        # test images beam-searched together (beam_size decoder rows each)
 
 
-def kind_of(attention: str) -> str:
-    return {"none": "none", "hard_reinforce": "hard"}.get(attention, "soft")
+kind_of = decoder_kind   # "none" | "soft" | "hard", by the mechanism's capabilities
 
 
 def split_options(attention: str, options: dict) -> tuple[dict, dict]:
     """(the mechanism's own options, the loss options of the run's kind)."""
-    names = LOSS_OPTIONS.get(attention, SOFT_LOSS_OPTIONS)
+    names = LOSS_OPTIONS[kind_of(attention)]
     return ({k: v for k, v in options.items() if k not in names}, {k: v for k, v in options.items() if k in names})
 
 
@@ -121,23 +121,13 @@ class Captioning(Task):
         where = f"{origin}: tasks.captioning"
         for run, spec in section["runs"].items():
             attention, options = spec["attention"], spec.get("options", {})
+            check_mechanism(f"{where}.runs.{run}", spec["model"], attention, Captioner.attention_needs)
             own, _ = split_options(attention, options)
-            if attention == "none" and own:
-                raise ParamsError(f"{where}.runs.{run}.options.{sorted(own)[0]}: unknown option for attention 'none'; "
-                                  "expected no options")
-            if attention != "none":
-                from ... import attention as registry
-
-                try:
-                    with torch.random.fork_rng(devices=[]):
-                        mech = registry.build(attention, 8, 6, 6, **own)
-                        _, w = mech(torch.zeros(2, 8), torch.randn(2, 5, 6), torch.randn(2, 5, 6))
-                except (TypeError, ValueError) as exc:
-                    raise ParamsError(f"{where}.runs.{run}.options: {exc}") from None
-                if tuple(w.shape) != (2, 5):
-                    raise ParamsError(f"{where}.runs.{run}.attention: value {attention!r} is not allowed here: its weights "
-                                      "are not over the image locations; expected a mechanism scoring key positions "
-                                      "(additive, general, dot, scaled_dot, hard_reinforce, ...)")
+            if kind_of(attention) == "none" and own:
+                raise ParamsError(f"{where}.runs.{run}.options.{sorted(own)[0]}: unknown option for attention "
+                                  f"{attention!r}; expected no options")
+            if kind_of(attention) != "none":
+                check_mechanism_options(f"{where}.runs.{run}", attention, own)
         models = section["models"]
         for name, m in models.items():
             pools = m.get("pools", len(m["channels"]))

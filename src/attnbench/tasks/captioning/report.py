@@ -16,6 +16,7 @@ import pandas as pd
 from ... import paths
 from ...report import aggregate as agg
 from ...report import noise, plots
+from . import kind_of as kind
 from . import plots as plots_captioning
 from ...report.sections import (base_context, best_run, claim, collect_runs, curves, finite, int_cell, leaderboard,
                                 load_npz, read_manifest, reference_export, results_context, run_file, text_cell)
@@ -30,10 +31,6 @@ MIN_BLEU = 5.0     # every compared run below this BLEU-4: too little learnt to 
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "bleu4_greedy", "localisation", "localisation_chance", "exact_match",
            "localisation_colour_word", "attention_entropy",
            "shape_words_scored", "parameters", "train_seconds", "epochs_trained", "best_epoch")
-
-
-def kind(attention: str) -> str:
-    return {"none": "none", "hard_reinforce": "hard"}.get(attention, "soft")
 
 
 KIND_LABEL = {"none": "Show and Tell (no attention)", "soft": "soft attention", "hard": "hard attention (REINFORCE)"}

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ... import attention
 from ... import io as aio
 from ...errors import ParamsError
 from ...metrics import sentence_hit_rate
 from ...models.han import HAN, FlatAttention
 from .. import register
 from ..base import Task
-from ..common import ordered_batches, to_device, write_items
+from ..common import check_mechanism, check_mechanism_options, ordered_batches, to_device, write_items
 from ...baselines import tfidf
 from .data import (CLASSES, Document, DocumentError, generate_splits, label_word_counts, read_documents_jsonl, read_prepared,
                      stratified_split, to_jsonl, truncate)
@@ -37,9 +38,14 @@ MODELS = {"han": HAN, "flat": FlatAttention}
 TEXTS = "texts.json"   # prepared: {split: [whole document text]} for the TF-IDF baseline
 
 
+def attends(mechanism: str) -> bool:
+    """Whether a run's mechanism pools (False: `none`, whose run pools by its `pooling` option)."""
+    return attention.get_class(mechanism).attends
+
+
 def pooling_of(spec: dict) -> str:
     """How a run pools at each level: 'attention' (its mechanism) or the `pooling` option of an attention-free run."""
-    if spec["attention"] == "none":
+    if not attends(spec["attention"]):
         return spec.get("options", {}).get("pooling", "mean")
     return "attention"
 
@@ -102,9 +108,8 @@ class Documents(Task):
         for run, spec in section["runs"].items():
             options = spec.get("options", {})
             if spec["model"] == tfidf.MODEL:
-                if spec["attention"] != "none":
-                    raise ParamsError(f"{where}.runs.{run}.attention: value {spec['attention']!r} is not allowed for "
-                                      "model 'tfidf' (the TF-IDF + linear classifier baseline); expected: none")
+                # the TF-IDF + linear classifier baseline has no attention
+                check_mechanism(f"{where}.runs.{run}", spec["model"], spec["attention"], attention.NO_ATTENTION)
                 if options:
                     raise ParamsError(f"{where}.runs.{run}.options: the TF-IDF baseline takes no options here; set its "
                                       "n-grams, classifier and C under tasks.documents.models.tfidf")
@@ -112,16 +117,17 @@ class Documents(Task):
                     raise ParamsError(f"{where}.models: missing key 'tfidf' (run {run!r} uses model 'tfidf'); expected "
                                       "its options, e.g. tfidf: {C: [0.1, 1.0, 10.0]}")
                 continue
-            if "pooling" in options and spec["attention"] != "none":
+            if "pooling" in options and attends(spec["attention"]):
                 raise ParamsError(f"{where}.runs.{run}.options.pooling: value {options['pooling']!r} is not allowed with "
                                   f"attention {spec['attention']!r}; expected no pooling option (the mechanism pools), "
                                   "or attention 'none' with pooling mean or max")
-            if spec["attention"] == "none" and set(options) - {"pooling"}:
+            if not attends(spec["attention"]) and set(options) - {"pooling"}:
                 extra = sorted(set(options) - {"pooling"})[0]
-                raise ParamsError(f"{where}.runs.{run}.options.{extra}: unknown option for attention 'none'; "
-                                  "allowed: pooling (mean | max)")
-            if spec["attention"] != "none":
-                _check_pooling_mechanism(spec["attention"], options, f"{where}.runs.{run}")
+                raise ParamsError(f"{where}.runs.{run}.options.{extra}: unknown option for attention "
+                                  f"{spec['attention']!r}; allowed: pooling (mean | max)")
+            check_mechanism(f"{where}.runs.{run}", spec["model"], spec["attention"], MODELS[spec["model"]].attention_needs)
+            if attends(spec["attention"]):
+                check_mechanism_options(f"{where}.runs.{run}", spec["attention"], options)
         for name, size in section["scales"].items():
             if size["min_sentences"] > size["max_sentences"]:
                 raise ParamsError(f"{where}.scales.{name}.min_sentences: value {size['min_sentences']} is not allowed; "
@@ -207,7 +213,7 @@ class Documents(Task):
         if kind not in MODELS:
             raise ValueError(f"unknown documents model {kind!r}; expected one of: {', '.join(MODELS)}")
         options = dict(cfg["attention_options"])
-        pooling = options.pop("pooling", "mean") if cfg["attention"] == "none" else "attention"
+        pooling = "attention" if attends(cfg["attention"]) else options.pop("pooling", "mean")
         return MODELS[kind](len(data.itos), len(data.labels), **cfg["model_options"], pooling=pooling,
                             attention=cfg["attention"], attention_options=options)
 
@@ -275,7 +281,7 @@ class Documents(Task):
             pooling = "none"
         else:
             pred, word_w, sent_w = self.predict(model, data, "test", device)
-            pooling = _model_pooling(model)
+            pooling = model.pooling
         has_weights = pooling not in ("mean", "none")    # averaging has no preferred position
         gold = [d.gold_sentence for d in docs]
         with_gold = [i for i, g in enumerate(gold) if g is not None]
@@ -343,29 +349,6 @@ class Documents(Task):
                              "text": d.text()}, ensure_ascii=False)
                  for i, d in enumerate(docs)]
         aio.write_text(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
-
-
-def _check_pooling_mechanism(name: str, options: dict, where: str) -> None:
-    """A mechanism pools here with one learned query over the positions: try it on a toy batch, so bad
-    options or a mechanism whose weights are not over the positions stop before anything runs."""
-    from ... import attention
-
-    try:
-        with torch.random.fork_rng(devices=[]):  # leave the global RNG as it was
-            mech = attention.build(name, 8, 8, 8, **options)
-            keys = torch.randn(2, 5, 8)
-            _, weights = mech(torch.zeros(2, 8), keys, keys, torch.ones(2, 5, dtype=torch.bool))
-    except (TypeError, ValueError) as exc:
-        raise ParamsError(f"{where}.options: {exc}") from None
-    if tuple(weights.shape) != (2, 5):
-        raise ParamsError(f"{where}.attention: value {name!r} is not allowed here: its weights are not over the words or "
-                          "sentences it pools (it cannot pool with a learned context vector); expected a mechanism "
-                          "scoring key positions, such as additive, general, dot or scaled_dot")
-
-
-def _model_pooling(model: nn.Module) -> str:
-    pool = model.sent_pool if isinstance(model, HAN) else model.pool
-    return pool.pooling
 
 
 def _chance(docs: list[Document]) -> float | None:

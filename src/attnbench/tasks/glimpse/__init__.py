@@ -34,12 +34,12 @@ from ...device_data import make_resident
 from ...errors import DataError
 from ...models.ram import RAM, FullViewCNN, FullViewMLP, SoftSpatial
 from .. import register
-from ..common import round_floats, write_items
+from ..common import check_mechanism, round_floats, write_items
 from ..base import Task
 from .data import SPLITS, VARIANTS, compose, image_groups, read_npz, sklearn_digits, split_images, upsample
 
 EVAL_BATCH = 512
-MODELS = ("ram", "soft", "cnn", "mlp")
+MODELS = {"ram": RAM, "soft": SoftSpatial, "cnn": FullViewCNN, "mlp": FullViewMLP}
 RUN_KEYS = ("variant",)        # run options that are not the mechanism's
 
 
@@ -114,19 +114,12 @@ class GlimpseTask(Task):
             if options.get("variant") not in VARIANTS:
                 raise ParamsError(f"{at}.options.variant: value {options.get('variant')!r} is not allowed; expected "
                                   f"one of: {', '.join(VARIANTS)} (the canvases the run trains and is tested on)")
-            if model == "ram" and mech not in attention.capable(form="glimpse"):
-                raise ParamsError(f"{at}.attention: value {mech!r} is not allowed for model 'ram'; expected: "
-                                  f"{', '.join(attention.capable(form='glimpse'))}")
-            if model in ("cnn", "mlp") and mech != "none":
-                raise ParamsError(f"{at}.attention: value {mech!r} is not allowed for model {model!r} (a full-view "
-                                  "baseline); expected: none")
-            if model == "soft" and mech not in attention.capable(form="sequence", alignment=True):
-                raise ParamsError(f"{at}.attention: value {mech!r} is not allowed for model 'soft'; expected a "
-                                  "mechanism whose weights lie over the feature-map cells (e.g. additive, general)")
-            if model in ("cnn", "mlp") and set(options) - set(RUN_KEYS):
+            needs = MODELS[model].attention_needs
+            check_mechanism(at, model, mech, needs)
+            if not needs.attends and set(options) - set(RUN_KEYS):   # a full-view model takes no mechanism options
                 extra = sorted(set(options) - set(RUN_KEYS))[0]
                 raise ParamsError(f"{at}.options.{extra}: unknown option for model {model!r}; allowed: variant")
-            if model == "ram":
+            if "glimpse" in attention.get_class(mech).forms:   # the glimpse's retina must fit the canvas
                 patch, scales = options.get("patch", 8), options.get("scales", 3)
                 if patch * 2 ** (scales - 1) > 2 * d["canvas"]:
                     raise ParamsError(f"{at}.options.scales: value {scales!r} is not allowed; the largest glimpse "

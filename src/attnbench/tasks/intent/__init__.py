@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from ... import io as aio
+from ...attention import NO_ATTENTION
 from ...attention import available as available_mechanisms
 from ...config import config_hash
 from ...errors import ParamsError
@@ -34,7 +35,7 @@ from ...models.classifier import POOLINGS, IntentClassifier
 from ...optim import Adam
 from .. import register
 from ..base import Task
-from ..common import TokenVocab, long_tensors, write_items
+from ..common import TokenVocab, check_mechanism, long_tensors, write_items
 from ...baselines import tfidf
 from .data import (Utterance, generate_splits, generate_unlabelled, read_clinc_json, read_csv, read_csv_files, read_jsonl,
                    write_jsonl)
@@ -133,26 +134,14 @@ class Intent(Task):
                 raise ParamsError(f"{where}.model: value {spec['model']!r} is not allowed; expected one of the "
                                   f"models of tasks.intent.models: {', '.join(models)}")
             opts, mech = models[spec["model"]], spec["attention"]
-            if opts["encoder"] == tfidf.MODEL:
-                if mech != "none":
-                    raise ParamsError(f"{where}.attention: value {mech!r} is not allowed for model {spec['model']!r} "
-                                      "(the TF-IDF + linear classifier baseline); expected: none")
+            if opts["encoder"] == tfidf.MODEL:   # the TF-IDF + linear classifier baseline has no attention
+                check_mechanism(where, spec["model"], mech, NO_ATTENTION)
                 if spec.get("options"):
                     raise ParamsError(f"{where}.options: the TF-IDF baseline takes no attention options; set its "
                                       f"n-grams, classifier and C under tasks.intent.models.{spec['model']}")
-            elif opts["encoder"] == "transformer":
-                if mech != "multihead":
-                    raise ParamsError(f"{where}.attention: value {mech!r} is not allowed for a transformer "
-                                      "encoder; expected: multihead (its pooling mechanism is the model's pool_attention)")
-            elif opts["pooling"] == "attention" and mech == "none":
-                raise ParamsError(f"{where}.attention: value 'none' is not allowed for model {spec['model']!r} "
-                                  "(pooling: attention); expected a registered mechanism other than none")
-            elif opts["pooling"] != "attention" and mech != "none":
-                raise ParamsError(f"{where}.attention: value {mech!r} is not allowed for model {spec['model']!r} "
-                                  f"(pooling: {opts['pooling']}); expected: none")
-            elif mech == "multihead" and opts["pooling"] == "attention":
-                raise ParamsError(f"{where}.attention: value 'multihead' is not allowed for pooling; expected "
-                                  "model encoder: transformer for multi-head self-attention")
+            else:   # the Transformer's layers (its pooling mechanism is the model's pool_attention), a pooling's, or none
+                check_mechanism(where, spec["model"], mech,
+                                IntentClassifier.attention_needs(opts["encoder"], opts["pooling"], opts.get("query", "self")))
         data = section["data"]
         where = f"{origin}: tasks.intent.data"
         source = data["source"]

@@ -1,4 +1,4 @@
-"""The synthetic chatbot-intent corpus: short user utterances whose label is carried by a few
+r"""The synthetic chatbot-intent corpus: short user utterances whose label is carried by a few
 keyword tokens, which the generator records (gold keywords).
 
 Intents

@@ -36,13 +36,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ... import attention
 from ... import io as aio
 from ...errors import ParamsError
 from ...metrics import forecast_scores, mask_roc_auc
-from ...models.forecaster import (DLinearForecaster, RecurrentForecaster, RidgeForecaster, SeasonalNaive,
-                                  TransformerForecaster)
+from ...models.forecaster import (AnomalyMask, DLinearForecaster, FeatureAttention, RecurrentForecaster,
+                                  RidgeForecaster, SeasonalNaive, TransformerForecaster)
 from .. import register
-from ..common import round_floats, write_items
+from ..common import check_mechanism, mechanism_option, round_floats, write_items
 from ..base import Task
 from . import headline as hl
 from .data import KINDS, Series, corrupt, generate, read_csv
@@ -50,6 +51,10 @@ from .data import KINDS, Series, corrupt, generate, read_csv
 SPLITS = ("train", "valid", "test")
 NEURAL = ("gru", "feature_attn", "anomaly_mask", "transformer")
 CLOSED_FORM = ("seasonal_naive", "ridge", "dlinear")
+# each model and the part of it that takes the run's mechanism, whose `attention_needs` the run must meet
+TAKES_MECHANISM = {"seasonal_naive": SeasonalNaive, "ridge": RidgeForecaster, "dlinear": DLinearForecaster,
+                   "gru": RecurrentForecaster, "feature_attn": FeatureAttention, "anomaly_mask": AnomalyMask,
+                   "transformer": TransformerForecaster}
 EVAL_BATCH = 512
 VALID_MAPE_FLOOR = 0.01   # the MAPE guard of the validation metric (fixed: training must not depend on eval settings)
 
@@ -232,23 +237,18 @@ class LoadForecasting(Task):
         if d["window"] % patch:
             raise ParamsError(f"{origin}: tasks.load.models.transformer.patch: value {patch!r} is not allowed; expected a "
                               f"divisor of data.window ({d['window']})")
-        allowed = {"seasonal_naive": {"none"}, "ridge": {"none"}, "dlinear": {"none"}, "transformer": {"multihead"}}
         for run, spec in section["runs"].items():
             model, mech = spec["model"], spec["attention"]
             if model not in section["models"]:
                 raise ParamsError(f"{origin}: tasks.load.runs.{run}.model: value {model!r} is not allowed: it has no entry "
                                   f"under tasks.load.models; expected one of: {', '.join(section['models'])}")
-            if model in allowed and mech not in allowed[model]:
-                raise ParamsError(f"{origin}: tasks.load.runs.{run}.attention: value {mech!r} is not allowed for model "
-                                  f"{model!r}; expected: {', '.join(sorted(allowed[model]))}")
-            if model in ("feature_attn", "anomaly_mask") and mech == "none":
-                raise ParamsError(f"{origin}: tasks.load.runs.{run}.attention: value 'none' is not allowed for model "
-                                  f"{model!r}; expected a registered mechanism (e.g. "
-                                  f"{'additive' if model == 'feature_attn' else 'neighbour'})")
-            if model in ("gru", "feature_attn", "anomaly_mask") and mech in ("multihead", "external", "hard"):
-                raise ParamsError(f"{origin}: tasks.load.runs.{run}.attention: value {mech!r} is not allowed for model "
-                                  f"{model!r}; expected a mechanism whose weights lie over the keys (e.g. additive, "
-                                  "general, scaled_dot, neighbour)")
+            part = TAKES_MECHANISM[model]
+            check_mechanism(f"{origin}: tasks.load.runs.{run}", model, mech, part.attention_needs)
+            limit = mechanism_option(mech, spec.get("options", {}), "max_len")
+            if getattr(part, "keys", None) == "window" and limit is not None and limit < d["window"]:
+                raise ParamsError(f"{origin}: tasks.load.runs.{run}.options.max_len: value {limit} is too small: {mech} "
+                                  f"attention scores at most max_len positions, and model {model!r} gives it the "
+                                  f"{d['window']} steps of the input window; expected >= {d['window']}")
 
     def prepare(self, params: dict, out_dir: Path) -> dict:
         section = params["tasks"]["load"]
@@ -334,12 +334,12 @@ class LoadForecasting(Task):
         if kind == "dlinear":
             return DLinearForecaster(data.window, data.horizon, int(opts["kernel"]))
         if kind == "transformer":
-            return TransformerForecaster(*shape, **opts, n_known=k)
+            return TransformerForecaster(*shape, **opts, n_known=k, attention=mech)
         torch_opts = {key: v for key, v in opts.items() if key not in ("train_corruption", "mask_loss")}
         torch_opts["n_known"] = k
         mech_opts = cfg["attention_options"]
         if kind == "gru":
-            return RecurrentForecaster(*shape, **torch_opts, temporal=None if mech == "none" else mech,
+            return RecurrentForecaster(*shape, **torch_opts, temporal=mech if attention.get_class(mech).attends else None,
                                        attention_options=mech_opts)
         if kind == "feature_attn":
             return RecurrentForecaster(*shape, **torch_opts, feature=mech, attention_options=mech_opts)

@@ -23,21 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ... import attention
 from ... import io as aio
 from ...errors import ParamsError
 from ...device_data import make_resident
 from ...models.afm import MODELS, build_model
 from .. import register
 from ..base import Task
-from ..common import write_items
+from ..common import check_mechanism, write_items
 from .data import SPLITS, encode, generate, pair_index, pair_names, read_files
 
 log = logging.getLogger("attnbench.recsys")
 
-# mechanisms whose weights are not over the pair vectors, or that assume an ordered sequence
-UNFIT_FOR_PAIRS = {"external": "its weights are over memory slots, not over the pairs",
-                   "local_m": "it attends around a position in a sequence; field pairs have no order",
-                   "local_p": "it attends around a position in a sequence; field pairs have no order"}
 EVAL_BATCH = 8192
 DIGITS = 6
 
@@ -127,13 +124,8 @@ class Recsys(Task):
     # ---- parameters and data ------------------------------------------------------------
     def check_params(self, section: dict, origin: str) -> None:
         for run, spec in section["runs"].items():
-            key = f"{origin}: tasks.recsys.runs.{run}.attention"
-            if spec["model"] != "afm" and spec["attention"] != "none":
-                raise ParamsError(f"{key}: value {spec['attention']!r} is not allowed for model {spec['model']!r}, "
-                                  "which has no attention; expected: none")
-            if spec["model"] == "afm" and spec["attention"] in UNFIT_FOR_PAIRS:
-                raise ParamsError(f"{key}: value {spec['attention']!r} does not fit AFM: "
-                                  f"{UNFIT_FOR_PAIRS[spec['attention']]}; expected afm or another registered mechanism")
+            check_mechanism(f"{origin}: tasks.recsys.runs.{run}", spec["model"], spec["attention"],
+                            MODELS[spec["model"]].attention_needs)
             if spec["model"] == "linear" and spec.get("options"):
                 raise ParamsError(f"{origin}: tasks.recsys.runs.{run}.options: the linear model takes no attention "
                                   "options; set its regularisation under tasks.recsys.models.linear")
@@ -365,7 +357,7 @@ class Recsys(Task):
             metrics.update(rmse=_rounded(rmse(y, prob)), mae=_rounded(mae(y, prob)), logloss=_rounded(logloss(y, prob)),
                            auc=_rounded(auc(y, prob)))
         stats = self._pair_stats(model, data, device)
-        has_attention = cfg["model"] == "afm" and cfg["attention"] != "none"
+        has_attention = attention.get_class(cfg["attention"]).attends   # only a model with attention takes one
         truth = data.importance
         metrics["has_attention"] = bool(has_attention)
         metrics["pair_spearman"] = _spearman(stats["attention_mean"], truth) if has_attention and truth is not None else None

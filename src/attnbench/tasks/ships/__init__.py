@@ -53,19 +53,19 @@ from scipy import ndimage
 from torch import nn
 
 from ... import io as aio
-from ... import attention
 from ...errors import ParamsError
 from ...device_data import make_resident
 from ...metrics import binary_iou, segmentation_scores
 from ...models.segmenter import BOW_STERN, DeepFCN, ShallowFCN, TaskPartition
 from .. import register
 from ..base import Task
+from ..common import check_mechanism
 from .data import CLASSES, SHIP_KIND, Tiles, generate, read_folder
 
 log = logging.getLogger("attnbench.ships")
 
 SPLITS = ("train", "valid", "test")
-MODELS = ("shallow", "deep", "partition")
+MODELS = {"shallow": ShallowFCN, "deep": DeepFCN, "partition": TaskPartition}
 EVAL_BATCH = 64
 MEAN, STD = 0.45, 0.25
 
@@ -140,14 +140,11 @@ class Ships(Task):
                 raise ParamsError(f"{origin}: tasks.ships.runs.{run}.model: value {model!r} is not allowed: it has no entry "
                                   f"under tasks.ships.models; expected one of: {', '.join(section['models'])}")
             # by capability: the deep net takes any mechanism over a feature map, the partition net a gate
-            allowed = {"shallow": ["none"], "deep": ["none", *attention.capable(form="map")],
-                       "partition": attention.capable(form="partition")}[model]
-            if mech not in allowed:
-                raise ParamsError(f"{origin}: tasks.ships.runs.{run}.attention: value {mech!r} is not allowed for model "
-                                  f"{model!r}; expected one of: {', '.join(allowed)}")
-            if model != "partition" and "deep_first_epochs" in spec.get("options", {}):
+            check_mechanism(f"{origin}: tasks.ships.runs.{run}", model, mech, MODELS[model].attention_needs)
+            if not MODELS[model].trains_in_stages and "deep_first_epochs" in spec.get("options", {}):
                 raise ParamsError(f"{origin}: tasks.ships.runs.{run}.options.deep_first_epochs: not allowed for model "
-                                  f"{model!r}; expected only on a task-partitioning run (model 'partition')")
+                                  f"{model!r}; expected only on a model that trains in stages (task partitioning: "
+                                  f"{', '.join(m for m, cls in MODELS.items() if cls.trains_in_stages)})")
 
     def prepare(self, params: dict, out_dir: Path) -> dict:
         section = params["tasks"]["ships"]
@@ -218,14 +215,14 @@ class Ships(Task):
             return TaskPartition(DeepFCN(classes=len(CLASSES), widths=deep["widths"], convs=deep["convs"],
                                          skips=deep["skips"]),
                                  ShallowFCN(width=shallow["width"], layers=shallow["layers"]),
-                                 threshold=a["threshold"], dilation=a["dilation"])
+                                 threshold=a["threshold"], dilation=a["dilation"], mechanism=mech)
         raise ValueError(f"unknown ships model {kind!r}")
 
     def warmup_epochs(self, cfg: dict) -> int:
-        return int(cfg["attention_options"].get("deep_first_epochs", 0)) if cfg["model"] == "partition" else 0
+        return int(cfg["attention_options"].get("deep_first_epochs", 0)) if MODELS[cfg["model"]].trains_in_stages else 0
 
     def start_epoch(self, model: nn.Module, cfg: dict, epoch: int) -> None:
-        if isinstance(model, TaskPartition):
+        if model.trains_in_stages:
             model.train_shallow = epoch > self.warmup_epochs(cfg)
 
     def keep_on_device(self, data: Data, device: torch.device) -> int:
@@ -249,13 +246,13 @@ class Ships(Task):
         x, y = batch["x"].to(device), batch["y"].to(device)
         target = (y == BOW_STERN).float()
         pos_weight, class_weights = model._pos_weight, model._class_weights
-        if isinstance(model, ShallowFCN):
+        if model.outputs == "bowstern":
             logit, _ = model(x)
             return F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=pos_weight), int(x.shape[0])
-        if isinstance(model, TaskPartition) and not model.train_shallow:   # deep-first warm-up
+        if model.trains_in_stages and not model.train_shallow:   # deep-first warm-up
             logits, _ = model.deep(x)
             return F.cross_entropy(logits.float(), y, weight=class_weights), int(x.shape[0])
-        if isinstance(model, TaskPartition):
+        if model.outputs == "partition":
             out, _ = model(x)
             coarse = F.cross_entropy(out["logits"].float(), y, weight=class_weights)
             region = out["region"].float()
@@ -284,12 +281,12 @@ class Ships(Task):
     @staticmethod
     def _predict_batch(model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
         size = x.shape[-2:]
-        if isinstance(model, ShallowFCN):
+        if model.outputs == "bowstern":
             logit, _ = model(x)
             prob = torch.sigmoid(logit.float())
             return {"classes": np.full(prob.shape, -1, np.int8), "bowstern": (prob >= 0.5).cpu().numpy(),
                     "prob": prob.cpu().numpy().astype(np.float16)}
-        if isinstance(model, TaskPartition):
+        if model.outputs == "partition":
             out, extras = model(x)
             probs = torch.softmax(out["logits"].float(), 1)
             fine = torch.sigmoid(out["fine"].float())

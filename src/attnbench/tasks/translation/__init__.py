@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from ... import attention
 from ... import io as aio
 from ...errors import ParamsError
 from ...metrics import alignment_error_rate, argmax_alignment, corpus_bleu, corpus_chrf
@@ -38,7 +37,7 @@ from ...models.seq2seq import BOS, EOS, PAD, UNK, RNNSeq2Seq
 from ...models.transformer import TransformerSeq2Seq
 from .. import register
 from ..base import Task
-from ..common import TokenVocab, long_tensors, ordered_batches, to_device
+from ..common import TokenVocab, check_mechanism, long_tensors, ordered_batches, to_device
 from .data import Pair, bucket_labels, generate_splits, length_bucket, read_pairs_jsonl, read_parallel, write_pairs_jsonl
 
 log = logging.getLogger("attnbench.translation")
@@ -65,6 +64,8 @@ class Vocab(TokenVocab):
                 out.append(self.itos[i])
         return out
 
+
+MODELS = {"rnn": RNNSeq2Seq, "transformer": TransformerSeq2Seq}
 
 class Data:
     """Prepared pairs as tensors: src = tokens + </s>; tgt_in = <s> + tokens; tgt_out = tokens + </s>."""
@@ -119,13 +120,8 @@ class Translation(Task):
     # ---- parameters and data ------------------------------------------------------------
     def check_params(self, section: dict, origin: str) -> None:
         for run, spec in section["runs"].items():
-            if spec["model"] == "transformer" and spec["attention"] != "multihead":
-                raise ParamsError(f"{origin}: tasks.translation.runs.{run}.attention: value {spec['attention']!r} is not "
-                                  "allowed for model 'transformer'; expected: multihead")
-            steps = attention.capable(decoder_step=True, form="sequence")  # what an RNN decoder step can use
-            if spec["model"] == "rnn" and spec["attention"] not in steps:
-                raise ParamsError(f"{origin}: tasks.translation.runs.{run}.attention: value {spec['attention']!r} does not "
-                                  f"fit an RNN decoder step; expected one of: {', '.join(steps)}")
+            check_mechanism(f"{origin}: tasks.translation.runs.{run}", spec["model"], spec["attention"],
+                            MODELS[spec["model"]].attention_needs)
         if section["data"]["source"] == "files":
             for split, spec in section["data"]["files"].items():
                 for key, value in spec.items():
@@ -278,7 +274,7 @@ class Translation(Task):
         [H x V] matrix that dominates a step's cost, maps only those words' states, in one call: the mean
         over the same positions as with the logits of every position and ignore_index=PAD."""
         b = to_device(batch, device)
-        if isinstance(model, RNNSeq2Seq):
+        if model.feature_states:   # the output layer maps the real target words' states only
             states, _ = model.features(b["src"], b["src_len"], b["tgt_in"])
             words = b["tgt_out"] != PAD
             logits, gold = model.out(states[words]), b["tgt_out"][words]
@@ -326,7 +322,7 @@ class Translation(Task):
         out: list[np.ndarray] = [None] * len(data.pairs[split])  # type: ignore[list-item]
         for index, batch in data.ordered_batches(split, 256):
             b = to_device(batch, device)
-            kwargs = {"need_weights": True} if isinstance(model, TransformerSeq2Seq) else {}
+            kwargs = {"need_weights": True} if model.weights_on_request else {}
             _, weights = model(b["src"], b["src_len"], b["tgt_in"], **kwargs)
             weights = weights.float().cpu().numpy()
             for row, i in enumerate(index):
@@ -368,8 +364,7 @@ class Translation(Task):
             by_length[label] = corpus_bleu([texts[i] for i in idx], [raw_refs[i] for i in idx], **opts)[0] if idx else None
 
         attention = self._teacher_forced_attention(model, data, "test", device)
-        mech = model.attention if isinstance(model, RNNSeq2Seq) else None
-        aligns = mech is None or mech.produces_alignment
+        aligns = model.produces_alignment
         aer = None
         if aligns and all(p.align is not None for p in pairs):
             predicted = [argmax_alignment(w, len(p.src), len(p.tgt)) for w, p in zip(attention, pairs)]

@@ -22,6 +22,7 @@ from ... import io as aio
 from ... import paths
 from ...errors import DataError
 from ...training import load_checkpoint
+from ..common import step_command, trained_run
 from . import preprocess
 from .data import Pair, read_parallel
 from ...models.seq2seq import EOS, PAD
@@ -39,31 +40,10 @@ class Translated:
     attention: np.ndarray      # [len(tokens) (+1 with </s>), len(source) + 1]
 
 
-def prepare_command(params_path: str, dataset: str) -> str:
-    prefix = "attnbench" if params_path == "params.yaml" else f"attnbench --params {params_path}"
-    return f"{prefix} prepare --task {TASK} --dataset {dataset}"
-
-
-def train_command(params_path: str, dataset: str, run: str, seed: int) -> str:
-    return (prepare_command(params_path, dataset).replace(" prepare ", " train ")
-            + f" --run {run} --seed {seed}")
-
-
 def load_run(task, cfg: dict, device: torch.device, params_path: str = "params.yaml"):
     """(data, model) of a trained run, or a clear error: no checkpoint (and the commands that make one), or
     prepared data that do not match the run's training config."""
-    dataset, run, seed = cfg["dataset"], cfg["run"], cfg["seed"]
-    run_dir = paths.run_dir(TASK, dataset, run, seed)
-    prepared = paths.prepared_dir(TASK, dataset)
-    if not (run_dir / "model.pt").is_file():
-        steps = train_command(params_path, dataset, run, seed)
-        if not (prepared / "vocab.json").is_file():
-            steps = f"{prepare_command(params_path, dataset)} && {steps}"
-        raise FileNotFoundError(f"{run_dir / 'model.pt'}: run {run} seed {seed} of dataset {dataset} is not trained "
-                                f"here; train it first: {steps}")
-    if not (prepared / "vocab.json").is_file():
-        raise FileNotFoundError(f"{prepared}: dataset {dataset} is not prepared here; prepare it first: "
-                                f"{prepare_command(params_path, dataset)}")
+    run_dir, prepared = trained_run(TASK, cfg, params_path)
     data = task.load(prepared, cfg)
     check_prepared(data, prepared, cfg, load_checkpoint(run_dir / "model.pt"), params_path)
     return data, task.load_trained(data, cfg, run_dir, device)
@@ -71,7 +51,7 @@ def load_run(task, cfg: dict, device: torch.device, params_path: str = "params.y
 
 def check_prepared(data, prepared: Path, cfg: dict, ckpt: dict, params_path: str = "params.yaml") -> None:
     """Refuse prepared data whose preprocessing or vocabularies are not those the run was trained with."""
-    fix = (f"prepare it again with the run's settings ({prepare_command(params_path, cfg['dataset'])}) "
+    fix = (f"prepare it again with the run's settings ({step_command(params_path, 'prepare', TASK, cfg['dataset'])}) "
            "or retrain the run on these data")
     trained = (ckpt.get("config") or cfg)["data"]
     expected, found = preprocess.settings(trained), data.preprocessing
