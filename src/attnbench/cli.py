@@ -201,6 +201,12 @@ def _trained_run(args, step: str, use_module):
     return cfg, task, device, data, model
 
 
+def _add_inputs(p, dest: str, one: str, verb: str) -> None:
+    """The lines a command reads (`_input_lines`): positional arguments, else --input FILE, else standard input."""
+    p.add_argument(dest, nargs="*", metavar=one.upper(), help=f"{dest} to {verb} (default: --input, else standard input)")
+    p.add_argument("--input", metavar="FILE", help=f"a text file, one {one} a line ('-': standard input)")
+
+
 def _input_lines(args, what: str) -> list[str]:
     """The lines to translate or classify: the positional arguments, --input FILE (UTF-8, gzip allowed), or
     standard input."""
@@ -408,9 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "from standard input; one translation a line on standard output. The input is preprocessed "
                      "as the dataset's prepare step did (e.g. Moses tokenisation and lowercasing) and the output "
                      "detokenised as evaluation does.")
-    p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="sentences to translate (default: --input, "
-                                                                    "else standard input)")
-    p.add_argument("--input", metavar="FILE", help="a text file, one sentence a line ('-': standard input)")
+    _add_inputs(p, "sentences", "sentence", "translate")
     p.add_argument("--beam", type=int, default=1, metavar="K", help="beam search of width K (default 1: greedy; the "
                                                                     "length penalty of the run's eval settings)")
     p.add_argument("--attention", metavar="DIR_OR_FILE", help="write a PNG heat map of the attention per sentence: "
@@ -421,9 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "where the run has no probabilities), the next most likely intents, and the tokens as the model "
                      "read them with the weight its pooling gave each (* marks a word outside the vocabulary). The "
                      "input is tokenised as the dataset's prepare step did.")
-    p.add_argument("utterances", nargs="*", metavar="UTTERANCE", help="utterances to classify (default: --input, "
-                                                                      "else standard input)")
-    p.add_argument("--input", metavar="FILE", help="a text file, one utterance a line ('-': standard input)")
+    _add_inputs(p, "utterances", "utterance", "classify")
     p.add_argument("--top", type=int, default=3, metavar="K", help="show the K most likely intents (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object a line (text, intent, probability, score, "
                                                         "alternatives, tokens, unknown, weights)")
