@@ -29,7 +29,7 @@ TASK_FILES = {
 }
 MINIMAL_TASK_FILES = ("__init__.py",)
 # modules a shipped task has beyond the shared names, each for a reason of its own
-TASK_EXTRAS = {"translation": {"preprocess.py", "use.py"}, "load": {"headline.py"}}
+TASK_EXTRAS = {"translation": {"preprocess.py", "use.py"}, "intent": {"use.py"}, "load": {"headline.py"}}
 
 TOY_TASK = '''
 """A toy task: is a point of the plane inside the unit circle? An attention pooling over its two
