@@ -107,6 +107,27 @@ def test_a_long_warm_up_step_is_not_repeated(first, steps, monkeypatch):
     assert len(calls) == steps and int(df["inner"].iloc[0]) == 1
 
 
+def test_an_entry_out_of_memory_in_a_timed_round_fails_alone(monkeypatch):
+    """An allocation failure after the warm-up (a later round at a long length) marks that entry failed; the
+    other entries are timed and the run goes on, as the address-space cap intends."""
+    calls = {"additive": 0}
+
+    def fake(entry, x, grad, inner, device):
+        if entry.name == "additive":
+            calls["additive"] += 1
+            if calls["additive"] > 2:   # the two warm-up steps pass, the first timed round does not
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 402718720 bytes")
+        return 0.01, 0.01
+
+    monkeypatch.setattr(bench, "time_once", fake)
+    monkeypatch.setattr(bench, "memory", lambda *a: (1, 1))
+    cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))
+    df = bench.run(cfg, torch.device("cpu"), lengths=[8], only=["scaled_dot", "additive"], progress=False)
+    rows = df.set_index("mechanism")
+    assert rows.loc["additive", "status"].startswith("failed: RuntimeError: DefaultCPUAllocator")
+    assert rows.loc["scaled_dot", "status"] == "ok" and rows.loc["scaled_dot", "repeats"] == 3
+
+
 # ----------------------------------------------------------------------------- analysis of a table
 def _table(time_fn, lengths=(256, 512, 1024), **extra):
     rows = []

@@ -349,9 +349,14 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
         walls: dict[str, list[float]] = {e.name: [] for e in timed}
         for r in range(repeats):
             for e in (timed if r % 2 == 0 else timed[::-1]):
-                if slow[e.name] and r >= 3 and not any(e.name in pair for pair in PAIRS.items()):
+                if e.name not in times or (slow[e.name] and r >= 3 and not any(e.name in pair for pair in PAIRS.items())):
                     continue
-                t, w = time_once(e, x, grad, inner[e.name], device)
+                try:
+                    t, w = time_once(e, x, grad, inner[e.name], device)
+                except (RuntimeError, MemoryError) as exc:   # out of memory in a later round: the entry fails, not the run
+                    status[e.name] = f"failed: {type(exc).__name__}: {(str(exc) or '-').splitlines()[0][:200]}"
+                    del times[e.name], walls[e.name]
+                    continue
                 times[e.name].append(t)
                 walls[e.name].append(w)
         with frozen_gc():  # the memory pass: a gc.collect() per entry, each cheap inside the freeze
