@@ -88,6 +88,7 @@ def test_bleu_bootstrap_over_images_with_several_references_each():
     """Captioning's C4: BLEU-4 against every reference of an image (their number may vary), as the task scores it."""
     from sacrebleu.metrics import BLEU
 
+    from attnbench.metrics import reference_streams
     from attnbench.tasks.captioning import bleu_scores
 
     refs = [["a red square and a blue circle", "a small red square beside a blue circle", "two shapes"],
@@ -103,7 +104,7 @@ def test_bleu_bootstrap_over_images_with_several_references_each():
     gap = bleu_scores(good, refs)[0]["bleu4"] - bleu_scores(bad, refs)[0]["bleu4"]
     assert ahead["effect"] == pytest.approx(gap, abs=1e-3)
     assert paired.bleu_bootstrap([bad], [good], refs)["outcome"] == "behind"
-    assert BLEU().corpus_score(good, paired._streams(refs)).score == pytest.approx(bleu_scores(good, refs)[0]["bleu4"], abs=1e-3)
+    assert BLEU().corpus_score(good, reference_streams(refs)).score == pytest.approx(bleu_scores(good, refs)[0]["bleu4"], abs=1e-3)
 
 
 def test_verdicts_that_differ_between_synthetic_and_real_data_are_named():

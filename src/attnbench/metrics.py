@@ -10,6 +10,15 @@ from typing import Iterable, Sequence
 import numpy as np
 
 
+def reference_streams(references: Sequence) -> list[list[str | None]]:
+    """sacreBLEU's reference streams, one per reference position: `references[i]` is item i's reference, or the
+    list of its references (several per item, their number may vary: a missing one is None)."""
+    if all(isinstance(r, str) for r in references):
+        return [list(references)]
+    width = max(len(r) for r in references)
+    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
+
+
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *, lowercase: bool = False,
                 tokenize: str | None = None) -> tuple[float, str]:
     """sacreBLEU corpus BLEU and its signature: default 13a tokenisation (`tokenize="none"` for text the

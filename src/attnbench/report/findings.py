@@ -104,13 +104,13 @@ def _load(means, runs):
 
 
 def _captioning(means, runs):
-    """C4: the best soft and the best hard (sampled) attention run, each against Show and Tell's none."""
-    from ..attention import get_class
+    """C4: the best soft and the best hard attention run, each against Show and Tell (no attention)."""
+    from ..models.captioner import decoder_kind   # the captioning task's own none / soft / hard
 
-    none = next((r for r, spec in runs.items() if spec["attention"] == "none"), None)
-    attended = {r: get_class(spec["attention"]).sampled for r, spec in runs.items() if spec["attention"] != "none"}
-    return [("C4", _best(means, [r for r, hard in attended.items() if not hard]), none, "bleu", "claim"),
-            ("C4", _best(means, [r for r, hard in attended.items() if hard]), none, "bleu", "claim")]
+    kinds = {r: decoder_kind(spec["attention"]) for r, spec in runs.items()}
+    none = next((r for r, kind in kinds.items() if kind == "none"), None)
+    return [("C4", _best(means, [r for r, k in kinds.items() if k == kind]), none, "bleu", "claim")
+            for kind in ("soft", "hard")]
 
 
 def _recsys(means, runs):

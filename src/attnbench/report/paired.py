@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ..metrics import reference_streams
 from .noise import _p_text   # the report's one p-value wording
 
 ALPHA = 0.05
@@ -85,23 +86,14 @@ def bootstrap(stats_a: np.ndarray, stats_b: np.ndarray, score: Callable[[np.ndar
     return result(test, observed, low, high, min(p, 1.0), higher_is_better, n, k, unit, digits)
 
 
-def _streams(references: Sequence) -> list[list[str | None]]:
-    """sacreBLEU's reference streams: one per reference position. `references[i]` is item i's reference, or
-    the list of its references (several per item, their number may vary: a missing one is None)."""
-    if all(isinstance(r, str) for r in references):
-        return [list(references)]
-    width = max(len(r) for r in references)
-    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
-
-
 def bleu_statistics(hypotheses: Sequence[str], references: Sequence, lowercase: bool = False,
                     tokenize: str | None = None) -> np.ndarray:
     """sacreBLEU's per-item sufficient statistics of BLEU ([items, d]: n-gram matches and totals, lengths),
-    configured as the pipeline scored the corpus; one reference per item, or several (see `_streams`)."""
+    configured as the pipeline scored the corpus; one reference per item, or several (`reference_streams`)."""
     from sacrebleu.metrics import BLEU
 
     bleu = BLEU(lowercase=lowercase, tokenize=tokenize, force=tokenize == "none")
-    return np.asarray(bleu._extract_corpus_statistics(list(hypotheses), _streams(references)), dtype=np.float64)
+    return np.asarray(bleu._extract_corpus_statistics(list(hypotheses), reference_streams(references)), dtype=np.float64)
 
 
 def bleu_score_function(lowercase: bool = False, tokenize: str | None = None) -> Callable[[np.ndarray], float]:

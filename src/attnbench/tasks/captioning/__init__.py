@@ -27,6 +27,7 @@ from torch import nn
 
 from ... import io as aio
 from ...errors import ParamsError
+from ...metrics import reference_streams
 from ...models.captioner import BOS, EOS, PAD, UNK, Captioner, decoder_kind
 from .. import register
 from ..base import Task
@@ -57,8 +58,7 @@ def bleu_scores(hypotheses: list[str], references: list[list[str]]) -> tuple[dic
     against every reference of each image, and the BLEU-4 signature."""
     from sacrebleu.metrics import BLEU
 
-    width = max(len(r) for r in references)
-    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
+    streams = reference_streams(references)
     out, signature = {}, ""
     for n in BLEU_ORDERS:
         bleu = BLEU(max_ngram_order=n)
