@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import softmax
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -86,11 +87,7 @@ def _prediction(text: str, tokens: list[str], data, logits: np.ndarray, probabil
     """One utterance's prediction from its logits (or scores); `vocabulary`: whether the model reads word ids
     (the TF-IDF baseline reads n-grams of the text: no word is unknown to it)."""
     order = np.argsort(-logits, kind="stable")[:max(top, 1)]
-    if probabilities:
-        shifted = np.exp(logits - logits.max())
-        values = shifted / shifted.sum()
-    else:
-        values = logits
+    values = softmax(logits) if probabilities else logits
     best = int(order[0])
     return Prediction(text=text, tokens=tokens, unknown=[vocabulary and t not in data.vocab.stoi for t in tokens],
                       intent=data.labels[best], probability=round(float(values[best]), 4) if probabilities else None,
