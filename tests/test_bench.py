@@ -91,9 +91,19 @@ def test_frozen_gc_collects_first_and_thaws_after():
     assert gc.get_freeze_count() == 0
 
 
-@pytest.mark.parametrize("first, steps", [(0.5, 1 + 3), (0.01, 2 + 3)])
-def test_a_long_warm_up_step_is_not_repeated(first, steps, monkeypatch):
-    """`inner` is 1 for a first step over max(0.25 s, 4 x min_time): no second warm-up step to learn it."""
+def _fake_warm_up(seconds: float):
+    """A stand-in for `_warm_up` whose first step takes `seconds` and measures (1, 1) bytes."""
+    def warm_up(entry, x, grad, device, memory_of):
+        memory_of[entry.name] = (1, 1)
+        return seconds
+    return warm_up
+
+
+@pytest.mark.parametrize("first, inner_per_call", [(0.5, [1, 1, 1]), (0.1, [1] + [1, 1, 1]), (0.001, [1, 2] + [2, 2, 2])])
+def test_a_long_warm_up_step_is_not_repeated(first, inner_per_call, monkeypatch):
+    """`inner` is 1 for a first step over max(0.25 s, 4 x min_time): no second warm-up step to learn it. A
+    shorter one takes a step to learn `inner`, and a step under min_time two more (after the profiled
+    warm-up the next step is still slow), timed together."""
     calls = []
 
     def fake(entry, x, grad, inner, device):
@@ -101,10 +111,10 @@ def test_a_long_warm_up_step_is_not_repeated(first, steps, monkeypatch):
         return first, first
 
     monkeypatch.setattr(bench, "time_once", fake)
-    monkeypatch.setattr(bench, "memory", lambda *a: (1, 1))
+    monkeypatch.setattr(bench, "_warm_up", _fake_warm_up(first))
     cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))   # 3 repeats, min_time 0.002
     df = bench.run(cfg, torch.device("cpu"), lengths=[8], only=["scaled_dot"], progress=False)
-    assert len(calls) == steps and int(df["inner"].iloc[0]) == 1
+    assert calls == inner_per_call and int(df["inner"].iloc[0]) == inner_per_call[-1]
 
 
 def test_an_entry_out_of_memory_in_a_timed_round_fails_alone(monkeypatch):
@@ -115,17 +125,58 @@ def test_an_entry_out_of_memory_in_a_timed_round_fails_alone(monkeypatch):
     def fake(entry, x, grad, inner, device):
         if entry.name == "additive":
             calls["additive"] += 1
-            if calls["additive"] > 2:   # the two warm-up steps pass, the first timed round does not
+            if calls["additive"] > 1:   # the step after the warm-up (learning `inner`) passes, the first round does not
                 raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 402718720 bytes")
         return 0.01, 0.01
 
     monkeypatch.setattr(bench, "time_once", fake)
-    monkeypatch.setattr(bench, "memory", lambda *a: (1, 1))
+    monkeypatch.setattr(bench, "_warm_up", _fake_warm_up(0.01))
     cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))
     df = bench.run(cfg, torch.device("cpu"), lengths=[8], only=["scaled_dot", "additive"], progress=False)
     rows = df.set_index("mechanism")
     assert rows.loc["additive", "status"].startswith("failed: RuntimeError: DefaultCPUAllocator")
     assert rows.loc["scaled_dot", "status"] == "ok" and rows.loc["scaled_dot", "repeats"] == 3
+
+
+def test_the_warm_up_step_is_the_memory_pass_and_a_profiler_failure_keeps_the_times(monkeypatch):
+    """Each entry's first step is profiled for memory and never timed; when the profiler fails (its event
+    buffer outgrowing the cap), the step runs again without it and the entry is timed, its memory marked failed."""
+    profiled, timed = [], []
+
+    def fake_memory(entry, x, grad, device):
+        profiled.append(entry.name)
+        if entry.name == "additive":
+            raise MemoryError("std::bad_alloc")
+        return 123, 45
+
+    def fake_time(entry, x, grad, inner, device):
+        timed.append(entry.name)
+        return 0.01, 0.01
+
+    monkeypatch.setattr(bench, "memory", fake_memory)
+    monkeypatch.setattr(bench, "time_once", fake_time)
+    cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))   # 3 repeats
+    df = bench.run(cfg, torch.device("cpu"), lengths=[8], only=["scaled_dot", "additive"], progress=False)
+    rows = df.set_index("mechanism")
+    assert profiled == ["scaled_dot", "additive"]                 # once each, first
+    assert timed.count("scaled_dot") == 1 + 3                      # the step learning `inner`, then 3 rounds
+    assert timed.count("additive") == 1 + 1 + 3                    # plus the warm-up again without the profiler
+    assert (rows.loc["scaled_dot", "peak_bytes"], rows.loc["scaled_dot", "saved_bytes"]) == (123, 45)
+    assert rows.loc["additive", "status"] == "memory failed: MemoryError: std::bad_alloc"
+    assert rows.loc["additive", "repeats"] == 3 and math.isnan(rows.loc["additive", "peak_bytes"])
+
+
+def test_the_first_steps_memory_is_a_later_steps_for_the_checked_mechanisms():
+    """The memory check reads the warm-up step: for the mechanisms it compares (no state kept between steps),
+    the first step's peak and saved bytes equal a later step's within 1 % (one-time allocations aside)."""
+    cfg = bench.settings(load_params("params.yaml", {"scale": "smoke"}))
+    torch.manual_seed(0)
+    es = {e.name: e for e in bench.entries(cfg, 64, torch.device("cpu"))}
+    x, grad = torch.randn(2, 64, 64, requires_grad=True), torch.randn(2, 64, 64)
+    for name in ("scaled_dot", "additive", "concat"):
+        first = bench.memory(es[name], x, grad, torch.device("cpu"))
+        later = bench.memory(es[name], x, grad, torch.device("cpu"))
+        assert first[0] == pytest.approx(later[0], rel=0.01) and first[1] == later[1], name
 
 
 # ----------------------------------------------------------------------------- analysis of a table
@@ -164,6 +215,22 @@ def test_summary_computes_exponents_ratios_and_verdicts():
     assert all(m["ratio"] == pytest.approx(1.05) and m["pass"] for m in s["mha_ratios"])
     checks = {c["target"].split(" ")[0]: c["pass"] for c in s["checks"]}
     assert checks["our"] is True and checks["additive/concat"] is False
+
+
+def test_a_family_with_no_expected_exponent_is_shown_not_checked():
+    """glimpse's cost follows the image a sequence folds into ("image"): its exponent is fitted and reported
+    with no expectation and no verdict, and neither exponent target counts it."""
+    table = _table(lambda t: 4.2e-8 * t * t)
+    extra = table[table["mechanism"] == "scaled_dot"].assign(mechanism="glimpse", family="image",
+                                                             time_s=lambda d: 1e-6 * d["length"] ** 1.67)
+    s = bench.summarise(pd.concat([table, extra]), CFG)
+    glimpse = {e["mechanism"]: e for e in s["exponents"]}["glimpse"]
+    assert glimpse["exponent"] == pytest.approx(1.67) and glimpse["expected"] is None and glimpse["pass"] is None
+    exponent_checks = [c for c in s["checks"] if c["target"].startswith("time exponent")]
+    assert [c["pass"] for c in exponent_checks] == [True, True]
+    assert "all 5 within" in exponent_checks[0]["value"]          # the quadratic ones, glimpse left out
+    assert bench.family("glimpse", set()) == "image" and bench.family("glimpse", {"glimpse"}) == "linear"
+    assert bench.family("local_m", set()) == "quadratic" and bench.family("local_m", {"local_m"}) == "linear"
 
 
 def test_summary_flags_a_slow_multihead_and_a_wrong_exponent():

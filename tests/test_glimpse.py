@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from attnbench import attention, cli, paths
-from attnbench.attention.glimpse import extract_glimpse
+from attnbench.attention.glimpse import extract_glimpse, extract_glimpses
 from attnbench.config import REPO_ROOT, ParamsError, for_dataset
 from attnbench.validation import load_params, validate
 from attnbench.errors import DataError
@@ -75,6 +75,40 @@ def test_glimpse_mechanism_policy_sampling_and_footprint():
     assert w.sum().item() == pytest.approx(1.0)
     assert w[8:12, 8:12].sum().item() == pytest.approx(0.5 + 0.5 * 16 / 64)   # the fine 4x4 inside the coarse 8x8
     assert w[:6].sum() == 0 and w[14:].sum() == 0
+
+
+def test_many_glimpses_at_once_equal_one_at_a_time():
+    """extract_glimpses reads N locations per image in one pass; each retina equals extract_glimpse's there,
+    and the mechanism's common-interface attend (every query at once) equals locating, reading and
+    taking the footprint query by query, in values and in gradients."""
+    torch.manual_seed(3)
+    images = torch.rand(2, 3, 11, 14)
+    locs = torch.rand(2, 5, 2) * 2.4 - 1.2                                  # some off the canvas
+    many = extract_glimpses(images, locs, patch=4, scales=3)
+    assert many.shape == (2, 5, 3, 3, 4, 4)
+    for n in range(5):
+        assert torch.equal(many[:, n], extract_glimpse(images, locs[:, n], patch=4, scales=3))
+
+    mech = attention.build("glimpse", 6, 3, 3, patch=4, scales=2, height=11).train()
+    values = torch.rand(2, 11 * 14, 3, requires_grad=True)
+    query = torch.randn(2, 7, 6)
+    mask = torch.rand(2, 11 * 14) > 0.2
+    torch.manual_seed(0)
+    context, weights = mech.attend(query, values, values, mask, None)
+    (context.sum() + (weights * 3).sum()).backward()
+    at_once = (context.detach(), weights.detach(), values.grad.clone(), mech.policy.weight.grad.clone())
+    values.grad, mech.policy.weight.grad = None, None
+    torch.manual_seed(0)
+    img = (values * mask.unsqueeze(-1)).transpose(1, 2).reshape(2, 3, 11, 14)
+    steps = []
+    for t in range(7):
+        loc = mech.locate(query[:, t], True)[0]
+        steps.append((torch.cat([mech.read(img, loc), loc], -1), mech.footprint(loc, 11, 14, mask)))
+    ctx1, w1 = (torch.stack(parts, 1) for parts in zip(*steps))
+    (ctx1.sum() + (w1 * 3).sum()).backward()
+    one_by_one = (ctx1.detach(), w1.detach(), values.grad, mech.policy.weight.grad)
+    for a, b in zip(at_once, one_by_one):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- data and split

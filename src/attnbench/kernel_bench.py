@@ -13,7 +13,7 @@ single-head ``[B, T, D]`` input as our ``scaled_dot``) and ``torch_mha`` (``nn.M
 Time (``time_s``): on CPU the process CPU time of a step with one thread (the wall time, inflated
 by whatever else runs on a shared machine, is ``wall_s``); on CUDA the wall time between
 synchronisations. Each round times every entry once (``inner`` steps, enough for ``min_time`` seconds, divided
-by ``inner``; an entry whose step takes over a second is timed in the first 3 rounds only); rounds alternate the order of the entries (forward, then reversed), the pairs being
+by ``inner``; an entry whose step takes over a second is timed in the first ``SLOW_ROUNDS`` = 2 rounds only); rounds alternate the order of the entries (forward, then reversed), the pairs being
 compared sit next to each other, and the figure is the median over ``repeats`` rounds. Our/torch
 time ratios are the median of the per-round ratios (each round's two figures were taken seconds
 apart, so a change in machine load affects both).
@@ -24,9 +24,9 @@ above what was allocated before it, from ``torch.profiler``'s allocation records
 step. It includes the outputs, the activations saved for backward, transient buffers and the
 gradients of the input and parameters. ``saved_bytes`` is the part kept for backward: the sizes of
 the distinct storages that autograd saved (``saved_tensors_hooks``), excluding the parameters and
-the input, plus the outputs. Both come from one more step of each entry after its timed rounds (never
-from a timed step), with the objects that exist by then frozen out of garbage collection so the
-collection before each step is cheap.
+the input, plus the outputs. Both come from each entry's first step, its warm-up, which is never
+timed (on CUDA a plain step precedes it, so cuBLAS's one-time workspace is not counted), with the
+objects that exist by then frozen out of garbage collection so the collection before it is cheap.
 
 Scaling: the exponent is the slope of log(time) against log(length) fitted on the lengths >=
 ``fit_from`` (a least-squares line; ~2 for quadratic mechanisms, ~1 for linear ones).
@@ -66,6 +66,8 @@ SUMMARY = Path("data/bench/attention.json")
 PAIRS = {"scaled_dot": "torch_sdpa", "multihead": "torch_mha", "multihead_noweights": "torch_mha_noweights"}
 REFERENCES = ("torch_sdpa", "torch_mha", "torch_mha_noweights")
 PAIRWISE = ("additive", "concat")  # the [B, Tq, Tk, A] mechanisms of the memory target
+EXPECTED_EXPONENT = {"quadratic": 2.0, "linear": 1.0}  # time ~ length**exponent; other families are shown, not checked
+SLOW_ROUNDS = 2     # rounds that time an entry whose step takes over a second (a compared pair: every round)
 WARM_ENOUGH = 0.25  # seconds: a warm-up step at least this long (and 4x min_time) sets `inner` alone (it is 1)
 TIME_METHOD = ("time_s: CPU time of the process per forward+backward step, 1 thread (on CUDA: wall time between "
                "synchronisations); wall_s: wall-clock time per step; medians over rounds")
@@ -103,7 +105,7 @@ def settings(params: dict) -> dict:
 class Entry:
     name: str
     kind: str        # "ours" | "reference"
-    family: str      # expected scaling: "quadratic" | "linear"
+    family: str      # expected scaling: "quadratic" | "linear" | "image" (none expected)
     module: nn.Module | None
     call: Callable[[torch.Tensor], torch.Tensor]  # x -> the output whose gradient is back-propagated
 
@@ -121,7 +123,15 @@ def _mechanism_entry(name: str, cfg: dict, length: int, linear: set[str]) -> Ent
     def call(x):
         return attn(x, x, x)[0]
 
-    return Entry(name, "ours", "linear" if name in linear else "quadratic", attn, call)
+    return Entry(name, "ours", family(name, linear), attn, call)
+
+
+def family(name: str, linear: set[str]) -> str:
+    """The scaling expected of a mechanism: "linear" for the names in `linear`; else its class's `scaling`
+    ("image": no exponent expected, see GlimpseAttention), "quadratic" when that says linear but `linear`
+    (params.yaml's bench.linear) leaves it out."""
+    own = REGISTRY[name].scaling
+    return "linear" if name in linear else ("quadratic" if own == "linear" else own)
 
 
 def entries(cfg: dict, length: int, device: torch.device) -> list[Entry]:
@@ -262,6 +272,24 @@ def memory(entry: Entry, x: torch.Tensor, grad: torch.Tensor, device: torch.devi
     return peak, int(sum(seen.values()))
 
 
+def _warm_up(entry: Entry, x: torch.Tensor, grad: torch.Tensor, device: torch.device,
+             memory_of: dict[str, tuple[int, int] | str]) -> float:
+    """An entry's first step, never timed, doubling as its memory pass: stores ``memory(...)``'s
+    (peak_bytes, saved_bytes) in ``memory_of[entry.name]``, or the reason when the profiler fails (its
+    own event buffer can outgrow the address-space cap; the step then runs again without it, and an
+    error there fails the entry). Returns the step's wall time. On CUDA a plain step comes first: the
+    first matrix product allocates cuBLAS's workspace, which later steps reuse."""
+    if device.type == "cuda":
+        time_once(entry, x, grad, 1, device)
+    t0 = time.perf_counter()
+    try:
+        memory_of[entry.name] = memory(entry, x, grad, device)
+    except (RuntimeError, MemoryError) as exc:
+        memory_of[entry.name] = f"memory failed: {type(exc).__name__}: {(str(exc) or '-').splitlines()[0][:200]}"
+        return time_once(entry, x, grad, 1, device)[1]
+    return time.perf_counter() - t0
+
+
 @contextmanager
 def frozen_gc():
     """Within the block, the objects that exist at its start (torch, pandas, the entries: millions) are
@@ -318,8 +346,11 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
     max_step = float(cfg.get("max_step_seconds", 30.0))
     rows = []
     too_slow: set[str] = set()
-    n_entries = len(entries(cfg, 8, torch.device("cpu")))
-    bar = tqdm(total=len(lengths) * n_entries, desc="bench-attention", unit="entry", disable=not progress)
+    n_entries = sum(only is None or e.name in only for e in entries(cfg, 8, torch.device("cpu")))
+    # progress in entry passes: each entry's warm-up, then each of its rounds (an entry skipped, failed or not
+    # timed in a round counts when it is passed over)
+    bar = tqdm(total=len(lengths) * n_entries * (1 + repeats), desc="bench-attention", unit="pass",
+               disable=not progress)
     for length in lengths:
         torch.manual_seed(length)
         es = [e for e in entries(cfg, length, device) if only is None or e.name in only]
@@ -328,28 +359,38 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
         load = _loadavg()
         status: dict[str, str] = {}
         inner: dict[str, int] = {}
-        slow: dict[str, bool] = {}  # steps over a second: timed in the first 3 rounds only
-        for e in es:
-            if e.name in too_slow:
-                status[e.name] = "skipped: slower than bench.max_step_seconds at a shorter length"
-                continue
-            try:
-                first = time_once(e, x, grad, 1, device)[1]  # warm-up
-                if first > max_step:
-                    too_slow.add(e.name)
-                # a second step only where it can change `inner`: a first step this long already gives 1
-                t1 = first if first > max(WARM_ENOUGH, 4 * min_time) else time_once(e, x, grad, 1, device)[1]
-                inner[e.name] = max(1, min(1000, math.ceil(min_time / max(t1, 1e-7))))
-                slow[e.name] = first > 1.0
-                status[e.name] = "ok"
-            except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, a shape the mechanism refuses
-                status[e.name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        slow: dict[str, bool] = {}  # steps over a second: timed in the first SLOW_ROUNDS rounds only
+        memory_of: dict[str, tuple[int, int] | str] = {}  # (peak, saved) or why the memory pass failed
+        with frozen_gc():  # the memory pass runs a gc.collect() per entry, each cheap inside the freeze
+            for e in es:
+                bar.update(1)
+                if e.name in too_slow:
+                    status[e.name] = "skipped: slower than bench.max_step_seconds at a shorter length"
+                    continue
+                try:
+                    t1 = _warm_up(e, x, grad, device, memory_of)
+                    # a second step only where it can change `inner`: a first step this long already gives 1
+                    if t1 <= max(WARM_ENOUGH, 4 * min_time):
+                        t1 = time_once(e, x, grad, 1, device)[1]
+                    # a short step is still ~1.5x slower right after the profiled one: `inner` from the next two
+                    if t1 < min_time:
+                        t1 = time_once(e, x, grad, 2, device)[1]
+                    if t1 > max_step:
+                        too_slow.add(e.name)
+                    inner[e.name] = max(1, min(1000, math.ceil(min_time / max(t1, 1e-7))))
+                    slow[e.name] = t1 > 1.0
+                    status[e.name] = "ok"
+                except (RuntimeError, ValueError, MemoryError) as exc:  # out of memory, a shape the mechanism refuses
+                    status[e.name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         timed = [e for e in es if status.get(e.name) == "ok"]
         times: dict[str, list[float]] = {e.name: [] for e in timed}
         walls: dict[str, list[float]] = {e.name: [] for e in timed}
         for r in range(repeats):
+            bar.set_postfix(length=length, round=f"{r + 1}/{repeats}", load=load)
+            bar.update(len(es) - len(timed))                   # the entries no round times
             for e in (timed if r % 2 == 0 else timed[::-1]):
-                if e.name not in times or (slow[e.name] and r >= 3 and not any(e.name in pair for pair in PAIRS.items())):
+                bar.update(1)
+                if e.name not in times or (slow[e.name] and r >= SLOW_ROUNDS and not any(e.name in pair for pair in PAIRS.items())):
                     continue
                 try:
                     t, w = time_once(e, x, grad, inner[e.name], device)
@@ -359,31 +400,28 @@ def run(cfg: dict, device: torch.device, lengths: list[int] | None = None,
                     continue
                 times[e.name].append(t)
                 walls[e.name].append(w)
-        with frozen_gc():  # the memory pass: a gc.collect() per entry, each cheap inside the freeze
-            for e in es:
-                row = {"device": device.type, "batch": b, "width": d, "heads": int(cfg["heads"]), "length": length,
-                       "mechanism": e.name, "kind": e.kind, "family": e.family, "status": status.get(e.name, "ok"),
-                       "time_s": math.nan, "time_q25_s": math.nan, "time_q75_s": math.nan, "wall_s": math.nan,
-                       "repeats": 0, "inner": 0,
-                       "peak_bytes": math.nan, "saved_bytes": math.nan, "loadavg_1m": load,
-                       "threads": torch.get_num_threads()}
-                if e.name in times:
-                    ts = times[e.name]
-                    q = np.quantile(ts, [0.25, 0.75])
-                    row.update(time_s=statistics.median(ts), time_q25_s=float(q[0]), time_q75_s=float(q[1]),
-                               wall_s=statistics.median(walls[e.name]), repeats=len(ts), inner=inner[e.name])
-                    try:
-                        row["peak_bytes"], row["saved_bytes"] = memory(e, x, grad, device)
-                    except (RuntimeError, MemoryError) as exc:  # the profiler's own event buffer can outgrow the cap
-                        row["status"] = f"memory failed: {type(exc).__name__}: {(str(exc) or '-').splitlines()[0][:200]}"
-                    ref = PAIRS.get(e.name)
-                    if ref in times and len(times[ref]) == len(ts):
-                        ratios = [a / c for a, c in zip(ts, times[ref])]
-                        row["paired_ratio"] = statistics.median(ratios)
-                        row["paired_with"] = ref
-                rows.append(row)
-                bar.update(1)
-        bar.set_postfix(length=length, load=load)
+        for e in es:
+            row = {"device": device.type, "batch": b, "width": d, "heads": int(cfg["heads"]), "length": length,
+                   "mechanism": e.name, "kind": e.kind, "family": e.family, "status": status.get(e.name, "ok"),
+                   "time_s": math.nan, "time_q25_s": math.nan, "time_q75_s": math.nan, "wall_s": math.nan,
+                   "repeats": 0, "inner": 0,
+                   "peak_bytes": math.nan, "saved_bytes": math.nan, "loadavg_1m": load,
+                   "threads": torch.get_num_threads()}
+            if e.name in times:
+                ts = times[e.name]
+                q = np.quantile(ts, [0.25, 0.75])
+                row.update(time_s=statistics.median(ts), time_q25_s=float(q[0]), time_q75_s=float(q[1]),
+                           wall_s=statistics.median(walls[e.name]), repeats=len(ts), inner=inner[e.name])
+                if isinstance(memory_of[e.name], str):
+                    row["status"] = memory_of[e.name]
+                else:
+                    row["peak_bytes"], row["saved_bytes"] = memory_of[e.name]
+                ref = PAIRS.get(e.name)
+                if ref in times and len(times[ref]) == len(ts):
+                    ratios = [a / c for a, c in zip(ts, times[ref])]
+                    row["paired_ratio"] = statistics.median(ratios)
+                    row["paired_with"] = ref
+            rows.append(row)
         del x, grad, es
         gc.collect()
     bar.close()
@@ -455,10 +493,10 @@ def summarise(df: pd.DataFrame, cfg: dict) -> dict:
     exps = []
     for name in time.columns:
         e = exponent(fit.index, fit[name]) if len(fit) >= 2 else math.nan
-        want = 1.0 if fams.get(name) == "linear" else 2.0
+        want = EXPECTED_EXPONENT.get(fams.get(name))   # None: a family with no expected exponent
         exps.append({"mechanism": name, "kind": kinds.get(name), "family": fams.get(name), "expected": want,
                      "exponent": None if math.isnan(e) else e,
-                     "pass": None if math.isnan(e) else bool(abs(e - want) <= tol)})
+                     "pass": None if math.isnan(e) or want is None else bool(abs(e - want) <= tol)})
     out["exponents"] = exps
     for fam, want in (("quadratic", 2.0), ("linear", 1.0)):
         group = [x for x in exps if x["family"] == fam and x["exponent"] is not None]

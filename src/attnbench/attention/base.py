@@ -112,6 +112,7 @@ class Attention(nn.Module):
     equal_dims: ClassVar[bool] = False   # compares query and key vectors directly: needs query_dim == key_dim
     caches_keys: ClassVar[bool] = False  # `project_keys` / `projected_scores`: the keys projected once per memory
     scaling: ClassVar[str] = "quadratic"  # how its cost grows with the length (self-attention): quadratic | linear
+    #   | image (follows the image a sequence folds into, not its length alone: no exponent expected)
 
     def __init__(self, query_dim: int, key_dim: int, value_dim: int) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .base import Attention, register
 
-__all__ = ["GlimpseAttention", "GlimpseStep", "extract_glimpse", "glimpse_boxes", "location_to_pixels"]
+__all__ = ["GlimpseAttention", "GlimpseStep", "extract_glimpse", "extract_glimpses", "glimpse_boxes", "location_to_pixels"]
 
 
 def location_to_pixels(loc: Tensor, height: int, width: int) -> Tensor:
@@ -42,24 +42,33 @@ def extract_glimpse(images: Tensor, loc: Tensor, patch: int, scales: int) -> Ten
 
     Scale k crops the (patch * 2**k)-pixel square centred at the location (zeros outside the image)
     and average-pools it by 2**k. No gradient flows to `loc` (hard attention)."""
+    return extract_glimpses(images, loc.unsqueeze(1), patch, scales).squeeze(1)
+
+
+def extract_glimpses(images: Tensor, locs: Tensor, patch: int, scales: int) -> Tensor:
+    """The retinas at N locations per image at once: images [B, C, H, W], locs [B, N, 2] ->
+    [B, N, scales, C, patch, patch], each equal to :func:`extract_glimpse` at that location. The
+    image is padded once and each scale is one gather, so the cost grows with N times the retina's
+    size, not N times the image's."""
     b, c, h, w = images.shape
+    n = locs.shape[1]
     largest = patch * 2 ** (scales - 1)
     pad = largest
     padded = F.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)        # [B, H + 2p, W + 2p, C]
-    tops = glimpse_boxes(loc.detach(), h, w, patch, scales) + pad
-    batch = torch.arange(b, device=images.device).view(b, 1, 1)
+    tops = glimpse_boxes(locs.detach().reshape(b * n, 2), h, w, patch, scales).view(b, n, scales, 2) + pad
+    batch = torch.arange(b, device=images.device).view(b, 1, 1, 1)
     out = []
     for k in range(scales):
         side = patch * 2 ** k
         steps = torch.arange(side, device=images.device)
-        rows = (tops[:, k, 0:1] + steps).clamp(0, h + 2 * pad - 1)          # [B, side]
-        cols = (tops[:, k, 1:2] + steps).clamp(0, w + 2 * pad - 1)
-        crop = padded[batch, rows.unsqueeze(2), cols.unsqueeze(1)]          # [B, side, side, C]
-        crop = crop.permute(0, 3, 1, 2)
+        rows = (tops[:, :, k, 0:1] + steps).clamp(0, h + 2 * pad - 1)       # [B, N, side]
+        cols = (tops[:, :, k, 1:2] + steps).clamp(0, w + 2 * pad - 1)
+        crop = padded[batch, rows.unsqueeze(3), cols.unsqueeze(2)]          # [B, N, side, side, C]
+        crop = crop.reshape(b * n, side, side, c).permute(0, 3, 1, 2)
         if k:
             crop = F.avg_pool2d(crop, 2 ** k)
-        out.append(crop)
-    return torch.stack(out, dim=1)
+        out.append(crop.reshape(b, n, c, patch, patch))
+    return torch.stack(out, dim=2)
 
 
 class GlimpseStep(NamedTuple):
@@ -90,6 +99,9 @@ class GlimpseAttention(Attention):
     weights_over = "locations"
     sampled = True
     reinforce = True  # RAM trains the location policy by REINFORCE
+    # as self-attention a length-T sequence is a square image when T is a square, else a 1 x T row, padded by
+    # the retina's reach on every side: the cost follows that image's padded area, not T alone
+    scaling = "image"
 
     description = "Hard glimpses (RAM): multi-resolution retina at a location drawn from a Gaussian policy on the query"
     produces_alignment = False
@@ -131,22 +143,26 @@ class GlimpseAttention(Attention):
         return GlimpseStep(self.read(images, loc), loc, mean, log_prob)
 
     def footprint(self, loc: Tensor, height: int, width: int, real: Tensor | None = None) -> Tensor:
-        """[B, H*W] weights of the pixels the glimpse at `loc` reads (sum 1 over the real pixels,
-        all 0 when no pixel is real)."""
-        tops = glimpse_boxes(loc.detach(), height, width, self.patch, self.scales)
-        rows = torch.arange(height, device=loc.device).view(1, -1)
-        cols = torch.arange(width, device=loc.device).view(1, -1)
-        ok = torch.ones(loc.shape[0], height, width, dtype=torch.bool, device=loc.device) if real is None \
-            else real.view(-1, height, width)
-        total = torch.zeros(loc.shape[0], height, width, device=loc.device, dtype=loc.dtype)
+        """[B, H*W] weights of the pixels the glimpse at `loc` [B, 2] reads (sum 1 over the real
+        pixels, all 0 when no pixel is real); `loc` [B, N, 2] gives [B, N, H*W], one row per location."""
+        if loc.dim() == 2:
+            return self.footprint(loc.unsqueeze(1), height, width, real).squeeze(1)
+        b, n, _ = loc.shape
+        tops = glimpse_boxes(loc.detach().reshape(b * n, 2), height, width, self.patch,
+                             self.scales).view(b, n, self.scales, 2)
+        rows = torch.arange(height, device=loc.device).view(1, 1, -1)
+        cols = torch.arange(width, device=loc.device).view(1, 1, -1)
+        ok = torch.ones(b, 1, height, width, dtype=torch.bool, device=loc.device) if real is None \
+            else real.view(b, 1, height, width)
+        total = torch.zeros(b, n, height, width, device=loc.device, dtype=loc.dtype)
         for k in range(self.scales):
             side = self.patch * 2 ** k
-            r = (rows >= tops[:, k, 0:1]) & (rows < tops[:, k, 0:1] + side)       # [B, H]
-            c = (cols >= tops[:, k, 1:2]) & (cols < tops[:, k, 1:2] + side)       # [B, W]
-            inside = (r.unsqueeze(2) & c.unsqueeze(1) & ok).to(loc.dtype)
-            total = total + inside / inside.sum((1, 2), keepdim=True).clamp_min(1.0)
-        total = total / total.sum((1, 2), keepdim=True).clamp_min(1e-12)
-        return total.flatten(1)
+            r = (rows >= tops[:, :, k, 0:1]) & (rows < tops[:, :, k, 0:1] + side)       # [B, N, H]
+            c = (cols >= tops[:, :, k, 1:2]) & (cols < tops[:, :, k, 1:2] + side)       # [B, N, W]
+            inside = (r.unsqueeze(3) & c.unsqueeze(2) & ok).to(loc.dtype)
+            total = total + inside / inside.sum((2, 3), keepdim=True).clamp_min(1.0)
+        total = total / total.sum((2, 3), keepdim=True).clamp_min(1e-12)
+        return total.flatten(2)
 
     def _shape(self, n: int) -> tuple[int, int]:
         if self.height is not None:
@@ -162,9 +178,8 @@ class GlimpseAttention(Attention):
         if mask is not None:
             values = values * mask.unsqueeze(-1).to(values.dtype)
         images = values.transpose(1, 2).reshape(b, values.shape[2], h, w)
-        contexts, weights = [], []
-        for t in range(tq):
-            loc, _, _ = self.locate(query[:, t], self.training)
-            contexts.append(torch.cat([self.read(images, loc), loc], dim=-1))
-            weights.append(self.footprint(loc, h, w, mask))
-        return torch.stack(contexts, 1), torch.stack(weights, 1)
+        # one location per query step (in order, so sampling draws as a step-by-step RAM would), then
+        # every retina and footprint in one pass
+        locs = torch.stack([self.locate(query[:, t], self.training)[0] for t in range(tq)], 1)   # [B, Tq, 2]
+        retinas = extract_glimpses(images, locs.detach(), self.patch, self.scales).flatten(2)
+        return torch.cat([retinas, locs], dim=-1), self.footprint(locs, h, w, mask)

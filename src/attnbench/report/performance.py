@@ -96,7 +96,7 @@ def context(params: dict, out_dir: Path, csv: Path | None = None) -> dict:
                                        for t in mha_lengths]})
     exps = sorted(summary["exponents"], key=lambda e: (e["family"] != "linear", e["mechanism"]))
     exponent_rows = [{"mechanism": e["mechanism"], "kind": e["kind"], "family": e["family"],
-                      "expected": f"{e['expected']:g}", "exponent": fmt(e["exponent"], 2),
+                      "expected": "—" if e["expected"] is None else f"{e['expected']:g}", "exponent": fmt(e["exponent"], 2),
                       "sort": "" if e["exponent"] is None else f"{e['exponent']:.4g}",
                       "verdict": _BADGE[e["pass"]][0] if e["pass"] is not None else "—",
                       "css": _BADGE[e["pass"]][1]} for e in exps]
