@@ -189,8 +189,30 @@ def test_retest_reproduces_the_committed_paired_tests(collected, monkeypatch, ca
     try:
         assert cli.main(["-q", "findings", "retest"]) == 1
         assert "1 of 2 paired tests reproduced" in capsys.readouterr().out
+        # --write puts the recomputed tests back (as after a change to the tests' code), and says which code did
+        assert cli.main(["-q", "findings", "retest", "--write"]) == 0
+        assert "rewrote its 2 paired tests" in capsys.readouterr().out
+        rewritten = json.loads(path.read_text())
+        assert rewritten["paired"] == json.loads(original)["paired"] and rewritten["runs"] == tampered["runs"]
+        assert rewritten["paired_provenance"]["command"] == "attnbench findings retest --write"
+        assert cli.main(["-q", "findings", "retest"]) == 0
     finally:
         path.write_text(original)
+
+
+def test_c10s_paired_test_compares_the_rise_from_clean_to_corrupted_inputs():
+    """C10 is about robustness: the Diebold-Mariano test takes each origin's rise (corrupted minus clean error),
+    so a run that is worse on clean inputs but rises less is ahead, whatever its corrupted level."""
+    clean_a, clean_b = RNG.random(300) + 2.0, RNG.random(300)
+    rise_a, rise_b = 0.1 + RNG.normal(0, 0.05, 300), 1.0 + RNG.normal(0, 0.05, 300)
+    items = {"runs": {"mask": {"seed0": {"ape": list(clean_a), "ape_corrupted": list(clean_a + rise_a)}},
+                      "gru": {"seed0": {"ape": list(clean_b), "ape_corrupted": list(clean_b + rise_b)}}}}
+    rise = findings.paired_test("load", "ape_rise", items, "mask", "gru", [0], horizon=24)
+    assert rise["effect"] == pytest.approx(float(np.mean(rise_a - rise_b)), abs=1e-6)
+    assert rise["outcome"] == "ahead" and rise["unit"] == " % MAPE rise"
+    level = findings.paired_test("load", "ape_corrupted", items, "mask", "gru", [0], horizon=24)
+    assert level["outcome"] == "behind"        # compared by level, the same runs read the other way
+    assert [c[3] for c in findings.COMPARISONS["load"]({}, {}) if c[0] == "C10"] == ["ape_rise"]
 
 
 def test_a_finding_is_marked_stale_when_a_run_changes(collected, monkeypatch, capsys):
