@@ -195,6 +195,7 @@ def test_retest_reproduces_the_committed_paired_tests(collected, monkeypatch, ca
         rewritten = json.loads(path.read_text())
         assert rewritten["paired"] == json.loads(original)["paired"] and rewritten["runs"] == tampered["runs"]
         assert rewritten["paired_provenance"]["command"] == "attnbench findings retest --write"
+        assert rewritten["paired_provenance"]["date"] == findings.provenance()["date"]
         assert cli.main(["-q", "findings", "retest"]) == 0
     finally:
         path.write_text(original)

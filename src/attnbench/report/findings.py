@@ -533,7 +533,7 @@ def cmd_retest(args) -> int:
     """Recompute every committed paired test from the committed per-item outputs; exit 1 on a difference.
     With --write, a finding whose tests differ (the tests' code changed, not the runs) gets the new ones,
     with the code that computed them recorded under `paired_provenance`."""
-    bad = 0
+    bad, stamp = 0, None
     for f in load_all(Path(args.root)):
         items = read_items(f["task"], f["dataset"], Path(args.root))
         horizon = int(f.get("horizon") or (24 if f["task"] == "load" else 1))
@@ -544,8 +544,9 @@ def cmd_retest(args) -> int:
         if differ and args.write:
             from .. import io as aio
 
-            f["paired"] = again
-            f["paired_provenance"] = {**provenance(), "command": "attnbench findings retest --write"}
+            # taken once, before the first write: a finding rewritten here would make the checkout look modified
+            stamp = stamp or {**provenance(), "command": "attnbench findings retest --write"}
+            f["paired"], f["paired_provenance"] = again, stamp
             aio.write_text(finding_path(f["task"], f["dataset"], Path(args.root)),
                            json.dumps(f, indent=1, sort_keys=False, allow_nan=False) + "\n")
             print(f"  rewrote its {len(again)} paired tests")
