@@ -81,7 +81,25 @@ def test_small_noise_between_two_systems_is_a_tie_not_a_win():
 
 def test_the_readme_names_every_paired_test_by_its_short_name():
     assert set(findings.SHORT_NAMES) == {paired.BOOTSTRAP_BLEU, paired.BOOTSTRAP_BLEU_IMAGES, paired.MCNEMAR,
-                                         paired.DIEBOLD_MARIANO, paired.BOOTSTRAP_RMSE}
+                                         paired.DIEBOLD_MARIANO, paired.BOOTSTRAP_RMSE, paired.BOOTSTRAP_IOU}
+
+
+def test_iou_bootstrap_pools_the_tiles_pixels_as_the_task_scores_it():
+    """C11: IoU pooled over the test tiles' pixels, the tiles resampled with all their seeds."""
+    union = RNG.integers(50, 200, size=(120, 3)).astype(float)
+    good = np.floor(union * 0.7)
+    poor = np.floor(union * RNG.uniform(0.3, 0.6, size=union.shape))
+    r = paired.iou_bootstrap(good, union, poor, union)
+    pooled = lambda inter: np.mean(inter.sum(0) / union.sum(0))          # per seed, then the mean over seeds
+    assert r["effect"] == pytest.approx(pooled(good) - pooled(poor), abs=1e-6)
+    assert r["outcome"] == "ahead" and r["ci"][0] > 0 and r["test"] == paired.BOOTSTRAP_IOU
+    same = paired.iou_bootstrap(good, union, good, union)
+    assert same["effect"] == 0 and same["p"] == 1.0 and same["outcome"] == "tie"
+    assert [c[:4] for c in findings.COMPARISONS["ships"]({}, {"shallow": {"model": "shallow", "attention": "none"},
+                                                               "deep": {"model": "deep", "attention": "none"},
+                                                               "deep-se": {"model": "deep", "attention": "se"},
+                                                               "tp": {"model": "partition", "attention": "task_partition"}})] \
+        == [("C11", "tp", "shallow", "iou"), ("C11", "tp", "deep", "iou")]
 
 
 def test_bleu_bootstrap_over_images_with_several_references_each():

@@ -275,6 +275,11 @@ def test_files_source_end_to_end(tmp_path):
     m = json.loads((work / "data/results/ships/synthetic/task-partition/seed0/metrics.json").read_text())
     assert m["bowstern_iou_inshore"] is None and 0 <= m["bowstern_iou"] <= 1 and m["miou"] is not None
     assert len(m["confusion"]) == 4
+    # the per-tile counts the findings' paired bootstrap resamples pool to the run's own IoU
+    with np.load(work / "data/results/ships/synthetic/task-partition/seed0/items.npz") as items:
+        assert len(items["intersection"]) == len(items["union"]) == 11
+        assert (items["intersection"] <= items["union"]).all()
+        assert items["intersection"].sum() / items["union"].sum() == pytest.approx(m["bowstern_iou"], abs=1e-4)
     (masks / "tile3.png").write_bytes(b"garbage")
     proc = run(["attnbench", "prepare", "--task", "ships"], work, check=False)
     assert proc.returncode != 0 and "tile3.png: unreadable image" in proc.stderr

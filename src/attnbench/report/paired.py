@@ -36,6 +36,7 @@ BOOTSTRAP_BLEU_IMAGES = "paired bootstrap over test images (sacreBLEU statistics
 MCNEMAR = "McNemar's exact test over test items"
 DIEBOLD_MARIANO = "Diebold-Mariano test over forecast origins (HLN-corrected)"
 BOOTSTRAP_RMSE = "paired bootstrap over test examples (1,000 resamples)"
+BOOTSTRAP_IOU = "paired bootstrap over test tiles (IoU pooled over their pixels, 1,000 resamples)"
 
 
 def result(test: str, effect: float, low: float, high: float, p: float, higher_is_better: bool,
@@ -147,6 +148,17 @@ def rmse_bootstrap(target: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
     ones = np.ones_like(se_a)
     return bootstrap(np.stack([se_a, ones], -1), np.stack([se_b, ones], -1),
                      lambda s: math.sqrt(s[0] / s[1]), BOOTSTRAP_RMSE, False, resamples, digits=4)
+
+
+def iou_bootstrap(inter_a: np.ndarray, union_a: np.ndarray, inter_b: np.ndarray, union_b: np.ndarray,
+                  resamples: int = RESAMPLES) -> dict[str, Any]:
+    """A vs B in IoU pooled over the pixels of the test tiles (higher is better), as a segmentation task
+    scores it: inter_* / union_*: [tiles, seeds] pixel counts of the intersection and union per tile."""
+    def pooled(s: np.ndarray) -> float:
+        return float(s[0] / s[1]) if s[1] > 0 else 0.0
+
+    return bootstrap(np.stack([inter_a, union_a], -1), np.stack([inter_b, union_b], -1), pooled, BOOTSTRAP_IOU,
+                     True, resamples, digits=3)
 
 
 def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int, unit: str = "",

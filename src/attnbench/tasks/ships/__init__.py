@@ -59,7 +59,7 @@ from ...metrics import binary_iou, segmentation_scores
 from ...models.segmenter import BOW_STERN, DeepFCN, ShallowFCN, TaskPartition
 from .. import register
 from ..base import Task
-from ..common import check_mechanism
+from ..common import check_mechanism, write_items
 from .data import CLASSES, SHIP_KIND, Tiles, generate, read_folder
 
 log = logging.getLogger("attnbench.ships")
@@ -353,6 +353,10 @@ class Ships(Task):
                 metrics["coarse_bowstern_iou_inshore"] = binary_iou(gold_bs[near], pred["coarse_bowstern"][near])
                 metrics["fine_bowstern_iou_inshore_ungated"] = binary_iou(gold_bs[near], pred["fine_bowstern"][near])
         metrics["test_tiles"] = int(len(gold))
+        # per tile, the bow/stern pixels both masks mark and either marks: the IoU above pools them, and the
+        # findings' paired bootstrap resamples tiles from them
+        write_items(out_dir, intersection=(gold_bs & pred["bowstern"]).reshape(len(gold), -1).sum(1),
+                    union=(gold_bs | pred["bowstern"]).reshape(len(gold), -1).sum(1))
         self._export(data, pred, out_dir)
         return _round(metrics, 4)
 
