@@ -191,26 +191,21 @@ def paired_test(task: str, metric: str, items: dict, a: str, b: str, seeds: list
         ca = np.stack([np.equal(x["labels"], x["predictions"]) for x in A], axis=1)
         cb = np.stack([np.equal(x["labels"], x["predictions"]) for x in B], axis=1)
         return paired.mcnemar(ca, cb, scale=100.0, unit=" pts", digits=2)
-    if metric in ("ape", "ape_corrupted", "ape_rise"):
-        def losses(x):   # per origin: its error, or how much corrupting the input window raised it
-            if metric == "ape_rise":
-                return np.array(x["ape_corrupted"], dtype=float) - np.array(x["ape"], dtype=float)
-            return np.array(x[metric], dtype=float)
+    def per_seed(records, key):   # one per-item output of every seed: [items, seeds]
+        return np.stack([np.array(x[key], dtype=float) for x in records], axis=1)
 
-        la, lb = np.stack([losses(x) for x in A], axis=1), np.stack([losses(x) for x in B], axis=1)
-        unit = " % MAPE rise" if metric == "ape_rise" else " % MAPE"
-        return paired.diebold_mariano(la, lb, horizon, unit=unit, digits=3)
+    if metric == "ape_rise":   # per origin, how much corrupting the input window raised the error
+        return paired.diebold_mariano(per_seed(A, "ape_corrupted") - per_seed(A, "ape"),
+                                      per_seed(B, "ape_corrupted") - per_seed(B, "ape"), horizon,
+                                      unit=" % MAPE rise", digits=3)
+    if metric in ("ape", "ape_corrupted"):
+        return paired.diebold_mariano(per_seed(A, metric), per_seed(B, metric), horizon, unit=" % MAPE", digits=3)
     if metric == "iou":   # bow/stern IoU pooled over the pixels of the test tiles
-        def counts(runs_, key):   # [tiles, seeds]
-            return np.stack([np.array(x[key], dtype=float) for x in runs_], axis=1)
-
-        return paired.iou_bootstrap(counts(A, "intersection"), counts(A, "union"),
-                                    counts(B, "intersection"), counts(B, "union"))
+        return paired.iou_bootstrap(per_seed(A, "intersection"), per_seed(A, "union"),
+                                    per_seed(B, "intersection"), per_seed(B, "union"))
     if metric == "rmse":
-        target = np.array(A[0]["target"], dtype=float)
-        pa = np.stack([np.array(x["prediction"], dtype=float) for x in A], axis=1)
-        pb = np.stack([np.array(x["prediction"], dtype=float) for x in B], axis=1)
-        return paired.rmse_bootstrap(target, pa, pb)
+        return paired.rmse_bootstrap(np.array(A[0]["target"], dtype=float), per_seed(A, "prediction"),
+                                     per_seed(B, "prediction"))
     raise ValueError(f"no paired test for metric {metric!r}")
 
 
@@ -296,15 +291,22 @@ def collect(params: dict, task: str, dataset: str, root: Path = ROOT, command: s
                "runs": runs, "claims": _claims(view, task)}
     finding["horizon"] = _horizon(view, task)
     finding["paired"] = compare(finding, items, horizon=finding["horizon"])
-    out = finding_path(task, dataset, root)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_finding(finding, root)
     from .. import io as aio
 
-    aio.write_text(out, json.dumps(finding, indent=1, sort_keys=False, allow_nan=False) + "\n")
     with aio.atomic_path(items_path(task, dataset, root)) as tmp:
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
             fh.write(json.dumps(items, separators=(",", ":"), allow_nan=False).encode())
     return finding
+
+
+def _write_finding(finding: dict, root: Path) -> None:
+    """results/findings/<task>/<dataset>.json, atomically."""
+    from .. import io as aio
+
+    out = finding_path(finding["task"], finding["dataset"], root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    aio.write_text(out, json.dumps(finding, indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
 def _horizon(view: dict, task: str) -> int:
@@ -558,13 +560,10 @@ def cmd_retest(args) -> int:
         differ = same.count(False) + abs(len(again) - len(f.get("paired", [])))
         print(f"{f['task']}/{f['dataset']}: {sum(same)} of {len(f.get('paired', []))} paired tests reproduced")
         if differ and args.write:
-            from .. import io as aio
-
             # taken once, before the first write: a finding rewritten here would make the checkout look modified
             stamp = stamp or {**provenance(), "command": "attnbench findings retest --write"}
             f["paired"], f["paired_provenance"] = again, stamp
-            aio.write_text(finding_path(f["task"], f["dataset"], Path(args.root)),
-                           json.dumps(f, indent=1, sort_keys=False, allow_nan=False) + "\n")
+            _write_finding(f, Path(args.root))
             print(f"  rewrote its {len(again)} paired tests")
         elif differ:
             bad += differ

@@ -332,7 +332,11 @@ class Ships(Task):
             metrics.update({f"iou_{c}": None for c in CLASSES})
             metrics["iou_bow_stern"] = binary_iou(gold_bs, pred["bowstern"])
         metrics["bowstern_iou"] = binary_iou(gold_bs, pred["bowstern"])
-        tp = float((gold_bs & pred["bowstern"]).sum())
+        # per tile, the bow/stern pixels both masks mark and either marks: the IoU pools them, and the findings'
+        # paired bootstrap resamples tiles from them (items.npz)
+        intersection = (gold_bs & pred["bowstern"]).reshape(len(gold), -1).sum(1)
+        union = (gold_bs | pred["bowstern"]).reshape(len(gold), -1).sum(1)
+        tp = float(intersection.sum())
         metrics["bowstern_precision"] = tp / pred["bowstern"].sum() if pred["bowstern"].any() else None
         metrics["bowstern_recall"] = tp / gold_bs.sum() if gold_bs.any() else None
         margin = int(cfg["eval"]["ship_margin"])
@@ -353,10 +357,7 @@ class Ships(Task):
                 metrics["coarse_bowstern_iou_inshore"] = binary_iou(gold_bs[near], pred["coarse_bowstern"][near])
                 metrics["fine_bowstern_iou_inshore_ungated"] = binary_iou(gold_bs[near], pred["fine_bowstern"][near])
         metrics["test_tiles"] = int(len(gold))
-        # per tile, the bow/stern pixels both masks mark and either marks: the IoU above pools them, and the
-        # findings' paired bootstrap resamples tiles from them
-        write_items(out_dir, intersection=(gold_bs & pred["bowstern"]).reshape(len(gold), -1).sum(1),
-                    union=(gold_bs | pred["bowstern"]).reshape(len(gold), -1).sum(1))
+        write_items(out_dir, intersection=intersection, union=union)
         self._export(data, pred, out_dir)
         return _round(metrics, 4)
 
